@@ -4,8 +4,59 @@
 //! per-container monitor (`criox monitor`) are dispatched before anything else happens:
 //! both must stay single-threaded, so no async runtime may be started for them.
 
+mod config;
+mod ctl;
+mod daemon;
+mod server;
+
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "criox",
+    version,
+    about = "A Kubernetes CRI runtime in one static binary"
+)]
+struct Cli {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DaemonArgs {
+    /// Configuration file; drop-ins are read from criox.conf.d/ beside it.
+    #[arg(long, global = true, default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Persistent data directory.
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Volatile state directory.
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
+    /// CRI socket path (default <state>/criox.sock).
+    #[arg(long, global = true)]
+    listen: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the CRI (the default).
+    Serve,
+    /// Print the effective configuration, every key commented.
+    Config,
+    /// A CRI client: talk to criox or any other CRI endpoint.
+    Ctl(ctl::CtlArgs),
+}
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -22,6 +73,45 @@ fn main() {
         Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
         _ => {}
     }
-    eprintln!("criox: the daemon is not implemented yet");
-    std::process::exit(1);
+
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
+        Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
+        Some(Command::Serve) | None => serve(&cli.daemon),
+    };
+    if let Err(e) = code {
+        eprintln!("criox: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        root: args.root.clone(),
+        state: args.state.clone(),
+        listen: args.listen.clone(),
+        log_level: args.log_level.clone(),
+    };
+    let explicit = args.config != Path::new(config::DEFAULT_CONFIG_PATH);
+    Ok(Config::load(&args.config, explicit, &overrides)?)
+}
+
+fn serve(args: &DaemonArgs) -> anyhow::Result<()> {
+    let config = load_config(args)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|e| anyhow::anyhow!("invalid log_level {:?}: {e}", config.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    run_async(async move { Ok(daemon::run(config).await?) })
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }

@@ -1,0 +1,235 @@
+//! Daemon start-up and shutdown: directories, the root lock, the socket, signals.
+//!
+//! Everything that can fail on bad input is checked before anything is created, so a
+//! refused start leaves nothing behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+use crate::server::CriServer;
+
+const LOCK_FILE: &str = "criox.lock";
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create {what} directory {path}: {source}")]
+    CreateDir {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket directory {0} does not exist")]
+    SocketDirMissing(PathBuf),
+    #[error("cannot open lock file {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another criox daemon{holder} already uses root {root} (lock {lock})")]
+    AlreadyRunning {
+        root: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("socket {0} is in use by a running server")]
+    SocketInUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the CRI services: {0}")]
+    Start(#[from] crate::server::StartError),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Serves the CRI until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let listen = config.listen_path();
+    let socket_dir = listen.parent().map(Path::to_path_buf).unwrap_or_default();
+    // The socket's directory is created only when it is the state directory itself;
+    // any other missing directory is an operator's mistake worth reporting.
+    if socket_dir != config.state && !socket_dir.is_dir() {
+        return Err(DaemonError::SocketDirMissing(socket_dir));
+    }
+    let created = create_dirs(&[("root", &config.root), ("state", &config.state)])?;
+    let result = serve_locked(config, &listen).await;
+    if result.is_err() {
+        remove_created(&created);
+    }
+    result
+}
+
+async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> {
+    let _lock = RootLock::acquire(&config.root)?;
+    let listener = bind(listen).await?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+
+    let server = CriServer::new(Arc::new(config)).await?;
+    tracing::info!(socket = %listen.display(), "criox is serving the CRI");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tonic::transport::Server::builder()
+        .add_service(server.runtime_service())
+        .add_service(server.image_service())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(serve);
+    let result = tokio::select! {
+        result = &mut serve => result,
+        name = shutdown_signal(&mut terminate, &mut interrupt) => {
+            tracing::info!("{name} received, shutting down");
+            let _ = stop_tx.send(());
+            // In-flight calls may finish, but a client that keeps its connection open
+            // must not hold the daemon up.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let _ = std::fs::remove_file(listen);
+    result.map_err(DaemonError::from)
+}
+
+async fn shutdown_signal(
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
+}
+
+/// Binds the socket with mode 0660, replacing a stale socket file but never a live one.
+async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(DaemonError::SocketInUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(|source| DaemonError::Listen {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(_) => {
+            return Err(DaemonError::Listen {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "a non-socket file is in the way",
+                ),
+            });
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|source| DaemonError::Listen {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|source| {
+        DaemonError::Listen {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(listener)
+}
+
+/// Creates each missing directory (with parents) and returns the topmost ones it made,
+/// so that a failed start can take them back.
+fn create_dirs(dirs: &[(&'static str, &PathBuf)]) -> Result<Vec<PathBuf>, DaemonError> {
+    let mut created = Vec::new();
+    for (what, dir) in dirs {
+        let mut first_missing = None;
+        for ancestor in dir.ancestors() {
+            if ancestor.exists() {
+                break;
+            }
+            first_missing = Some(ancestor.to_path_buf());
+        }
+        if let Err(source) = std::fs::create_dir_all(dir) {
+            remove_created(&created);
+            return Err(DaemonError::CreateDir {
+                what,
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        created.extend(first_missing);
+    }
+    Ok(created)
+}
+
+fn remove_created(dirs: &[PathBuf]) {
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// An exclusive flock on `<root>/criox.lock`, held for the daemon's life. The file keeps
+/// the holder's pid so the refusal can name it.
+struct RootLock {
+    _file: File,
+}
+
+impl RootLock {
+    fn acquire(root: &Path) -> Result<RootLock, DaemonError> {
+        let path = root.join(LOCK_FILE);
+        let lock_error = |source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(lock_error)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(lock_error(err));
+            }
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(DaemonError::AlreadyRunning {
+                root: root.to_path_buf(),
+                lock: path.clone(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            });
+        }
+        file.set_len(0).map_err(lock_error)?;
+        file.rewind().map_err(lock_error)?;
+        write!(file, "{}", std::process::id()).map_err(lock_error)?;
+        Ok(RootLock { _file: file })
+    }
+}

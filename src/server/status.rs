@@ -1,0 +1,130 @@
+//! Version, Status, RuntimeConfig and UpdateRuntimeConfig: the runtime describing itself.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use criox_proto::v1::{
+    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
+    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse,
+    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+};
+use tonic::Status;
+
+use super::{CriServer, unimplemented};
+use crate::config::{CgroupManager, Config};
+
+pub const RUNTIME_NAME: &str = "criox";
+pub const RUNTIME_API_VERSION: &str = "v1";
+const RUNTIME_READY: &str = "RuntimeReady";
+const NETWORK_READY: &str = "NetworkReady";
+
+pub async fn version(_server: &CriServer, _req: VersionRequest) -> Result<VersionResponse, Status> {
+    Ok(VersionResponse {
+        // The kubelet reads `version` as the CRI's own API version.
+        version: "0.1.0".to_string(),
+        runtime_name: RUNTIME_NAME.to_string(),
+        runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+        runtime_api_version: RUNTIME_API_VERSION.to_string(),
+    })
+}
+
+pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResponse, Status> {
+    let config = &server.config;
+    let conditions = vec![runtime_condition(config), network_condition(config)];
+    let mut info = HashMap::new();
+    if req.verbose {
+        let config_json = serde_json::to_string(config.as_ref())
+            .map_err(|e| Status::internal(format!("cannot encode the configuration: {e}")))?;
+        info.insert("config".to_string(), config_json);
+    }
+    Ok(StatusResponse {
+        status: Some(RuntimeStatus { conditions }),
+        info,
+        runtime_handlers: Vec::new(),
+        features: None,
+    })
+}
+
+pub async fn runtime_config(
+    server: &CriServer,
+    _req: RuntimeConfigRequest,
+) -> Result<RuntimeConfigResponse, Status> {
+    let cgroup_driver = match server.config.runtime.cgroup_manager {
+        CgroupManager::Systemd => CgroupDriver::Systemd,
+        CgroupManager::Cgroupfs => CgroupDriver::Cgroupfs,
+    };
+    Ok(RuntimeConfigResponse {
+        linux: Some(LinuxRuntimeConfiguration {
+            cgroup_driver: cgroup_driver as i32,
+        }),
+    })
+}
+
+pub async fn update_runtime_config(
+    _server: &CriServer,
+    _req: UpdateRuntimeConfigRequest,
+) -> Result<UpdateRuntimeConfigResponse, Status> {
+    Err(unimplemented(
+        "UpdateRuntimeConfig",
+        "handing the pod CIDR to CNI",
+    ))
+}
+
+fn condition(kind: &str, result: Result<(), (String, String)>) -> RuntimeCondition {
+    match result {
+        Ok(()) => RuntimeCondition {
+            r#type: kind.to_string(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        Err((reason, message)) => RuntimeCondition {
+            r#type: kind.to_string(),
+            status: false,
+            reason,
+            message,
+        },
+    }
+}
+
+/// The runtime can work when its state directory is there and writable.
+fn runtime_condition(config: &Config) -> RuntimeCondition {
+    let probe = config.state.join(".ready-probe");
+    let result = std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe));
+    condition(
+        RUNTIME_READY,
+        result.map_err(|e| {
+            (
+                "StateDirectoryUnwritable".to_string(),
+                format!("cannot write in {}: {e}", config.state.display()),
+            )
+        }),
+    )
+}
+
+/// The network is ready once the CNI directory holds a configuration file.
+fn network_condition(config: &Config) -> RuntimeCondition {
+    let dir = &config.network.cni_config_dir;
+    let result = if has_cni_config(dir) {
+        Ok(())
+    } else {
+        Err((
+            "NetworkPluginNotReady".to_string(),
+            format!("no CNI network configuration found in {}", dir.display()),
+        ))
+    };
+    condition(NETWORK_READY, result)
+}
+
+fn has_cni_config(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        path.is_file()
+            && path
+                .extension()
+                .is_some_and(|ext| ext == "conflist" || ext == "conf" || ext == "json")
+    })
+}

@@ -1,0 +1,306 @@
+//! Test harness: runs the real `criox` binary in a private temporary root, state and
+//! socket, hands out tonic clients, and on drop stops the daemon and removes everything it
+//! made (mounts under the temporary directory included).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use criox_proto::v1::image_service_client::ImageServiceClient;
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_criox");
+
+/// A unique, short name for this test's ids, bridges and directories.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Values that `hack/fixtures` wrote to `$CRIOX_TEST_FIXTURES/fixtures.env`, plus `DIR`.
+pub fn fixtures() -> HashMap<String, String> {
+    let dir = std::env::var("CRIOX_TEST_FIXTURES").unwrap_or_else(|_| {
+        panic!("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test, which builds the fixtures")
+    });
+    let env_file = Path::new(&dir).join("fixtures.env");
+    let text = std::fs::read_to_string(&env_file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run hack/test", env_file.display()));
+    let mut values: HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    values.insert("DIR".to_string(), dir);
+    values
+}
+
+/// The busybox root filesystem that `hack/fixtures` built.
+pub fn busybox_rootfs() -> PathBuf {
+    let dir = PathBuf::from(&fixtures()["DIR"]).join("rootfs");
+    assert!(
+        dir.join("bin/busybox").exists(),
+        "no busybox rootfs in {}",
+        dir.display()
+    );
+    dir
+}
+
+pub struct DaemonBuilder {
+    config: String,
+    drop_ins: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl DaemonBuilder {
+    /// Extra TOML appended to the generated config file (root, state and a private CNI
+    /// directory are always set).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    pub fn drop_in(mut self, name: &str, toml: &str) -> Self {
+        self.drop_ins.push((name.to_string(), toml.to_string()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the daemon and waits until it answers Version.
+    pub async fn start(self) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("criox-test-")
+            .tempdir()
+            .expect("temporary directory");
+        let dir = dir.keep();
+        let root = dir.join("root");
+        let state = dir.join("state");
+        let cni_dir = dir.join("cni");
+        std::fs::create_dir_all(&cni_dir).unwrap();
+        let config_path = dir.join("etc/criox.toml");
+        std::fs::create_dir_all(config_path.parent().unwrap()).unwrap();
+        let mut text = format!(
+            "root = {:?}\nstate = {:?}\nlog_level = \"debug\"\n",
+            root.display().to_string(),
+            state.display().to_string()
+        );
+        // Keys of the main file go before any table, so the user's TOML comes after.
+        text.push_str(&self.config);
+        if !self.config.contains("[network]") {
+            text.push_str(&format!(
+                "\n[network]\ncni_config_dir = {:?}\n",
+                cni_dir.display().to_string()
+            ));
+        }
+        std::fs::write(&config_path, text).unwrap();
+        for (name, toml) in &self.drop_ins {
+            let path = dir.join("etc/criox.conf.d").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, toml).unwrap();
+        }
+        let mut daemon = Daemon {
+            socket: state.join("criox.sock"),
+            root,
+            state,
+            cni_dir,
+            config_path,
+            args: self.args,
+            dir,
+            child: None,
+        };
+        daemon.spawn().await;
+        daemon
+    }
+}
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub cni_dir: PathBuf,
+    pub config_path: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            config: String::new(),
+            drop_ins: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub async fn start() -> Daemon {
+        Daemon::builder().start().await
+    }
+
+    /// Starts the daemon process (again) on the same root and state.
+    pub async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn criox");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("criox exited during start with {status}:\n{}", self.log());
+            }
+            if self.socket.exists()
+                && let Ok(channel) = connect(&self.socket).await
+            {
+                let mut client = RuntimeServiceClient::new(channel);
+                if client
+                    .version(criox_proto::v1::VersionRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "criox did not become ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(connect(&self.socket).await.expect("connect"))
+    }
+
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(connect(&self.socket).await.expect("connect"))
+    }
+
+    /// Runs `criox ctl --endpoint <socket> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("ctl")
+            .arg("--endpoint")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run criox ctl")
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        wait_with_deadline(&mut child, Duration::from_secs(20))
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_with_deadline(&mut child, Duration::from_secs(20));
+        }
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Lazily unmounts every mount point at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let mut points = mounts_below(dir);
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    Endpoint::try_from("http://[::1]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
+        }))
+        .await
+}
+
+/// True when `path` is a unix socket.
+pub fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
