@@ -97,7 +97,11 @@ pub fn check_id(id: &str) -> Result<(), BackendError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(id, "id", "must be [A-Za-z0-9_+.-]+ and not . or .."))
+        Err(invalid(
+            id,
+            "id",
+            "must be [A-Za-z0-9_+.-]+ and not . or ..",
+        ))
     }
 }
 

@@ -172,7 +172,9 @@ impl Runtime {
                 &mut truncated,
             );
         }
-        let status = child.wait().map_err(io_err(id, "waiting for exec", pid_file))?;
+        let status = child
+            .wait()
+            .map_err(io_err(id, "waiting for exec", pid_file))?;
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status
             .code()

@@ -220,14 +220,17 @@ impl Runtime {
                     || state_dir.join(files::PID_FILE).exists() => {}
             Err(e) => return Err(e.into()),
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Some(pid) = crate::monitor_client::monitor_pid(state_dir) {
-            if Instant::now() > deadline {
-                // SAFETY: plain kill of the monitor recorded in the state directory.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                break;
+        // The monitor removes its pid file just before leaving: wait for the process itself.
+        if let Some(pid) = crate::monitor_client::monitor_pid(state_dir) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while crate::monitor_client::process_running(pid) {
+                if Instant::now() > deadline {
+                    // SAFETY: plain kill of the monitor recorded in the state directory.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         for name in files::ALL {
             let _ = std::fs::remove_file(state_dir.join(name));

@@ -33,8 +33,8 @@ pub mod cli;
 pub mod embedded;
 mod error;
 pub mod exec_sync;
-mod handle;
 pub mod external;
+mod handle;
 pub mod monitor;
 pub mod monitor_client;
 

@@ -17,10 +17,18 @@ pub fn monitor_pid(state_dir: &Path) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
-    // A zombie or a reused pid of another program is not our monitor.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1.trim_start();
-    (!after.starts_with('Z')).then_some(pid)
+    process_running(pid).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, after)| !after.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// Waits until the exit record appears; `None` after `timeout` (or forever with `None`).
@@ -75,7 +83,11 @@ pub fn resize(id: &str, state_dir: &Path, rows: u16, cols: u16) -> Result<(), Ru
 pub fn attach(id: &str, state_dir: &Path, stdin: bool) -> Result<UnixStream, RuntimeError> {
     let sock = state_dir.join(files::SOCKET);
     let mut stream = UnixStream::connect(&sock).map_err(io_err(id, "monitor socket", &sock))?;
-    let line: &[u8] = if stdin { b"attach stdin\n" } else { b"attach\n" };
+    let line: &[u8] = if stdin {
+        b"attach stdin\n"
+    } else {
+        b"attach\n"
+    };
     stream
         .write_all(line)
         .map_err(io_err(id, "monitor socket", &sock))?;

@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxResources, Process, Spec, UserBuilder};
 
 use super::{Cli, Command, CreateArgs, ExecArgs};
 use crate::backend::{Backend, BackendError, CreateOptions, Stdio};
-use crate::embedded::{Embedded, ExecRequest, exec, error_chain};
+use crate::embedded::{Embedded, ExecRequest, error_chain, exec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -42,8 +42,8 @@ pub fn run(cli: &Cli) -> Result<i32, CliError> {
         Command::Start { id } => rt.start(id).map(|()| 0).map_err(Into::into),
         Command::State { id } => {
             let state = rt.state(id)?;
-            let json = serde_json::to_string_pretty(&state)
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let json =
+                serde_json::to_string_pretty(&state).map_err(|e| CliError::Usage(e.to_string()))?;
             println!("{json}");
             Ok(0)
         }
@@ -54,7 +54,10 @@ pub fn run(cli: &Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Delete { force, id } => rt.delete(id, *force).map(|()| 0).map_err(Into::into),
-        Command::Run { create: args, detach } => run_container(&rt, args, *detach),
+        Command::Run {
+            create: args,
+            detach,
+        } => run_container(&rt, args, *detach),
         Command::Exec(args) => exec_process(&rt, args),
         Command::Ps { format, id } => ps(&rt, id, format),
         Command::Pause { id } => rt.pause(id).map(|()| 0).map_err(Into::into),
@@ -84,7 +87,10 @@ pub fn run(cli: &Cli) -> Result<i32, CliError> {
                 return Err(file_err("spec", &path)("already exists".to_string()));
             }
             let spec = if *rootless {
-                Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+                Spec::rootless(
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )
             } else {
                 Spec::default()
             };
@@ -107,7 +113,9 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 fn set_subreaper() {
@@ -265,7 +273,9 @@ fn ps(rt: &Embedded, id: &str, format: &str) -> Result<i32, CliError> {
 }
 
 fn features() -> String {
-    let namespaces = ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"];
+    let namespaces = [
+        "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
+    ];
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 pub const DEFAULT_ROOT: &str = "/run/criox-runc";
 
 #[derive(Debug, Parser)]
-#[command(name = "criox-runc", version, about = "runc-compatible OCI runtime (embedded libcontainer)")]
+#[command(
+    name = "criox-runc",
+    version,
+    about = "runc-compatible OCI runtime (embedded libcontainer)"
+)]
 pub struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]

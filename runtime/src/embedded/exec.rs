@@ -51,8 +51,9 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
         .join(format!("exec-{}.json", std::process::id()));
     let json = serde_json::to_vec(&process)
         .map_err(|e| BackendError::failed(id, "exec", format!("process spec: {e}")))?;
-    std::fs::write(&process_file, json)
-        .map_err(|e| BackendError::failed(id, "exec", format!("{}: {e}", process_file.display())))?;
+    std::fs::write(&process_file, json).map_err(|e| {
+        BackendError::failed(id, "exec", format!("{}: {e}", process_file.display()))
+    })?;
 
     let cwd = std::env::current_dir().ok();
     let result = (|| {

@@ -205,7 +205,8 @@ impl Backend for Embedded {
 
     fn delete(&self, id: &str, force: bool) -> Result<(), BackendError> {
         let mut c = self.load(id)?;
-        c.delete(force).map_err(|e| Self::lib_err(id, "delete", e))?;
+        c.delete(force)
+            .map_err(|e| Self::lib_err(id, "delete", e))?;
         // A container whose config never got written leaves its directory behind.
         let _ = std::fs::remove_dir_all(self.container_dir(id));
         Ok(())

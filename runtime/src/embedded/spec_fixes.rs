@@ -9,10 +9,7 @@ use oci_spec::runtime::Spec;
 pub fn apply(spec: &Spec, id: &str, bundle: &Path, caller_oom_score_adj: i32) -> Option<Spec> {
     let mut spec = spec.clone();
     let mut changed = false;
-    let has_seccomp = spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.seccomp().is_some());
+    let has_seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
 
     if let Some(mut process) = spec.process().clone() {
         // libcontainer installs seccomp after dropping capabilities when noNewPrivileges is

@@ -125,9 +125,21 @@ impl Backend for External {
             cmd.arg("--console-socket").arg(sock);
         }
         cmd.arg(id);
-        cmd.stdin(opts.stdio.stdin.map_or_else(ProcStdio::null, ProcStdio::from));
-        cmd.stdout(opts.stdio.stdout.map_or_else(ProcStdio::null, ProcStdio::from));
-        cmd.stderr(opts.stdio.stderr.map_or_else(ProcStdio::null, ProcStdio::from));
+        cmd.stdin(
+            opts.stdio
+                .stdin
+                .map_or_else(ProcStdio::null, ProcStdio::from),
+        );
+        cmd.stdout(
+            opts.stdio
+                .stdout
+                .map_or_else(ProcStdio::null, ProcStdio::from),
+        );
+        cmd.stderr(
+            opts.stdio
+                .stderr
+                .map_or_else(ProcStdio::null, ProcStdio::from),
+        );
         let outcome = match cmd.status() {
             Err(source) => Err(BackendError::Spawn {
                 id: id.to_string(),

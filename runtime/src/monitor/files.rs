@@ -6,4 +6,10 @@ pub const CONSOLE_SOCKET: &str = "console.sock";
 pub use super::exit_record::FILE_NAME as EXIT_FILE;
 
 /// Every file the monitor may leave in the state directory.
-pub const ALL: &[&str] = &[PID_FILE, SOCKET, CONSOLE_SOCKET, EXIT_FILE, ".exit.json.tmp"];
+pub const ALL: &[&str] = &[
+    PID_FILE,
+    SOCKET,
+    CONSOLE_SOCKET,
+    EXIT_FILE,
+    ".exit.json.tmp",
+];

@@ -57,8 +57,8 @@ pub fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     let mut pos = 0;
     while buf.len() - pos >= 5 {
-        let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]])
-            as usize;
+        let len =
+            u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]) as usize;
         if buf.len() - pos - 5 < len {
             break;
         }

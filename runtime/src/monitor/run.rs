@@ -42,10 +42,7 @@ pub enum MonitorError {
     #[error("container {id}: {source}")]
     Log { id: String, source: CriLogError },
     #[error("container {id}: {source}")]
-    Exit {
-        id: String,
-        source: ExitRecordError,
-    },
+    Exit { id: String, source: ExitRecordError },
     #[error("container {id}: {what}: {source}")]
     Sys {
         id: String,
@@ -176,7 +173,10 @@ fn create(
         return Err(BackendError::InvalidBundle {
             id: id.to_string(),
             field: "process.terminal".to_string(),
-            reason: format!("is {terminal}, the request asked for terminal={}", a.terminal),
+            reason: format!(
+                "is {terminal}, the request asked for terminal={}",
+                a.terminal
+            ),
         }
         .into());
     }
@@ -189,8 +189,7 @@ fn create(
     if dir.join(files::EXIT_FILE).exists() || pid_alive(&pid_file) {
         return Err(BackendError::AlreadyExists { id: id.to_string() }.into());
     }
-    std::fs::write(&pid_file, std::process::id().to_string())
-        .map_err(io("pid file", &pid_file))?;
+    std::fs::write(&pid_file, std::process::id().to_string()).map_err(io("pid file", &pid_file))?;
     let log = CriLog::open(a.log_path.as_deref()).map_err(|source| MonitorError::Log {
         id: id.to_string(),
         source,
@@ -212,8 +211,18 @@ fn create(
             pid_file: None,
             console_socket: Some(console.path()),
             stdio: Stdio {
-                stdin: Some(devnull.try_clone().map_err(io("dup", Path::new("/dev/null")))?.into()),
-                stdout: Some(devnull.try_clone().map_err(io("dup", Path::new("/dev/null")))?.into()),
+                stdin: Some(
+                    devnull
+                        .try_clone()
+                        .map_err(io("dup", Path::new("/dev/null")))?
+                        .into(),
+                ),
+                stdout: Some(
+                    devnull
+                        .try_clone()
+                        .map_err(io("dup", Path::new("/dev/null")))?
+                        .into(),
+                ),
                 stderr: Some(devnull.into()),
             },
         })?;
