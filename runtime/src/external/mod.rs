@@ -176,6 +176,12 @@ impl Backend for External {
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), BackendError> {
+        // runc, crun and youki keep one directory per container under the root; with
+        // --force they report success for ids they do not know.
+        bundle::check_id(id)?;
+        if !self.root.join(id).exists() {
+            return Err(BackendError::NotFound { id: id.to_string() });
+        }
         let mut cmd = self.command();
         cmd.arg("delete");
         if force {

@@ -103,8 +103,20 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         // SAFETY: fcntl on a descriptor we own.
         unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    let mut made_dir = false;
-    let created = create(&a, backend.as_ref(), &mut made_dir);
+    let mut made = Made::default();
+    let created = create(&a, backend.as_ref(), &mut made);
+    // What a failed creation made is removed before the launcher hears of it.
+    if created.is_err() {
+        if made.pid_file {
+            let _ = std::fs::remove_file(a.state_dir.join(files::PID_FILE));
+        }
+        if let (true, Some(log)) = (made.log, &a.log_path) {
+            let _ = std::fs::remove_file(log);
+        }
+        if made.dir {
+            let _ = std::fs::remove_dir(&a.state_dir);
+        }
+    }
     let report = match &created {
         Ok(c) => CreateReport {
             pid: Some(c.pid),
@@ -119,18 +131,15 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         let _ = s.write_all(&line);
     }
     drop(sync);
-    match created {
-        Ok(c) => supervise(&a, c),
-        Err(e) => {
-            if !matches!(e, MonitorError::Backend(BackendError::AlreadyExists { .. })) {
-                let _ = std::fs::remove_file(a.state_dir.join(files::PID_FILE));
-                if made_dir {
-                    let _ = std::fs::remove_dir(&a.state_dir);
-                }
-            }
-            Err(e)
-        }
-    }
+    supervise(&a, created?)
+}
+
+/// What a failed creation must remove again: only what this monitor made.
+#[derive(Default)]
+struct Made {
+    dir: bool,
+    pid_file: bool,
+    log: bool,
 }
 
 fn pid_alive(pid_file: &Path) -> bool {
@@ -143,7 +152,7 @@ fn pid_alive(pid_file: &Path) -> bool {
 fn create(
     a: &MonitorArgs,
     backend: &dyn Backend,
-    made_dir: &mut bool,
+    made: &mut Made,
 ) -> Result<Created, MonitorError> {
     let id = a.id.as_str();
     let io = |what: &'static str, path: &Path| {
@@ -183,13 +192,15 @@ fn create(
     let dir = &a.state_dir;
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(io("state directory", dir))?;
-        *made_dir = true;
+        made.dir = true;
     }
     let pid_file = dir.join(files::PID_FILE);
     if dir.join(files::EXIT_FILE).exists() || pid_alive(&pid_file) {
         return Err(BackendError::AlreadyExists { id: id.to_string() }.into());
     }
     std::fs::write(&pid_file, std::process::id().to_string()).map_err(io("pid file", &pid_file))?;
+    made.pid_file = true;
+    made.log = a.log_path.as_ref().is_some_and(|l| !l.exists());
     let log = CriLog::open(a.log_path.as_deref()).map_err(|source| MonitorError::Log {
         id: id.to_string(),
         source,
