@@ -279,6 +279,24 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     assert!(launched.pid > 0 && launched.monitor_pid > 0);
     let state_dir = env.state_dir(&id);
     assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups");
+    // The monitor confines itself with a seccomp filter once the container exists.
+    let seccomp_mode = || {
+        std::fs::read_to_string(format!("/proc/{}/status", launched.monitor_pid))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+    };
+    for _ in 0..500 {
+        if seccomp_mode().as_deref() == Some("2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        seccomp_mode().as_deref(),
+        Some("2"),
+        "monitor runs under a filter"
+    );
     assert_eq!(env.rt.state(&id).unwrap().pid, launched.pid);
     env.delete(&id);
     assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());

@@ -388,6 +388,8 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
     // an idle monitor stays small.
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
+    // Best effort: a kernel without seccomp still gets a working monitor.
+    let _ = super::confine::confine();
     let Created {
         pid,
         mut outputs,
