@@ -332,6 +332,38 @@ fn pause_resume_and_update(kind: Kind) {
     assert_eq!(limit.as_deref().map(str::trim), Some("77"));
 }
 
+/// SCMP_CMP_MASKED_EQ means `arg & value == valueTwo` (value is the mask), as runc has it.
+fn seccomp_masked_eq_takes_value_as_the_mask(kind: Kind) {
+    let env = Env::new(kind, "maskedeq");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "kill -CONT $$ && echo sent-18; kill -0 $$ && echo sent-0; true",
+        ],
+        |v| {
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{
+                    "names": ["kill"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 1, "value": 3, "valueTwo": 2, "op": "SCMP_CMP_MASKED_EQ"}]
+                }]
+            });
+        },
+    );
+    assert_eq!(env.wait_exit(&id).exit_code, 0);
+    let log = env.log(&id);
+    assert!(log.contains("stdout F sent-0"), "{log}");
+    assert!(
+        !log.contains("sent-18"),
+        "18 & 3 == 2 must be refused: {log}"
+    );
+}
+
 /// The monitor outlives the process that launched it: a child test process launches a
 /// container and exits; the exit is still recorded.
 fn monitor_survives_the_launcher(kind: Kind) {
@@ -434,4 +466,5 @@ both!(
     delete_removes_cgroup_and_state,
     pause_resume_and_update,
     monitor_survives_the_launcher,
+    seccomp_masked_eq_takes_value_as_the_mask,
 );
