@@ -136,7 +136,9 @@ const ALLOWED: &[&str] = &[
     "lsetxattr",
     "removexattr",
     "setxattr",
-    // polling and events
+    // pipes, polling and events
+    "pipe",
+    "pipe2",
     "epoll_create",
     "epoll_create1",
     "epoll_ctl",
@@ -182,6 +184,7 @@ const ALLOWED: &[&str] = &[
     "madvise",
     "map_shadow_stack",
     "membarrier",
+    "mseal",
     "memfd_create",
     "memfd_secret",
     "mincore",
@@ -234,6 +237,7 @@ const ALLOWED: &[&str] = &[
     "process_vm_writev",
     "ptrace",
     "restart_syscall",
+    "uretprobe",
     "rseq",
     "sched_get_priority_max",
     "sched_get_priority_min",
@@ -886,6 +890,7 @@ mod tests {
         assert_eq!(p.default_errno_ret(), Some(EPERM));
         let allowed = unconditionally_allowed(&p);
         for name in [
+            "pipe2",
             "read",
             "write",
             "execve",

@@ -36,9 +36,10 @@ pub mod annotations {
     pub const SANDBOX_UID: &str = "io.kubernetes.cri.sandbox-uid";
     pub const CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
     pub const IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
-    pub const RUNTIME_HANDLER: &str = "io.kubernetes.cri.runtime-handler";
-    /// The container's CRI labels, as a JSON object (not part of the OCI spec; kept so the
-    /// spec alone says which container it describes).
+    /// Ours: the pod's runtime handler (RuntimeClass) that runs the container.
+    pub const RUNTIME_HANDLER: &str = "io.criox.runtime-handler";
+    /// Ours: the container's CRI labels as a JSON object, so that the spec alone says
+    /// which container it describes.
     pub const LABELS: &str = "io.criox.labels";
 }
 
