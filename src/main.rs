@@ -8,6 +8,8 @@ mod config;
 mod ctl;
 mod daemon;
 mod server;
+#[allow(dead_code)]
+mod stats;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
