@@ -7,6 +7,7 @@
 mod config;
 mod ctl;
 mod daemon;
+mod metrics;
 mod server;
 #[allow(dead_code)]
 mod stats;
