@@ -11,6 +11,8 @@ mod metrics;
 mod server;
 #[allow(dead_code)]
 mod stats;
+#[allow(dead_code)]
+mod store;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
