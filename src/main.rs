@@ -8,7 +8,12 @@ mod config;
 mod container;
 mod ctl;
 mod daemon;
+mod metrics;
 mod server;
+#[allow(dead_code)]
+mod stats;
+#[allow(dead_code)]
+mod store;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -17,19 +17,22 @@ use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Shared state of both services; cheap to clone.
 #[derive(Clone)]
 pub struct CriServer {
     config: Arc<Config>,
+    #[allow(dead_code)]
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {}
 
 impl CriServer {
-    pub async fn new(config: Arc<Config>) -> Result<CriServer, StartError> {
-        Ok(CriServer { config })
+    pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
+        Ok(CriServer { config, metrics })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
