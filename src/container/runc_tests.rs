@@ -98,7 +98,15 @@ impl Bundle {
         config: &v1::ContainerConfig,
         image: &ImageConfiguration,
     ) -> (i32, String, String) {
-        let pod = test_pod();
+        self.run_in(&test_pod(), config, image)
+    }
+
+    fn run_in(
+        &self,
+        pod: &PodSpecContext,
+        config: &v1::ContainerConfig,
+        image: &ImageConfiguration,
+    ) -> (i32, String, String) {
         let mut node = NodeFacts::detect();
         node.recursive_read_only = false;
         let rootfs = self.rootfs();
@@ -109,7 +117,7 @@ impl Bundle {
                 config,
                 image,
                 image_name: "busybox",
-                pod: &pod,
+                pod,
                 target_pid_namespace: None,
             },
             &node,
@@ -500,4 +508,88 @@ fn runc_runtime_default_seccomp_refuses_namespaces_through_clone() {
             take value): the embedded backend must swap them before libcontainer sees the spec"]
 fn embedded_runtime_default_seccomp_refuses_namespaces_through_clone() {
     assert_clone_newuser_refused(Runtime::Embedded);
+}
+
+#[test]
+fn runc_applies_memory_and_cpu_limits() {
+    // On cgroup v2 the shares become a weight: 1 + (256 - 2) * 9999 / 262142.
+    let (files, expected) = if NodeFacts::detect().cgroup_v2 {
+        (
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight",
+            vec!["67108864", "20000 100000", "10"],
+        )
+    } else {
+        (
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
+             /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares",
+            vec!["67108864", "20000", "100000", "256"],
+        )
+    };
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let mut config = container(&["sh", "-c", files], |_| {});
+        config.linux.as_mut().expect("linux config").resources =
+            Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 20_000,
+                cpu_period: 100_000,
+                cpu_shares: 256,
+                ..Default::default()
+            });
+        let (code, out, err) = b.run(&config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        let values: Vec<&str> = out.lines().collect();
+        assert_eq!(values, expected, "{runtime:?}");
+    }
+}
+
+#[test]
+fn runc_mounts_pod_files_and_cri_binds() {
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let host = tempfile::tempdir().expect("temp dir");
+        let files = host.path();
+        std::fs::write(files.join("hostname"), "pod-hostname\n").expect("hostname");
+        std::fs::write(files.join("hosts"), "127.0.0.1 pod-hosts\n").expect("hosts");
+        std::fs::write(files.join("resolv.conf"), "nameserver 192.0.2.53\n").expect("resolv");
+        std::fs::create_dir(files.join("shm")).expect("shm");
+        std::fs::create_dir(files.join("data")).expect("data");
+        std::fs::write(files.join("data/f"), "from the host\n").expect("data file");
+        let mut pod = test_pod();
+        pod.hostname_path = Some(files.join("hostname"));
+        pod.hosts_path = Some(files.join("hosts"));
+        pod.resolv_conf_path = Some(files.join("resolv.conf"));
+        pod.shm_path = Some(files.join("shm"));
+
+        let script = "cat /etc/hostname /etc/hosts /etc/resolv.conf /data/f; \
+                      echo x > /dev/shm/written; \
+                      if echo x > /data/g 2>/dev/null; then echo data-writable; fi";
+        let mut config = container(&["sh", "-c", script], |_| {});
+        config.mounts = vec![v1::Mount {
+            container_path: "/data".into(),
+            host_path: files.join("data").to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        }];
+        let (code, out, err) = b.run_in(&pod, &config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec![
+                "pod-hostname",
+                "127.0.0.1 pod-hosts",
+                "nameserver 192.0.2.53",
+                "from the host"
+            ],
+            "{runtime:?}"
+        );
+        assert!(
+            files.join("shm/written").exists(),
+            "{runtime:?}: /dev/shm is the pod's"
+        );
+        assert!(
+            !files.join("data/g").exists(),
+            "{runtime:?}: /data is read-only"
+        );
+    }
 }
