@@ -593,3 +593,34 @@ fn runc_mounts_pod_files_and_cri_binds() {
         );
     }
 }
+
+#[test]
+fn runc_loads_a_localhost_seccomp_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let profile = dir.path().join("deny-mkdir.json");
+    // Docker's format: allow everything, refuse mkdir and mkdirat with EACCES.
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                          "comment": "no new directories"}]}"#,
+    )
+    .expect("write profile");
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let localhost = Some(v1::SecurityProfile {
+            profile_type: v1::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: profile.to_string_lossy().into_owned(),
+        });
+        let (code, _, err) = b.run(
+            &container(&["mkdir", "/tmp/made"], |s| s.seccomp = localhost),
+            &image(""),
+        );
+        assert_ne!(code, 0, "{runtime:?}: the profile must refuse mkdir");
+        assert!(err.contains("Permission denied"), "{runtime:?}: {err}");
+        assert!(!b.rootfs().join("tmp/made").exists());
+        let (code, _, err) = b.run(&container(&["mkdir", "/tmp/made"], |_| {}), &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+    }
+}
