@@ -624,3 +624,42 @@ fn runc_loads_a_localhost_seccomp_profile() {
         assert_eq!(code, 0, "{runtime:?}: {err}");
     }
 }
+
+#[test]
+fn runc_privileged_sees_host_devices_and_writable_sysfs() {
+    let script = "test -b /dev/loop0 && echo loop0; test -c /dev/kmsg && echo kmsg; \
+                  grep -q ' /sys sysfs rw' /proc/mounts && echo sysfs-rw; \
+                  grep CapEff /proc/self/status | cut -f2";
+    // Privileged means every capability this node can give: the test's own bounding set.
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(str::trim)
+        .expect("CapBnd line")
+        .to_string();
+    // The default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    let default_set = "00000000a80425fb";
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let (code, out, err) = b.run(&container(&["sh", "-c", script], |_| {}), &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.trim(),
+            default_set,
+            "{runtime:?}: an ordinary container sees no host device and holds the default set"
+        );
+
+        let mut pod = test_pod();
+        pod.privileged = true;
+        let privileged = container(&["sh", "-c", script], |s| s.privileged = true);
+        let (code, out, err) = b.run_in(&pod, &privileged, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec!["loop0", "kmsg", "sysfs-rw", bounding.as_str()],
+            "{runtime:?}"
+        );
+    }
+}
