@@ -10,7 +10,8 @@ use criox_proto::v1;
 use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 
 use super::spec::{
-    ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, build_container_spec,
+    ContainerSpec, ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, SpecError,
+    build_container_spec,
 };
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -26,6 +27,11 @@ enum Runtime {
 const RUNTIMES: [Runtime; 2] = [Runtime::Runc, Runtime::Embedded];
 
 impl Runtime {
+    /// Debian's runc 1.1 predates the `rro` mount option; libcontainer 0.7 has it.
+    fn supports_recursive_read_only(self) -> bool {
+        matches!(self, Runtime::Embedded)
+    }
+
     fn command(self) -> Command {
         match self {
             Runtime::Runc => Command::new("runc"),
@@ -93,6 +99,30 @@ impl Bundle {
 
     /// Builds the spec for `config`, runs it to completion, returns (exit code, stdout,
     /// stderr).
+    /// The spec of `config` in `pod`, for this bundle's rootfs and runtime.
+    fn build(
+        &self,
+        pod: &PodSpecContext,
+        config: &v1::ContainerConfig,
+        image: &ImageConfiguration,
+    ) -> Result<ContainerSpec, SpecError> {
+        let mut node = NodeFacts::detect();
+        node.recursive_read_only = self.runtime.supports_recursive_read_only();
+        let rootfs = self.rootfs();
+        build_container_spec(
+            &ContainerSpecInput {
+                id: &self.id,
+                rootfs: &rootfs,
+                config,
+                image,
+                image_name: "busybox",
+                pod,
+                target_pid_namespace: None,
+            },
+            &node,
+        )
+    }
+
     fn run(
         &self,
         config: &v1::ContainerConfig,
@@ -107,22 +137,7 @@ impl Bundle {
         config: &v1::ContainerConfig,
         image: &ImageConfiguration,
     ) -> (i32, String, String) {
-        let mut node = NodeFacts::detect();
-        node.recursive_read_only = false;
-        let rootfs = self.rootfs();
-        let built = build_container_spec(
-            &ContainerSpecInput {
-                id: &self.id,
-                rootfs: &rootfs,
-                config,
-                image,
-                image_name: "busybox",
-                pod,
-                target_pid_namespace: None,
-            },
-            &node,
-        )
-        .expect("spec builds");
+        let built = self.build(pod, config, image).expect("spec builds");
         let json = serde_json::to_vec_pretty(&built.spec).expect("spec serializes");
         std::fs::write(self.dir.path().join("config.json"), json).expect("write config.json");
         let out = self
@@ -661,5 +676,67 @@ fn runc_privileged_sees_host_devices_and_writable_sysfs() {
             vec!["loop0", "kmsg", "sysfs-rw", bounding.as_str()],
             "{runtime:?}"
         );
+    }
+}
+
+/// A tmpfs mounted for the length of a test, lazily unmounted when dropped.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path) -> TmpfsMount {
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount tmpfs");
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn recursive_read_only_reaches_submounts_where_the_runtime_supports_it() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let data = host.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).expect("dirs");
+    let _sub = TmpfsMount::new(&data.join("sub"));
+    let write = ["sh", "-c", "echo x > /data/sub/written"];
+    let mount = |rro: bool| v1::Mount {
+        container_path: "/data".into(),
+        host_path: data.to_string_lossy().into_owned(),
+        readonly: true,
+        recursive_read_only: rro,
+        ..Default::default()
+    };
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        // Plain read-only covers the top mount only.
+        let mut config = container(&write, |_| {});
+        config.mounts = vec![mount(false)];
+        let (code, _, err) = b.run(&config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        std::fs::remove_file(data.join("sub/written")).expect("written through the submount");
+
+        config.mounts = vec![mount(true)];
+        if !runtime.supports_recursive_read_only() {
+            let e = b.build(&test_pod(), &config, &image("")).unwrap_err();
+            assert!(
+                e.to_string().contains("does not support"),
+                "{runtime:?}: {e}"
+            );
+            continue;
+        }
+        let (code, _, err) = b.run(&config, &image(""));
+        assert_ne!(code, 0, "{runtime:?}: rro must cover the submount");
+        assert!(err.contains("Read-only file system"), "{runtime:?}: {err}");
+        assert!(!data.join("sub/written").exists());
     }
 }
