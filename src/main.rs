@@ -5,6 +5,7 @@
 //! both must stay single-threaded, so no async runtime may be started for them.
 
 mod config;
+mod container;
 mod ctl;
 mod daemon;
 mod metrics;
