@@ -22,14 +22,19 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct CriServer {
     config: Arc<Config>,
+    streaming: Arc<crate::streaming::StreamingServer>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {}
+pub enum StartError {
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
+}
 
 impl CriServer {
     pub async fn new(config: Arc<Config>) -> Result<CriServer, StartError> {
-        Ok(CriServer { config })
+        let streaming = Arc::new(streaming::start(&config).await?);
+        Ok(CriServer { config, streaming })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
