@@ -24,7 +24,14 @@ fn path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
 
-pub fn write(dir: &Path, id: &str, entry: &CachedAttachment) -> Result<(), NetworkError> {
+/// Writes atomically; `sync` flushes to disk, for entries that must outlive a power
+/// loss (the IPAM allocations they release do).
+pub fn write(
+    dir: &Path,
+    id: &str,
+    entry: &CachedAttachment,
+    sync: bool,
+) -> Result<(), NetworkError> {
     let target = path(dir, id);
     let err = |source| NetworkError::Cache {
         action: "write",
@@ -36,8 +43,16 @@ pub fn write(dir: &Path, id: &str, entry: &CachedAttachment) -> Result<(), Netwo
     let data = serde_json::to_vec(entry).map_err(|e| err(std::io::Error::other(e)))?;
     let mut file = std::fs::File::create(&temp).map_err(err)?;
     file.write_all(&data).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&temp, &target).map_err(err)
+    if sync {
+        file.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&temp, &target).map_err(err)?;
+    if sync {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 pub fn read(dir: &Path, id: &str) -> Result<Option<CachedAttachment>, NetworkError> {

@@ -125,12 +125,12 @@ impl NetworkManager {
             result: Value::Null,
         };
         // Written before ADD: a crash in the middle still leaves what DEL needs.
-        cache::write(&self.cache_dir, pod.id, &cached)?;
+        cache::write(&self.cache_dir, pod.id, &cached, false)?;
         match self.add_all(pod.id, &cached).await {
             Ok(result) => {
                 let ips = result::pod_ips(&result, POD_IFNAME);
                 let cached = CachedAttachment { result, ..cached };
-                cache::write(&self.cache_dir, pod.id, &cached)?;
+                cache::write(&self.cache_dir, pod.id, &cached, true)?;
                 Ok(ips)
             }
             Err(e) => {

@@ -353,7 +353,7 @@ impl SandboxManager {
             infra_pid: None,
             spec,
         };
-        if let Err(e) = self.store.put(&id, &pod) {
+        if let Err(e) = self.store.put_unsynced(&id, &pod) {
             self.lock().names.release(&full_name, &id);
             return Err(e.into());
         }
@@ -399,6 +399,7 @@ impl SandboxManager {
             id: id.clone(),
             message,
         };
+        let started = std::time::Instant::now();
         let spec = pod.spec.clone();
         let dir = pod.paths.dir.clone();
         let hostname = pod.hostname.clone();
@@ -420,6 +421,7 @@ impl SandboxManager {
         };
         pod.paths = pinned;
         result.map_err(&setup_err)?;
+        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "namespaces, files and /dev/shm ready");
 
         let parent = if pod.spec.cgroup_parent.is_empty() {
             format!("{DEFAULT_CGROUP_PARENT}/{}", pod.id)
@@ -428,10 +430,10 @@ impl SandboxManager {
         };
         // Recorded before any directory is made, so a crash leaves a trail to clean.
         pod.cgroup.path = parent.clone();
-        self.store.put(&pod.id, pod)?;
+        self.store.put_unsynced(&pod.id, pod)?;
         pod.cgroup = cgroup::create(&parent, pod.spec.limits.as_ref())
             .map_err(|e| setup_err(e.to_string()))?;
-        self.store.put(&pod.id, pod)?;
+        self.store.put_unsynced(&pod.id, pod)?;
 
         if pod.spec.pid_mode == NamespaceMode::Pod {
             let joins: Vec<(&str, PathBuf)> = [
@@ -451,11 +453,12 @@ impl SandboxManager {
             .map_err(|e| setup_err(e.to_string()))?
             .map_err(|e| setup_err(e.to_string()))?;
             pod.infra_pid = Some(pid);
-            self.store.put(&pod.id, pod)?;
+            self.store.put_unsynced(&pod.id, pod)?;
             let pin = pod.paths.dir.join("ns/pid");
             pin_pid_namespace(pid, &pin).map_err(&setup_err)?;
             pod.paths.pid_namespace = Some(pin);
         }
+        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "cgroup and infra process ready");
 
         if let Some(netns) = pod.paths.namespaces.network.clone() {
             let attachment = PodAttachment {
@@ -477,6 +480,7 @@ impl SandboxManager {
                         source,
                     })?;
         }
+        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "network attached");
         files::write_hosts(
             &pod.paths.hosts,
             pod.spec.network_mode == NamespaceMode::Node,

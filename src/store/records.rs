@@ -70,8 +70,20 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
         Ok(self.dir.join(format!("{id}{SUFFIX}")))
     }
 
-    /// Writes the record so that a crash leaves either the old or the new version.
+    /// Writes the record so that a crash leaves either the old or the new version, and
+    /// flushes it to disk before returning.
     pub fn put(&self, id: &str, record: &T) -> Result<(), StoreError> {
+        self.write(id, record, true)
+    }
+
+    /// Like `put`, atomic against a daemon crash but not flushed: for intermediate
+    /// states whose resources (mounts, namespaces, cgroups, processes) would not outlive
+    /// a power loss either.
+    pub fn put_unsynced(&self, id: &str, record: &T) -> Result<(), StoreError> {
+        self.write(id, record, false)
+    }
+
+    fn write(&self, id: &str, record: &T, sync: bool) -> Result<(), StoreError> {
         let path = self.path(id)?;
         let data = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode {
             id: id.to_string(),
@@ -89,10 +101,15 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
             .open(&temp)
             .map_err(write_error)?;
         file.write_all(&data).map_err(write_error)?;
-        file.sync_all().map_err(write_error)?;
+        if sync {
+            file.sync_all().map_err(write_error)?;
+        }
         drop(file);
         std::fs::rename(&temp, &path).map_err(write_error)?;
-        sync_dir(&self.dir).map_err(write_error)
+        if sync {
+            sync_dir(&self.dir).map_err(write_error)?;
+        }
+        Ok(())
     }
 
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
