@@ -25,7 +25,7 @@ pub use namespaces::Pinned;
 pub use validate::Invalid;
 
 use crate::network::{Bandwidth, Dns, NetworkError, NetworkManager, PodAttachment, PortMapping};
-use crate::store::{IdIndex, IdLookupError, NameIndex, RecordStore, StoreError};
+use crate::store::{Record, Store, StoreError};
 
 /// Annotation that sets the size of the pod's /dev/shm.
 pub const SHM_SIZE_ANNOTATION: &str = "io.criox.shm-size";
@@ -40,8 +40,10 @@ pub enum SandboxError {
     Invalid(#[from] Invalid),
     #[error("pod name {name} is held by pod {holder}")]
     NameTaken { name: String, holder: String },
-    #[error("pod sandbox {0}")]
-    Lookup(#[from] IdLookupError),
+    #[error("pod sandbox {0:?} not found")]
+    NotFound(String),
+    #[error("pod sandbox id prefix {0:?} matches more than one pod")]
+    Ambiguous(String),
     #[error("pod sandbox store: {0}")]
     Store(#[from] StoreError),
     #[error("pod {id}: {message}")]
@@ -133,6 +135,8 @@ pub struct Pod {
     pub paths: PodPaths,
     pub cgroup: PodCgroup,
     pub infra_pid: Option<i32>,
+    /// name_namespace_uid_attempt, held exclusively while the pod exists.
+    pub full_name: String,
 }
 
 impl Pod {
@@ -142,19 +146,24 @@ impl Pod {
     }
 }
 
-struct Registry {
-    ids: IdIndex,
-    names: NameIndex,
-    pods: HashMap<String, Arc<tokio::sync::Mutex<Pod>>>,
+impl Record for Pod {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.full_name)
+    }
 }
 
 pub struct SandboxManager {
     state_dir: PathBuf,
-    store: RecordStore<Pod>,
+    store: Store<Pod>,
     network: Arc<NetworkManager>,
     handlers: Vec<String>,
     default_handler: String,
-    registry: Mutex<Registry>,
+    /// One lock per pod, held through each operation on it.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Filters of ListPodSandbox.
@@ -175,32 +184,26 @@ impl SandboxManager {
         handlers: Vec<String>,
         default_handler: String,
     ) -> Result<SandboxManager, SandboxError> {
-        let store = RecordStore::<Pod>::open(&root.join("pods"))?;
-        let state_dir = state.join("pods");
+        let (store, unreadable) = Store::<Pod>::open(&root.join("pods"), "pod sandbox")?;
+        for bad in unreadable {
+            tracing::warn!(path = %bad.path.display(), reason = %bad.reason, "discarding an unreadable pod record");
+            let _ = std::fs::remove_file(bad.path);
+        }
         let manager = SandboxManager {
-            state_dir,
+            state_dir: state.join("pods"),
             store,
             network,
             handlers,
             default_handler,
-            registry: Mutex::new(Registry {
-                ids: IdIndex::default(),
-                names: NameIndex::default(),
-                pods: HashMap::new(),
-            }),
+            locks: Mutex::new(HashMap::new()),
         };
-        let (records, broken) = manager.store.load_all()?;
-        for path in broken {
-            tracing::warn!(path = %path.display(), "discarding an unreadable pod record");
-            let _ = std::fs::remove_file(path);
-        }
         let mut known = Vec::new();
-        for (id, mut pod) in records {
+        for mut pod in manager.store.list() {
             if pod.phase == Phase::Creating {
-                tracing::warn!(pod = %id, "removing a pod whose creation was interrupted");
+                tracing::warn!(pod = %pod.id, "removing a pod whose creation was interrupted");
                 manager.teardown(&mut pod).await;
                 let _ = cleanup_dir(&pod.paths.dir);
-                manager.store.remove(&id)?;
+                manager.store.remove(&pod.id)?;
                 continue;
             }
             if pod.state == PodState::Ready
@@ -211,14 +214,11 @@ impl SandboxManager {
                     .as_ref()
                     .is_some_and(|p| !namespaces::is_pinned(p))
             {
-                pod.state = PodState::NotReady;
-                manager.store.put(&id, &pod)?;
+                manager
+                    .store
+                    .update(&pod.id, |p| p.state = PodState::NotReady)?;
             }
-            known.push(id.clone());
-            let mut reg = manager.lock();
-            reg.ids.insert(&id);
-            let _ = reg.names.reserve(&pod.spec.full_name(), &id);
-            reg.pods.insert(id, Arc::new(tokio::sync::Mutex::new(pod)));
+            known.push(pod.id.clone());
         }
         // Network attachments and state directories that belong to no record.
         for id in manager.network.cached_ids() {
@@ -237,51 +237,58 @@ impl SandboxManager {
         Ok(manager)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn op_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
     }
 
-    fn find(&self, id_or_prefix: &str) -> Result<Arc<tokio::sync::Mutex<Pod>>, SandboxError> {
-        let reg = self.lock();
-        let id = reg.ids.resolve(id_or_prefix)?;
-        reg.pods
-            .get(&id)
-            .cloned()
-            .ok_or(SandboxError::Lookup(IdLookupError::NotFound(id)))
+    /// The full id of a created pod; pods still being created are not visible.
+    fn resolve(&self, id_or_prefix: &str) -> Result<String, SandboxError> {
+        let id = self.store.resolve(id_or_prefix).map_err(|e| match e {
+            StoreError::Ambiguous(..) => SandboxError::Ambiguous(id_or_prefix.to_string()),
+            _ => SandboxError::NotFound(id_or_prefix.to_string()),
+        })?;
+        match self.store.get(&id) {
+            Some(pod) if pod.phase == Phase::Created => Ok(id),
+            _ => Err(SandboxError::NotFound(id_or_prefix.to_string())),
+        }
+    }
+
+    fn save(&self, pod: &Pod, sync: bool) -> Result<(), SandboxError> {
+        let apply = |p: &mut Pod| *p = pod.clone();
+        if sync {
+            self.store.update(&pod.id, apply)?;
+        } else {
+            self.store.update_unsynced(&pod.id, apply)?;
+        }
+        Ok(())
     }
 
     /// A copy of the pod's record: paths, cgroup parent, IPs, state.
     pub async fn get(&self, id_or_prefix: &str) -> Result<Pod, SandboxError> {
-        let pod = self.find(id_or_prefix)?;
-        let pod = pod.lock().await;
-        Ok(pod.clone())
+        let id = self.resolve(id_or_prefix)?;
+        self.store
+            .get(&id)
+            .ok_or_else(|| SandboxError::NotFound(id_or_prefix.to_string()))
     }
 
     pub async fn list(&self, filter: &PodFilter) -> Vec<Pod> {
-        let candidates: Vec<_> = {
-            let reg = self.lock();
-            if filter.id.is_empty() {
-                reg.pods.values().cloned().collect()
-            } else {
-                match reg.ids.resolve(&filter.id) {
-                    Ok(id) => reg.pods.get(&id).cloned().into_iter().collect(),
-                    Err(_) => Vec::new(),
-                }
+        let mut pods: Vec<Pod> = if filter.id.is_empty() {
+            self.store.list()
+        } else {
+            match self.resolve(&filter.id) {
+                Ok(id) => self.store.get(&id).into_iter().collect(),
+                Err(_) => Vec::new(),
             }
         };
-        let mut pods = Vec::new();
-        for pod in candidates {
-            let pod = pod.lock().await;
-            if filter.state.is_some_and(|s| s != pod.state)
-                || filter
+        pods.retain(|pod| {
+            pod.phase == Phase::Created
+                && filter.state.is_none_or(|s| s == pod.state)
+                && filter
                     .labels
                     .iter()
-                    .any(|(k, v)| pod.spec.labels.get(k) != Some(v))
-            {
-                continue;
-            }
-            pods.push(pod.clone());
-        }
+                    .all(|(k, v)| pod.spec.labels.get(k) == Some(v))
+        });
         pods.sort_by_key(|p| p.created_at);
         pods
     }
@@ -311,15 +318,6 @@ impl SandboxManager {
         let bandwidth = bandwidth(&spec.annotations)?;
         let id = new_id();
         let full_name = spec.full_name();
-        {
-            let mut reg = self.lock();
-            reg.names
-                .reserve(&full_name, &id)
-                .map_err(|holder| SandboxError::NameTaken {
-                    name: full_name.clone(),
-                    holder,
-                })?;
-        }
         let dir = self.state_dir.join(&id);
         let hostname = if spec.network_mode == NamespaceMode::Node {
             nix::unistd::gethostname()
@@ -351,24 +349,28 @@ impl SandboxManager {
             },
             cgroup: PodCgroup::default(),
             infra_pid: None,
+            full_name,
             spec,
         };
-        if let Err(e) = self.store.put_unsynced(&id, &pod) {
-            self.lock().names.release(&full_name, &id);
-            return Err(e.into());
-        }
+        // The record reserves the name; a live pod's holder is named in the refusal.
+        self.store
+            .insert_unsynced(pod.clone())
+            .map_err(|e| match e {
+                StoreError::NameTaken { name, holder, .. } => {
+                    SandboxError::NameTaken { name, holder }
+                }
+                other => SandboxError::Store(other),
+            })?;
+        let lock = self.op_lock(&id);
+        let _guard = lock.lock().await;
         match self.build(&mut pod, shm_size, bandwidth.as_ref()).await {
             Ok(()) => {
                 pod.phase = Phase::Created;
                 pod.state = PodState::Ready;
-                if let Err(e) = self.store.put(&id, &pod) {
+                if let Err(e) = self.save(&pod, true) {
                     self.abandon(&mut pod).await;
-                    return Err(e.into());
+                    return Err(e);
                 }
-                let mut reg = self.lock();
-                reg.ids.insert(&id);
-                reg.pods
-                    .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(pod)));
                 Ok(id)
             }
             Err(e) => {
@@ -385,7 +387,12 @@ impl SandboxManager {
             tracing::warn!(pod = %pod.id, "cleaning up a failed pod: {e}");
         }
         let _ = self.store.remove(&pod.id);
-        self.lock().names.release(&pod.spec.full_name(), &pod.id);
+        self.drop_lock(&pod.id);
+    }
+
+    fn drop_lock(&self, id: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.remove(id);
     }
 
     async fn build(
@@ -430,10 +437,10 @@ impl SandboxManager {
         };
         // Recorded before any directory is made, so a crash leaves a trail to clean.
         pod.cgroup.path = parent.clone();
-        self.store.put_unsynced(&pod.id, pod)?;
+        self.save(pod, false)?;
         pod.cgroup = cgroup::create(&parent, pod.spec.limits.as_ref())
             .map_err(|e| setup_err(e.to_string()))?;
-        self.store.put_unsynced(&pod.id, pod)?;
+        self.save(pod, false)?;
 
         if pod.spec.pid_mode == NamespaceMode::Pod {
             let joins: Vec<(&str, PathBuf)> = [
@@ -453,7 +460,7 @@ impl SandboxManager {
             .map_err(|e| setup_err(e.to_string()))?
             .map_err(|e| setup_err(e.to_string()))?;
             pod.infra_pid = Some(pid);
-            self.store.put_unsynced(&pod.id, pod)?;
+            self.save(pod, false)?;
             let pin = pod.paths.dir.join("ns/pid");
             pin_pid_namespace(pid, &pin).map_err(&setup_err)?;
             pod.paths.pid_namespace = Some(pin);
@@ -494,12 +501,17 @@ impl SandboxManager {
     /// Stops the pod: its infra process, its network attachment (releasing the IP) and
     /// its /dev/shm. Unknown pods and pods already stopped succeed.
     pub async fn stop(&self, id_or_prefix: &str) -> Result<(), SandboxError> {
-        let pod = match self.find(id_or_prefix) {
-            Ok(pod) => pod,
-            Err(SandboxError::Lookup(IdLookupError::NotFound(_))) => return Ok(()),
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            Err(SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut pod = pod.lock().await;
+        let lock = self.op_lock(&id);
+        let _guard = lock.lock().await;
+        // Removed while this call waited for the lock.
+        let Some(mut pod) = self.store.get(&id) else {
+            return Ok(());
+        };
         self.stop_locked(&mut pod).await
     }
 
@@ -532,19 +544,23 @@ impl SandboxManager {
         if pod.state != PodState::NotReady || pod.infra_pid.is_some() {
             pod.state = PodState::NotReady;
             pod.infra_pid = None;
-            self.store.put(&pod.id, pod)?;
+            self.save(pod, true)?;
         }
         Ok(())
     }
 
     /// Removes the pod and everything it holds; unknown pods succeed.
     pub async fn remove(&self, id_or_prefix: &str) -> Result<(), SandboxError> {
-        let handle = match self.find(id_or_prefix) {
-            Ok(pod) => pod,
-            Err(SandboxError::Lookup(IdLookupError::NotFound(_))) => return Ok(()),
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            Err(SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut pod = handle.lock().await;
+        let lock = self.op_lock(&id);
+        let _guard = lock.lock().await;
+        let Some(mut pod) = self.store.get(&id) else {
+            return Ok(());
+        };
         self.stop_locked(&mut pod).await?;
         let mut teardown_pod = pod.clone();
         let errors = self.teardown(&mut teardown_pod).await;
@@ -559,10 +575,7 @@ impl SandboxManager {
             message,
         })?;
         self.store.remove(&pod.id)?;
-        let mut reg = self.lock();
-        reg.ids.remove(&pod.id);
-        reg.pods.remove(&pod.id);
-        reg.names.release(&pod.spec.full_name(), &pod.id);
+        self.drop_lock(&pod.id);
         Ok(())
     }
 

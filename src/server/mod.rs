@@ -27,17 +27,21 @@ pub struct CriServer {
     config: Arc<Config>,
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
+    streaming: Arc<crate::streaming::StreamingServer>,
     pods: Arc<SandboxManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
     #[error("cannot open the pod sandboxes: {0}")]
     Pods(#[from] crate::sandbox::SandboxError),
 }
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
+        let streaming = Arc::new(streaming::start(&config).await?);
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
             &config.network.cni_plugin_dirs,
@@ -55,6 +59,7 @@ impl CriServer {
         Ok(CriServer {
             config,
             metrics,
+            streaming,
             pods: Arc::new(pods),
         })
     }

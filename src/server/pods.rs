@@ -139,10 +139,8 @@ fn status_of(e: SandboxError) -> Status {
     match e {
         SandboxError::Invalid(_) => Status::invalid_argument(message),
         SandboxError::NameTaken { .. } => Status::already_exists(message),
-        SandboxError::Lookup(crate::store::IdLookupError::NotFound(_)) => {
-            Status::not_found(message)
-        }
-        SandboxError::Lookup(_) => Status::invalid_argument(message),
+        SandboxError::NotFound(_) => Status::not_found(message),
+        SandboxError::Ambiguous(_) => Status::invalid_argument(message),
         _ => Status::internal(message),
     }
 }
