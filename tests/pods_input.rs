@@ -195,3 +195,89 @@ async fn a_failing_or_hanging_plugin_leaves_nothing_and_frees_the_name() {
     assert_eq!(dup.code(), tonic::Code::AlreadyExists);
     assert!(dup.message().contains(&id), "{dup:?}");
 }
+
+#[tokio::test]
+async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = tempfile::tempdir().unwrap();
+    let pid_file = plugins.path().join("stall.pid");
+    let path = plugins.path().join("stall-plugin");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then echo $$ > {}; exec sleep 60; fi\necho '{{}}'\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon = Daemon::builder()
+        .drop_in(
+            "10-plugins.toml",
+            &format!(
+                "[network]\ncni_plugin_dirs = [{:?}, \"/usr/lib/cni\"]\n",
+                plugins.path().display().to_string()
+            ),
+        )
+        .start()
+        .await;
+    let net = TestNetwork::new(&daemon.dir);
+    let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
+    list["plugins"][1] = serde_json::json!({"type": "stall-plugin"});
+    std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
+    let mut rt = daemon.runtime().await;
+    let uid = common::unique("uh");
+    let cgroup = format!("/criox-half-{uid}");
+    let mut config = pod_config("half", &uid);
+    config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: format!("{cgroup}/pod"),
+        ..LinuxPodSandboxConfig::default()
+    });
+    let call = tokio::spawn(async move {
+        rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+    });
+    // Wait until the pod is mid-way: namespaces pinned, address taken, plugin stalled.
+    for _ in 0..500 {
+        if pid_file.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stalled: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the plugin was called")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!mounts_below(&daemon.dir).is_empty());
+    assert_eq!(net.allocations().len(), 1);
+    assert!(!cgroup_dirs(&cgroup).is_empty());
+    daemon.kill();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stalled),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(call.await.unwrap().is_err());
+
+    daemon.spawn().await;
+    assert_nothing_left(&daemon);
+    assert!(
+        cgroup_dirs(&cgroup).is_empty(),
+        "{:?}",
+        cgroup_dirs(&cgroup)
+    );
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    assert_eq!(net.veths(), 0);
+    let listed = daemon
+        .runtime()
+        .await
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(listed.is_empty());
+}
