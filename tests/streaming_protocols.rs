@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use streaming_support::{HostServer, client, path_of, raw_http};
+use streaming_support::{HostServer, Httpd, Netns, client, path_of, raw_http};
 
 const PROTOCOLS: [&str; 2] = ["spdy", "ws"];
 
@@ -159,90 +159,11 @@ fn attach_joins_a_running_process() {
     );
 }
 
-/// A network namespace with loopback up, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            Command::new("ip")
-                .args(["netns", "add", name])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let ns = Netns(name.to_string());
-        assert!(
-            ns.exec(&["ip", "link", "set", "lo", "up"])
-                .status()
-                .unwrap()
-                .success()
-        );
-        ns
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-
-    fn exec(&self, cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).args(cmd);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn port_forward_reaches_httpd_inside_a_network_namespace() {
-    let rootfs = streaming_support_rootfs();
-    let busybox = rootfs.join("bin/busybox");
     let name = format!("crioxpf{}", std::process::id() % 100_000);
     let ns = Netns::new(&name);
-    let www = tempfile::tempdir().unwrap();
-    std::fs::write(www.path().join("index.html"), "hello from the pod\n").unwrap();
-    let busybox = busybox.to_str().unwrap();
-    let www_dir = www.path().to_str().unwrap();
-    let httpd = KillOnDrop(
-        ns.exec(&[
-            busybox,
-            "httpd",
-            "-f",
-            "-p",
-            "127.0.0.1:8080",
-            "-h",
-            www_dir,
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    // Wait until httpd listens inside the namespace.
-    for _ in 0..200 {
-        let probe = ns.exec(&["ss", "-Hltn", "sport = :8080"]).output().unwrap();
-        if !probe.stdout.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let httpd = Httpd::start(&ns, 8080, "hello from the pod\n");
     let mut server = HostServer::start();
     let baseline = server.stats();
     let request = b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n";
@@ -294,19 +215,6 @@ fn port_forward_reaches_httpd_inside_a_network_namespace() {
     }
     server.assert_settles_to(baseline);
     drop(httpd);
-}
-
-fn streaming_support_rootfs() -> std::path::PathBuf {
-    let dir = std::env::var("CRIOX_TEST_FIXTURES").unwrap_or_else(|_| {
-        panic!("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test, which builds the fixtures")
-    });
-    let rootfs = std::path::PathBuf::from(dir).join("rootfs");
-    assert!(
-        rootfs.join("bin/busybox").exists(),
-        "no busybox in {}",
-        rootfs.display()
-    );
-    rootfs
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
 mod runtime;
+mod streaming;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,15 +38,36 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Run a command in a running container.
+    Exec(streaming::ExecArgs),
+    /// Attach to a running container's main process.
+    Attach(streaming::AttachArgs),
+    /// Forward local ports to ports in a pod's network namespace.
+    PortForward(streaming::PortForwardArgs),
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let channel = connect(&args.endpoint, Duration::from_secs(args.timeout)).await?;
+    // A session on a given streaming URL needs no CRI connection.
+    match args.command {
+        CtlCommand::Exec(a) if a.url.is_some() => return streaming::exec(None, a).await,
+        CtlCommand::Attach(a) if a.url.is_some() => return streaming::attach(None, a).await,
+        CtlCommand::PortForward(a) if a.url.is_some() => {
+            return streaming::port_forward(None, a).await;
+        }
+        command => return run_connected(&args.endpoint, args.timeout, command).await,
+    }
+}
+
+async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
+    let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
     let mut rt = RuntimeServiceClient::new(channel.clone());
     let _images = ImageServiceClient::new(channel);
-    match args.command {
+    match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
+        CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
+        CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,
     }
 }
 

@@ -235,3 +235,106 @@ pub fn path_of(url: &str) -> &str {
     let rest = url.trim_start_matches("http://");
     &rest[rest.find('/').unwrap()..]
 }
+
+/// A network namespace with loopback up, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            Command::new("ip")
+                .args(["netns", "add", name])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let ns = Netns(name.to_string());
+        assert!(
+            ns.exec(&["ip", "link", "set", "lo", "up"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+
+    pub fn exec(&self, cmd: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(cmd);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// busybox httpd serving one index.html on 127.0.0.1:`port` inside `ns`.
+pub struct Httpd {
+    _process: KillOnDrop,
+    _www: tempfile::TempDir,
+}
+
+impl Httpd {
+    pub fn start(ns: &Netns, port: u16, index: &str) -> Httpd {
+        let busybox = busybox();
+        let www = tempfile::tempdir().unwrap();
+        std::fs::write(www.path().join("index.html"), index).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let process = KillOnDrop(
+            ns.exec(&[
+                busybox.to_str().unwrap(),
+                "httpd",
+                "-f",
+                "-p",
+                &listen,
+                "-h",
+                www.path().to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        let filter = format!("sport = :{port}");
+        for _ in 0..400 {
+            let probe = ns.exec(&["ss", "-Hltn", &filter]).output().unwrap();
+            if !probe.stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Httpd {
+            _process: process,
+            _www: www,
+        }
+    }
+}
+
+/// busybox from the fixtures that hack/test prepares.
+pub fn busybox() -> PathBuf {
+    let dir = std::env::var("CRIOX_TEST_FIXTURES").unwrap_or_else(|_| {
+        panic!("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test, which builds the fixtures")
+    });
+    let busybox = PathBuf::from(dir).join("rootfs/bin/busybox");
+    assert!(busybox.exists(), "no busybox at {}", busybox.display());
+    busybox
+}
