@@ -49,6 +49,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub runtime: RuntimeConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +71,24 @@ pub struct NetworkConfig {
 pub struct StreamingConfig {
     pub address: String,
     pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub port: u16,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            address: "127.0.0.1".to_string(),
+            port: 9537,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +142,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             runtime: RuntimeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -354,6 +374,26 @@ impl Config {
             "Port of the streaming server; 0 picks a free port.",
             "port",
             &self.streaming.port.to_string(),
+        );
+
+        out.push_str("\n[metrics]\n");
+        line(
+            &mut out,
+            "Serve Prometheus metrics over HTTP.",
+            "enabled",
+            &self.metrics.enabled.to_string(),
+        );
+        line(
+            &mut out,
+            "Address of the metrics endpoint.",
+            "address",
+            &toml_string(&self.metrics.address),
+        );
+        line(
+            &mut out,
+            "Port of the metrics endpoint (GET /metrics); 0 picks a free port.",
+            "port",
+            &self.metrics.port.to_string(),
         );
 
         out.push_str("\n[runtime]\n");

@@ -5,9 +5,15 @@
 //! both must stay single-threaded, so no async runtime may be started for them.
 
 mod config;
+mod container;
 mod ctl;
 mod daemon;
+mod metrics;
 mod server;
+#[allow(dead_code)]
+mod stats;
+#[allow(dead_code)]
+mod store;
 mod streaming;
 
 use std::ffi::OsString;

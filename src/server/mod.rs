@@ -17,11 +17,14 @@ use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Shared state of both services; cheap to clone.
 #[derive(Clone)]
 pub struct CriServer {
     config: Arc<Config>,
+    #[allow(dead_code)]
+    metrics: Arc<Metrics>,
     streaming: Arc<crate::streaming::StreamingServer>,
 }
 
@@ -32,9 +35,13 @@ pub enum StartError {
 }
 
 impl CriServer {
-    pub async fn new(config: Arc<Config>) -> Result<CriServer, StartError> {
+    pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
         let streaming = Arc::new(streaming::start(&config).await?);
-        Ok(CriServer { config, streaming })
+        Ok(CriServer {
+            config,
+            metrics,
+            streaming,
+        })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
