@@ -435,3 +435,19 @@ fn broken_clients_and_floods_leave_the_server_unharmed() {
     server.assert_settles_to(baseline);
     assert!(server.children().is_empty());
 }
+
+#[test]
+fn expired_tokens_are_refused() {
+    let mut server = HostServer::start_with(&["--token-ttl-ms", "1"]);
+    let url = server.exec_url(&["true"], false, true, false, false);
+    std::thread::sleep(Duration::from_millis(20));
+    for proto in PROTOCOLS {
+        let out = client(&["exec", "-proto", proto, "-url", &url, "-stdout"], b"");
+        assert_eq!(out.status.code(), Some(3), "{proto}");
+        assert!(
+            text(&out.stderr).contains("expired"),
+            "{proto}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -509,9 +509,13 @@ pub fn open_fds() -> usize {
 
 /// Serves host processes on `address:port` and answers JSON-line commands from stdin until
 /// stdin closes. The first line written is `{"base_url": ...}`.
-pub async fn serve(address: &str, port: u16) -> Result<(), super::StreamingError> {
+pub async fn serve(
+    address: &str,
+    port: u16,
+    token_ttl: std::time::Duration,
+) -> Result<(), super::StreamingError> {
     let runtime = Arc::new(HostRuntime::default());
-    let server = StreamingServer::start(address, port, runtime.clone()).await?;
+    let server = StreamingServer::start_with_ttl(address, port, runtime.clone(), token_ttl).await?;
     let mut stdout = tokio::io::stdout();
     let mut say = async |value: serde_json::Value| {
         let mut line = value.to_string();

@@ -93,8 +93,13 @@ pub struct HostServer {
 
 impl HostServer {
     pub fn start() -> HostServer {
+        HostServer::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> HostServer {
         let mut child = Command::new(BIN)
             .arg("streaming-host")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
