@@ -3,6 +3,7 @@
 
 mod pods;
 mod runtime;
+mod streaming;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,13 +49,31 @@ pub enum CtlCommand {
     Pods(pods::PodsArgs),
     /// Print the status of pod sandboxes, verbose, as JSON.
     Inspectp { ids: Vec<String> },
+    /// Run a command in a running container.
+    Exec(streaming::ExecArgs),
+    /// Attach to a running container's main process.
+    Attach(streaming::AttachArgs),
+    /// Forward local ports to ports in a pod's network namespace.
+    PortForward(streaming::PortForwardArgs),
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let channel = connect(&args.endpoint, Duration::from_secs(args.timeout)).await?;
+    // A session on a given streaming URL needs no CRI connection.
+    match args.command {
+        CtlCommand::Exec(a) if a.url.is_some() => return streaming::exec(None, a).await,
+        CtlCommand::Attach(a) if a.url.is_some() => return streaming::attach(None, a).await,
+        CtlCommand::PortForward(a) if a.url.is_some() => {
+            return streaming::port_forward(None, a).await;
+        }
+        command => return run_connected(&args.endpoint, args.timeout, command).await,
+    }
+}
+
+async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
+    let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
     let mut rt = RuntimeServiceClient::new(channel.clone());
     let _images = ImageServiceClient::new(channel);
-    match args.command {
+    match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
         CtlCommand::Runp(a) => pods::runp(&mut rt, a).await,
@@ -62,6 +81,9 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
         CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
         CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
+        CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
+        CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
+        CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,
     }
 }
 
