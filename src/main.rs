@@ -7,10 +7,12 @@
 mod config;
 mod ctl;
 mod daemon;
+mod image;
 mod metrics;
 mod server;
 #[allow(dead_code)]
 mod stats;
+mod storage;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
 use crate::config::Config;
+use crate::image::ImageManager;
 use crate::metrics::Metrics;
 
 /// Shared state of both services; cheap to clone.
@@ -25,14 +26,27 @@ pub struct CriServer {
     config: Arc<Config>,
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
+    images: Arc<ImageManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {}
+pub enum StartError {
+    #[error("image service: {0}")]
+    Images(#[from] crate::image::ImageError),
+}
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
-        Ok(CriServer { config, metrics })
+        let images = Arc::new(ImageManager::open(
+            &config.root,
+            &config.image.registries_config,
+            &config.image.signature_policy,
+        )?);
+        Ok(CriServer {
+            config,
+            metrics,
+            images,
+        })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
