@@ -249,12 +249,29 @@ impl ImageManager {
     ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
         let seconds = self.timeout.as_secs();
-        tokio::time::timeout(self.timeout, self.pull_any(&reference, credentials))
+        let result = tokio::time::timeout(self.timeout, self.pull_any(&reference, credentials))
             .await
             .map_err(|_| ImageError::Timeout {
                 image: name.to_string(),
                 seconds,
-            })?
+            })
+            .and_then(|r| r);
+        if result.is_err() {
+            // Layers a failed pull unpacked belong to no image: do not keep them.
+            self.remove_unused_layers().await;
+        }
+        result
+    }
+
+    async fn remove_unused_layers(&self) {
+        let _gc = self.gc.write().await;
+        for chain in self.layers.list() {
+            if !self.store.layer_in_use(&chain)
+                && let Err(e) = self.layers.remove(&chain)
+            {
+                tracing::warn!(layer = %chain, error = %e, "cannot remove unused layer");
+            }
+        }
     }
 
     async fn pull_any(

@@ -143,6 +143,19 @@ impl LayerStore {
             .join(format!("rm-{}-{n}", std::process::id()))
     }
 
+    /// Chain ids of all stored layers.
+    pub fn list(&self) -> Vec<String> {
+        let dir = self.root.join("layers");
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Overlayfs lower dirs for a stack of layers given bottom first: the topmost layer
     /// comes first, as `lowerdir=` wants.
     pub fn lower_dirs(&self, chain_ids: &[String]) -> Result<Vec<PathBuf>, StorageError> {
