@@ -27,12 +27,15 @@ pub struct CriServer {
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
     images: Arc<ImageManager>,
+    streaming: Arc<crate::streaming::StreamingServer>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("image service: {0}")]
     Images(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
 }
 
 impl CriServer {
@@ -42,10 +45,12 @@ impl CriServer {
             &config.image.registries_config,
             &config.image.signature_policy,
         )?);
+        let streaming = Arc::new(streaming::start(&config).await?);
         Ok(CriServer {
             config,
             metrics,
             images,
+            streaming,
         })
     }
 
