@@ -198,6 +198,7 @@ pub async fn layer(
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         let mut next_report: u64 = 32 << 20;
+        let mut worker_gone = false;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|source| ClientError::Body {
                 host: client.host().to_string(),
@@ -219,9 +220,10 @@ pub async fn layer(
                 tracing::info!(layer = %desc.digest, received, total = desc.size, "pulling layer");
                 next_report += 32 << 20;
             }
-            if tx.send(Chunk::Data(chunk)).await.is_err() {
-                // The worker stopped early; its error tells why.
-                return Ok(());
+            // If the worker stopped early (bad tar), keep reading: a wrong digest is the
+            // better explanation of a broken stream than the tar error it caused.
+            if !worker_gone && tx.send(Chunk::Data(chunk)).await.is_err() {
+                worker_gone = true;
             }
         }
         if received != desc.size {
