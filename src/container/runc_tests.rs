@@ -827,7 +827,7 @@ fn runc_joins_the_pods_network_and_pid_namespaces_by_path() {
 
     let mut pod = test_pod();
     pod.network = PodNamespace::Path(PathBuf::from("/run/netns").join(&netns.0));
-    pod.pid = PodPid::Pod { infra_pid };
+    pod.pid = PodPid::of_infra(infra_pid);
     let config = container(
         &[
             "sh",
