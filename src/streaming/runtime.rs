@@ -40,8 +40,7 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("pod sandbox {0} not found")]
     PodNotFound(String),
-    /// For the container manager to report a container that exists but has stopped.
-    #[allow(dead_code)]
+    /// A container that exists but has stopped.
     #[error("container {0} is not running")]
     NotRunning(String),
     #[error("{0}")]
