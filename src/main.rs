@@ -9,6 +9,8 @@ mod container;
 mod ctl;
 mod daemon;
 mod metrics;
+mod network;
+mod sandbox;
 mod server;
 #[allow(dead_code)]
 mod stats;
@@ -89,6 +91,9 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("oci") => std::process::exit(criox_runtime::cli::main(args[1..].to_vec())),
         Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
+        Some(sandbox::infra::SUBCOMMAND) => {
+            std::process::exit(sandbox::infra::main(args[1..].to_vec()))
+        }
         _ => {}
     }
 

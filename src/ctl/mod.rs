@@ -1,6 +1,7 @@
 //! `criox ctl`: a CRI client in the same binary, for tests, benchmarks and operators. It
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
+mod pods;
 mod runtime;
 mod streaming;
 
@@ -38,6 +39,16 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Run a pod sandbox from a crictl-style JSON config; prints its id.
+    Runp(pods::RunpArgs),
+    /// Stop pod sandboxes.
+    Stopp { ids: Vec<String> },
+    /// Remove pod sandboxes.
+    Rmp { ids: Vec<String> },
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Print the status of pod sandboxes, verbose, as JSON.
+    Inspectp { ids: Vec<String> },
     /// Run a command in a running container.
     Exec(streaming::ExecArgs),
     /// Attach to a running container's main process.
@@ -65,6 +76,11 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
     match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Runp(a) => pods::runp(&mut rt, a).await,
+        CtlCommand::Stopp { ids } => pods::stopp(&mut rt, ids).await,
+        CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
+        CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
+        CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
         CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
         CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
         CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,

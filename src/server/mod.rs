@@ -18,6 +18,8 @@ use tonic::Status;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::network::NetworkManager;
+use crate::sandbox::SandboxManager;
 
 /// Shared state of both services; cheap to clone.
 #[derive(Clone)]
@@ -26,21 +28,39 @@ pub struct CriServer {
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
     streaming: Arc<crate::streaming::StreamingServer>,
+    pods: Arc<SandboxManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
+    #[error("cannot open the pod sandboxes: {0}")]
+    Pods(#[from] crate::sandbox::SandboxError),
 }
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
         let streaming = Arc::new(streaming::start(&config).await?);
+        let network = Arc::new(NetworkManager::new(
+            &config.network.cni_config_dir,
+            &config.network.cni_plugin_dirs,
+            &config.root.join("network"),
+            std::time::Duration::from_secs(config.network.cni_plugin_timeout.max(1)),
+        ));
+        let pods = SandboxManager::open(
+            &config.root,
+            &config.state,
+            network,
+            config.runtime.handlers.keys().cloned().collect(),
+            config.runtime.default_handler.clone(),
+        )
+        .await?;
         Ok(CriServer {
             config,
             metrics,
             streaming,
+            pods: Arc::new(pods),
         })
     }
 
