@@ -41,7 +41,6 @@ pub enum StartError {
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
-        let streaming = Arc::new(streaming::start(&config).await?);
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
             &config.network.cni_plugin_dirs,
@@ -56,11 +55,13 @@ impl CriServer {
             config.runtime.default_handler.clone(),
         )
         .await?;
+        let pods = Arc::new(pods);
+        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
         Ok(CriServer {
             config,
             metrics,
             streaming,
-            pods: Arc::new(pods),
+            pods,
         })
     }
 

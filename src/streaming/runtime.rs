@@ -40,6 +40,8 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("pod sandbox {0} not found")]
     PodNotFound(String),
+    #[error("pod sandbox {0} is not ready")]
+    PodNotReady(String),
     /// A container that exists but has stopped.
     #[error("container {0} is not running")]
     NotRunning(String),
