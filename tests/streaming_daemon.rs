@@ -182,6 +182,48 @@ async fn port_forward_reaches_httpd_inside_a_pod() {
             "{proto}: {response:?}"
         );
     }
+
+    // criox ctl port-forward asks for a URL per local connection.
+    let mut forward = streaming_support::KillOnDrop(
+        Command::new(common::BIN)
+            .args(["ctl", "--endpoint"])
+            .arg(&daemon.socket)
+            .args(["port-forward", &pod, "0:8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = forward.0.stdout.take().unwrap();
+    let responses = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, Read, Write};
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let local = line
+            .strip_prefix("Forwarding from ")
+            .and_then(|l| l.split(" -> ").next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        (0..2)
+            .map(|_| {
+                let mut conn = std::net::TcpStream::connect(&local).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+                let mut response = String::new();
+                conn.read_to_string(&mut response).unwrap();
+                response
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for response in responses {
+        assert!(response.ends_with("served in the pod\n"), "{response:?}");
+    }
+    drop(forward);
     drop(httpd);
 
     // A stopped pod no longer gets URLs.
