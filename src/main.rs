@@ -8,12 +8,14 @@ mod config;
 mod container;
 mod ctl;
 mod daemon;
+mod image;
 mod metrics;
 mod network;
 mod sandbox;
 mod server;
 #[allow(dead_code)]
 mod stats;
+mod storage;
 #[allow(dead_code)]
 mod store;
 mod streaming;
