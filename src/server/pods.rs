@@ -22,10 +22,18 @@ pub async fn run_pod_sandbox(
         .ok_or_else(|| Status::invalid_argument("config: a pod sandbox config is required"))?;
     let spec = spec_from(config, req.runtime_handler)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let id = server.pods.run(spec).await.map_err(status_of)?;
+    let span = tracing::info_span!("RunPodSandbox", pod = %spec.full_name());
+    let id = tracing::Instrument::instrument(server.pods.run(spec), span.clone())
+        .await
+        .map_err(|e| {
+            span.in_scope(|| tracing::warn!("refused: {e}"));
+            status_of(e)
+        })?;
+    span.in_scope(|| tracing::info!(id = %id, "pod sandbox ready"));
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn stop_pod_sandbox(
     server: &CriServer,
     req: StopPodSandboxRequest,
@@ -38,6 +46,7 @@ pub async fn stop_pod_sandbox(
     Ok(StopPodSandboxResponse {})
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn remove_pod_sandbox(
     server: &CriServer,
     req: RemovePodSandboxRequest,
@@ -50,6 +59,7 @@ pub async fn remove_pod_sandbox(
     Ok(RemovePodSandboxResponse {})
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn pod_sandbox_status(
     server: &CriServer,
     req: PodSandboxStatusRequest,
