@@ -8,12 +8,14 @@ mod config;
 mod container;
 mod ctl;
 mod daemon;
+mod image;
 mod metrics;
 mod network;
 mod sandbox;
 mod server;
 #[allow(dead_code)]
 mod stats;
+mod storage;
 #[allow(dead_code)]
 mod store;
 mod streaming;
@@ -72,6 +74,9 @@ enum Command {
         address: String,
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// How long a URL stays valid, in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        token_ttl_ms: u64,
     },
 }
 
@@ -98,9 +103,14 @@ fn main() {
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
         Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
-        Some(Command::StreamingHost { address, port }) => {
-            run_async(async move { Ok(streaming::host::serve(&address, port).await?) })
-        }
+        Some(Command::StreamingHost {
+            address,
+            port,
+            token_ttl_ms,
+        }) => run_async(async move {
+            let ttl = std::time::Duration::from_millis(token_ttl_ms);
+            Ok(streaming::host::serve(&address, port, ttl).await?)
+        }),
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {

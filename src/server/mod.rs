@@ -17,6 +17,7 @@ use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
 use crate::config::Config;
+use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::network::NetworkManager;
 use crate::sandbox::SandboxManager;
@@ -27,12 +28,15 @@ pub struct CriServer {
     config: Arc<Config>,
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
+    images: Arc<ImageManager>,
     streaming: Arc<crate::streaming::StreamingServer>,
     pods: Arc<SandboxManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("image service: {0}")]
+    Images(#[from] crate::image::ImageError),
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
     #[error("cannot open the pod sandboxes: {0}")]
@@ -41,6 +45,11 @@ pub enum StartError {
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
+        let images = Arc::new(ImageManager::open(
+            &config.root,
+            &config.image.registries_config,
+            &config.image.signature_policy,
+        )?);
         let streaming = Arc::new(streaming::start(&config).await?);
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
@@ -59,6 +68,7 @@ impl CriServer {
         Ok(CriServer {
             config,
             metrics,
+            images,
             streaming,
             pods: Arc::new(pods),
         })
