@@ -81,6 +81,8 @@ pub struct PodSpec {
     pub ipc_mode: NamespaceMode,
     pub runtime_handler: String,
     pub limits: Option<PodLimits>,
+    /// `linux.security_context.privileged`: privileged containers need it.
+    pub privileged: bool,
 }
 
 impl PodSpec {
