@@ -44,6 +44,8 @@ pub enum ImageError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Tls(#[from] client::TlsError),
     #[error("image {image} not found")]
     NotFound { image: String },
     #[error("pulling {image}: {source}")]
@@ -129,6 +131,7 @@ impl ImageManager {
         root: &Path,
         registries_path: &Path,
         policy_path: &Path,
+        certs_dir: &Path,
     ) -> Result<ImageManager, ImageError> {
         let store = ContentStore::open(&root.join("images"))?;
         let layers = Arc::new(LayerStore::open(&root.join("storage"))?);
@@ -144,7 +147,7 @@ impl ImageManager {
             layers,
             registries_path: registries_path.to_path_buf(),
             policy_path: policy_path.to_path_buf(),
-            http: client::http_client(),
+            http: client::http_client(certs_dir)?,
             platform: Platform::host(),
             timeout: Duration::from_secs(30 * 60),
             pull_locks: Mutex::default(),
@@ -315,7 +318,7 @@ impl ImageManager {
                         let next = matches!(
                             &e,
                             PullError::Client(c) if c.is_not_found()
-                                || matches!(c, ClientError::Connect { .. } | ClientError::TlsUnsupported { .. })
+                                || matches!(c, ClientError::Connect { .. })
                         );
                         tracing::warn!(image = %shown, registry = %endpoint.host, error = %e, "pull failed");
                         let err = ImageError::Pull {

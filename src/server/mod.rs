@@ -44,6 +44,7 @@ impl CriServer {
             &config.root,
             &config.image.registries_config,
             &config.image.signature_policy,
+            &config.image.certs_dir,
         )?);
         let streaming = Arc::new(streaming::start(&config).await?);
         Ok(CriServer {
