@@ -14,6 +14,14 @@ use tonic::Code;
 /// A daemon whose registries configuration marks the fixture registries insecure (plain
 /// HTTP) and searches the main one for short names, plus `extra` TOML.
 async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, tempfile::TempDir) {
+    daemon_with_certs(extra_registries, policy, "/nonexistent").await
+}
+
+async fn daemon_with_certs(
+    extra_registries: &str,
+    policy: Option<&str>,
+    certs_dir: &str,
+) -> (Daemon, tempfile::TempDir) {
     let fx = fixtures();
     let conf = tempfile::tempdir().unwrap();
     let registries = conf.path().join("registries.conf");
@@ -36,7 +44,7 @@ async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, t
     .unwrap();
     let daemon = Daemon::builder()
         .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\ncerts_dir = {certs_dir:?}\n",
             registries.display().to_string(),
             policy_path.display().to_string()
         ))
@@ -572,4 +580,21 @@ async fn trust_policy_refuses_and_stores_nothing() {
     }
     assert_eq!(list(&daemon).await.len(), 1);
     assert_eq!(layer_dirs(&daemon).len(), 1);
+}
+
+#[tokio::test]
+async fn https_registry_is_trusted_through_certs_d_only() {
+    let fx = fixtures();
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TLS_REGISTRY"]);
+    // Without its CA the registry's certificate is refused.
+    let (daemon, _conf) = daemon_with("", None).await;
+    let e = pull(&daemon, &image).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e}");
+    assert!(e.message().contains(&image), "{e}");
+    assert!(list(&daemon).await.is_empty());
+    drop(daemon);
+
+    let (daemon, _conf) = daemon_with_certs("", None, &fx["CRIOX_TEST_TLS_CERTS_DIR"]).await;
+    let id = pull(&daemon, &image).await.unwrap();
+    assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
 }
