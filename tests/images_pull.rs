@@ -30,9 +30,11 @@ async fn daemon_with_certs(
         format!(
             "unqualified-search-registries = [\"{r}\"]\n\
              [[registry]]\nlocation = \"{r}\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n{extra_registries}",
+             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"{t}\"\ninsecure = true\n{extra_registries}",
             r = fx["CRIOX_TEST_REGISTRY"],
             a = fx["CRIOX_TEST_AUTH_REGISTRY"],
+            t = fx["CRIOX_TEST_TOKEN_REGISTRY"],
         ),
     )
     .unwrap();
@@ -596,5 +598,27 @@ async fn https_registry_is_trusted_through_certs_d_only() {
 
     let (daemon, _conf) = daemon_with_certs("", None, &fx["CRIOX_TEST_TLS_CERTS_DIR"]).await;
     let id = pull(&daemon, &image).await.unwrap();
+    assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn bearer_token_registry_gets_a_token_from_its_issuer() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TOKEN_REGISTRY"]);
+    let wrong = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: "wrong".into(),
+        ..Default::default()
+    };
+    let e = pull_auth(&daemon, &image, Some(wrong)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    assert!(e.message().contains("token service"), "{e}");
+    let right = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: fx["CRIOX_TEST_AUTH_PASSWORD"].clone(),
+        ..Default::default()
+    };
+    let id = pull_auth(&daemon, &image, Some(right)).await.unwrap();
     assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
 }
