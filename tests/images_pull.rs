@@ -622,3 +622,38 @@ async fn bearer_token_registry_gets_a_token_from_its_issuer() {
     let id = pull_auth(&daemon, &image, Some(right)).await.unwrap();
     assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
 }
+
+#[tokio::test]
+async fn sigstore_signatures_are_verified_with_the_policy_key() {
+    let fx = fixtures();
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    let key = &fx["CRIOX_TEST_SIGSTORE_KEY"];
+    let policy = format!(
+        r#"{{"default": [{{"type": "insecureAcceptAnything"}}],
+            "transports": {{"docker": {{
+              "{registry}/criox/signed": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}],
+              "{registry}/criox/badsig": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}],
+              "{registry}/criox/busybox": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}]
+            }}}}}}"#
+    );
+    let (daemon, _conf) = daemon_with("", Some(&policy)).await;
+    pull(&daemon, &fx["CRIOX_TEST_IMAGE_SIGNED"]).await.unwrap();
+    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BADSIG"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("does not match the key"), "{e}");
+    assert!(e.message().contains(&fx["CRIOX_TEST_IMAGE_BADSIG"]), "{e}");
+    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("no sigstore signature"), "{e}");
+    // Only the signed image is stored.
+    let images = list(&daemon).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        images[0].repo_tags,
+        vec![fx["CRIOX_TEST_IMAGE_SIGNED"].clone()]
+    );
+}
