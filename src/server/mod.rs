@@ -49,6 +49,7 @@ impl CriServer {
             &config.root,
             &config.image.registries_config,
             &config.image.signature_policy,
+            &config.image.certs_dir,
         )?);
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
