@@ -49,6 +49,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub runtime: RuntimeConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,8 @@ pub struct Config {
 pub struct ImageConfig {
     pub registries_config: PathBuf,
     pub signature_policy: PathBuf,
+    /// Extra CA certificates per registry: `<dir>/<host[:port]>/*.crt`.
+    pub certs_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +66,8 @@ pub struct ImageConfig {
 pub struct NetworkConfig {
     pub cni_config_dir: PathBuf,
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// Seconds a CNI plugin may run before it is killed and the call fails.
+    pub cni_plugin_timeout: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +75,24 @@ pub struct NetworkConfig {
 pub struct StreamingConfig {
     pub address: String,
     pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub port: u16,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            address: "127.0.0.1".to_string(),
+            port: 9537,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +146,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             runtime: RuntimeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -132,6 +156,7 @@ impl Default for ImageConfig {
         ImageConfig {
             registries_config: PathBuf::from("/etc/containers/registries.conf"),
             signature_policy: PathBuf::from("/etc/containers/policy.json"),
+            certs_dir: PathBuf::from("/etc/containers/certs.d"),
         }
     }
 }
@@ -141,6 +166,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             cni_config_dir: PathBuf::from("/etc/cni/net.d"),
             cni_plugin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            cni_plugin_timeout: 60,
         }
     }
 }
@@ -326,6 +352,12 @@ impl Config {
             "signature_policy",
             &q(&self.image.signature_policy),
         );
+        line(
+            &mut out,
+            "CA certificates trusted for registries, as <dir>/<host[:port]>/*.crt (containers-certs.d(5)).",
+            "certs_dir",
+            &q(&self.image.certs_dir),
+        );
 
         out.push_str("\n[network]\n");
         line(
@@ -341,6 +373,12 @@ impl Config {
             "cni_plugin_dirs",
             &format!("[{}]", dirs.join(", ")),
         );
+        line(
+            &mut out,
+            "Seconds a CNI plugin call may take before it is killed and fails.",
+            "cni_plugin_timeout",
+            &self.network.cni_plugin_timeout.to_string(),
+        );
 
         out.push_str("\n[streaming]\n");
         line(
@@ -354,6 +392,26 @@ impl Config {
             "Port of the streaming server; 0 picks a free port.",
             "port",
             &self.streaming.port.to_string(),
+        );
+
+        out.push_str("\n[metrics]\n");
+        line(
+            &mut out,
+            "Serve Prometheus metrics over HTTP.",
+            "enabled",
+            &self.metrics.enabled.to_string(),
+        );
+        line(
+            &mut out,
+            "Address of the metrics endpoint.",
+            "address",
+            &toml_string(&self.metrics.address),
+        );
+        line(
+            &mut out,
+            "Port of the metrics endpoint (GET /metrics); 0 picks a free port.",
+            "port",
+            &self.metrics.port.to_string(),
         );
 
         out.push_str("\n[runtime]\n");

@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
+use crate::metrics::{self, Metrics, RpcMetricsLayer};
 use crate::server::CriServer;
 
 const LOCK_FILE: &str = "criox.lock";
@@ -51,6 +53,13 @@ pub enum DaemonError {
     },
     #[error("cannot start the CRI services: {0}")]
     Start(#[from] crate::server::StartError),
+    #[error("metrics.address and metrics.port do not form an address: {0}")]
+    MetricsAddress(String),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("cannot install signal handler: {0}")]
@@ -80,10 +89,25 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
 
-    let server = CriServer::new(Arc::new(config)).await?;
+    let metrics = Metrics::new();
+    let _metrics_endpoint = if config.metrics.enabled {
+        let address = format!("{}:{}", config.metrics.address, config.metrics.port);
+        let address: SocketAddr = address
+            .parse()
+            .map_err(|_| DaemonError::MetricsAddress(address.clone()))?;
+        let (bound, task) = metrics::serve(metrics.clone(), address)
+            .await
+            .map_err(|source| DaemonError::Metrics { address, source })?;
+        tracing::info!(%bound, "serving metrics");
+        Some(AbortOnDrop(task))
+    } else {
+        None
+    };
+    let server = CriServer::new(Arc::new(config), metrics.clone()).await?;
     tracing::info!(socket = %listen.display(), "criox is serving the CRI");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(metrics))
         .add_service(server.runtime_service())
         .add_service(server.image_service())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
@@ -108,6 +132,15 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
     };
     let _ = std::fs::remove_file(listen);
     result.map_err(DaemonError::from)
+}
+
+/// Stops a background task when the daemon's serving scope ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn shutdown_signal(

@@ -5,9 +5,20 @@
 //! both must stay single-threaded, so no async runtime may be started for them.
 
 mod config;
+mod container;
 mod ctl;
 mod daemon;
+mod image;
+mod metrics;
+mod network;
+mod sandbox;
 mod server;
+#[allow(dead_code)]
+mod stats;
+mod storage;
+#[allow(dead_code)]
+mod store;
+mod streaming;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -56,6 +67,17 @@ enum Command {
     Config,
     /// A CRI client: talk to criox or any other CRI endpoint.
     Ctl(ctl::CtlArgs),
+    /// Serve the streaming protocols for host processes, driven by JSON lines on stdin.
+    #[command(hide = true)]
+    StreamingHost {
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How long a URL stays valid, in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        token_ttl_ms: u64,
+    },
 }
 
 fn main() {
@@ -71,6 +93,9 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("oci") => std::process::exit(criox_runtime::cli::main(args[1..].to_vec())),
         Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
+        Some(sandbox::infra::SUBCOMMAND) => {
+            std::process::exit(sandbox::infra::main(args[1..].to_vec()))
+        }
         _ => {}
     }
 
@@ -78,6 +103,14 @@ fn main() {
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
         Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
+        Some(Command::StreamingHost {
+            address,
+            port,
+            token_ttl_ms,
+        }) => run_async(async move {
+            let ttl = std::time::Duration::from_millis(token_ttl_ms);
+            Ok(streaming::host::serve(&address, port, ttl).await?)
+        }),
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {

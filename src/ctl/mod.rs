@@ -1,7 +1,10 @@
 //! `criox ctl`: a CRI client in the same binary, for tests, benchmarks and operators. It
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
+mod images;
+mod pods;
 mod runtime;
+mod streaming;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,15 +40,69 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Pull an image.
+    Pull(images::PullArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Show an image's status and config as JSON.
+    Inspecti { image: String },
+    /// Remove images (a tag, an id or a digest reference).
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the image filesystem's usage as JSON.
+    Imagefsinfo,
+    /// Run a pod sandbox from a crictl-style JSON config; prints its id.
+    Runp(pods::RunpArgs),
+    /// Stop pod sandboxes.
+    Stopp { ids: Vec<String> },
+    /// Remove pod sandboxes.
+    Rmp { ids: Vec<String> },
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Print the status of pod sandboxes, verbose, as JSON.
+    Inspectp { ids: Vec<String> },
+    /// Run a command in a running container.
+    Exec(streaming::ExecArgs),
+    /// Attach to a running container's main process.
+    Attach(streaming::AttachArgs),
+    /// Forward local ports to ports in a pod's network namespace.
+    PortForward(streaming::PortForwardArgs),
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let channel = connect(&args.endpoint, Duration::from_secs(args.timeout)).await?;
-    let mut rt = RuntimeServiceClient::new(channel.clone());
-    let _images = ImageServiceClient::new(channel);
+    // A session on a given streaming URL needs no CRI connection.
     match args.command {
+        CtlCommand::Exec(a) if a.url.is_some() => return streaming::exec(None, a).await,
+        CtlCommand::Attach(a) if a.url.is_some() => return streaming::attach(None, a).await,
+        CtlCommand::PortForward(a) if a.url.is_some() => {
+            return streaming::port_forward(None, a).await;
+        }
+        command => return run_connected(&args.endpoint, args.timeout, command).await,
+    }
+}
+
+async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
+    let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
+    let mut rt = RuntimeServiceClient::new(channel.clone());
+    let mut im = ImageServiceClient::new(channel);
+    match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Pull(a) => images::pull(&mut im, a).await,
+        CtlCommand::Images(a) => images::images(&mut im, a).await,
+        CtlCommand::Inspecti { image } => images::inspect(&mut im, &image).await,
+        CtlCommand::Rmi { images } => images::remove(&mut im, &images).await,
+        CtlCommand::Imagefsinfo => images::fs_info(&mut im).await,
+        CtlCommand::Runp(a) => pods::runp(&mut rt, a).await,
+        CtlCommand::Stopp { ids } => pods::stopp(&mut rt, ids).await,
+        CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
+        CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
+        CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
+        CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
+        CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
+        CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,
     }
 }
 

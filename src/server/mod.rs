@@ -17,19 +17,63 @@ use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
 use crate::config::Config;
+use crate::image::ImageManager;
+use crate::metrics::Metrics;
+use crate::network::NetworkManager;
+use crate::sandbox::SandboxManager;
 
 /// Shared state of both services; cheap to clone.
 #[derive(Clone)]
 pub struct CriServer {
     config: Arc<Config>,
+    #[allow(dead_code)]
+    metrics: Arc<Metrics>,
+    images: Arc<ImageManager>,
+    streaming: Arc<crate::streaming::StreamingServer>,
+    pods: Arc<SandboxManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {}
+pub enum StartError {
+    #[error("image service: {0}")]
+    Images(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
+    #[error("cannot open the pod sandboxes: {0}")]
+    Pods(#[from] crate::sandbox::SandboxError),
+}
 
 impl CriServer {
-    pub async fn new(config: Arc<Config>) -> Result<CriServer, StartError> {
-        Ok(CriServer { config })
+    pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
+        let images = Arc::new(ImageManager::open(
+            &config.root,
+            &config.image.registries_config,
+            &config.image.signature_policy,
+            &config.image.certs_dir,
+        )?);
+        let network = Arc::new(NetworkManager::new(
+            &config.network.cni_config_dir,
+            &config.network.cni_plugin_dirs,
+            &config.root.join("network"),
+            std::time::Duration::from_secs(config.network.cni_plugin_timeout.max(1)),
+        ));
+        let pods = SandboxManager::open(
+            &config.root,
+            &config.state,
+            network,
+            config.runtime.handlers.keys().cloned().collect(),
+            config.runtime.default_handler.clone(),
+        )
+        .await?;
+        let pods = Arc::new(pods);
+        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
+        Ok(CriServer {
+            config,
+            metrics,
+            images,
+            streaming,
+            pods,
+        })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
