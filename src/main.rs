@@ -5,12 +5,16 @@
 //! both must stay single-threaded, so no async runtime may be started for them.
 
 mod config;
+#[allow(dead_code)]
+mod container;
 mod ctl;
 mod daemon;
 mod metrics;
 mod server;
 #[allow(dead_code)]
 mod stats;
+#[allow(dead_code)]
+mod storage;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

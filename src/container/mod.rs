@@ -1,0 +1,3 @@
+//! Containers: CRI container lifecycle over the OCI runtime.
+
+pub mod events;

@@ -1,0 +1,3 @@
+//! Filesystems for containers: overlay root filesystems over unpacked image layers.
+
+pub mod rootfs;
