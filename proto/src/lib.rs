@@ -6,3 +6,38 @@
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::v1::{ContainerConfig, PodSandboxConfig};
+
+    #[test]
+    fn crictl_style_configs_parse_with_proto_field_names() {
+        let pod: PodSandboxConfig = serde_json::from_str(
+            r#"{"metadata": {"name": "web", "namespace": "default", "attempt": 1, "uid": "u1"},
+                "log_directory": "/tmp/pods",
+                "port_mappings": [{"container_port": 80, "host_port": 8080}],
+                "linux": {"security_context": {"namespace_options": {"network": 2}}}}"#,
+        )
+        .unwrap();
+        let metadata = pod.metadata.unwrap();
+        assert_eq!((metadata.name.as_str(), metadata.attempt), ("web", 1));
+        assert_eq!(pod.port_mappings[0].host_port, 8080);
+        let options = pod
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(options.network, 2);
+
+        let ctr: ContainerConfig = serde_json::from_str(
+            r#"{"metadata": {"name": "app"}, "image": {"image": "busybox"},
+                "command": ["sleep", "60"], "log_path": "app.log"}"#,
+        )
+        .unwrap();
+        assert_eq!(ctr.command, ["sleep", "60"]);
+        assert_eq!(ctr.image.unwrap().image, "busybox");
+    }
+}
