@@ -1,6 +1,7 @@
 //! `criox ctl`: a CRI client in the same binary, for tests, benchmarks and operators. It
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
+mod containers;
 mod runtime;
 
 use std::path::PathBuf;
@@ -37,6 +38,22 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Create a container in a pod: POD-ID CONTAINER-CONFIG.json POD-CONFIG.json
+    Create(containers::CreateArgs),
+    /// Start created containers.
+    Start { ids: Vec<String> },
+    /// Stop running containers.
+    Stop(containers::StopArgs),
+    /// Remove containers (stopping them first).
+    Rm { ids: Vec<String> },
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Print a container's status as JSON.
+    Inspect { id: String },
+    /// Print a container's log.
+    Logs(containers::LogsArgs),
+    /// Run a command in a running container and wait for it (ExecSync).
+    Exec(containers::ExecArgs),
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
@@ -46,6 +63,18 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     match args.command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Create(a) => containers::create(&mut rt, a).await,
+        CtlCommand::Start { ids } => containers::start(&mut rt, ids).await,
+        CtlCommand::Stop(a) => containers::stop(&mut rt, a).await,
+        CtlCommand::Rm { ids } => containers::remove(&mut rt, ids).await,
+        CtlCommand::Ps(a) => containers::ps(&mut rt, a).await,
+        CtlCommand::Inspect { id } => containers::inspect(&mut rt, id).await,
+        CtlCommand::Logs(a) => containers::logs(&mut rt, a).await,
+        CtlCommand::Exec(a) => {
+            let code = containers::exec(&mut rt, a).await?;
+            // The command's own exit status becomes ctl's, as crictl exec does.
+            std::process::exit(code);
+        }
     }
 }
 
