@@ -15,6 +15,8 @@ mod server;
 mod stats;
 #[allow(dead_code)]
 mod storage;
+#[allow(dead_code)]
+mod store;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
