@@ -5,7 +5,6 @@
 //! both must stay single-threaded, so no async runtime may be started for them.
 
 mod config;
-#[allow(dead_code)]
 mod container;
 mod ctl;
 mod daemon;
@@ -17,6 +16,7 @@ mod stats;
 mod storage;
 #[allow(dead_code)]
 mod store;
+mod streaming;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,14 @@ enum Command {
     Config,
     /// A CRI client: talk to criox or any other CRI endpoint.
     Ctl(ctl::CtlArgs),
+    /// Serve the streaming protocols for host processes, driven by JSON lines on stdin.
+    #[command(hide = true)]
+    StreamingHost {
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 fn main() {
@@ -87,6 +95,9 @@ fn main() {
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
         Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
+        Some(Command::StreamingHost { address, port }) => {
+            run_async(async move { Ok(streaming::host::serve(&address, port).await?) })
+        }
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {

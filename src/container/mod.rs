@@ -1,4 +1,25 @@
-//! Containers: CRI container lifecycle over the OCI runtime.
+//! Containers: CRI container lifecycle over the OCI runtime, and the translation of a CRI
+//! container request into an OCI runtime spec.
+//!
+//! `spec` is the entry point of the translation; the sibling modules each own one part.
+
+#![allow(dead_code)]
 
 pub mod events;
+pub mod mounts;
 pub mod record;
+pub mod spec;
+
+mod capabilities;
+mod devices;
+mod error;
+mod namespaces;
+mod process;
+mod resources;
+mod rootfs_path;
+mod seccomp;
+mod security;
+mod user;
+
+#[cfg(test)]
+mod runc_tests;

@@ -25,14 +25,23 @@ pub struct CriServer {
     config: Arc<Config>,
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
+    streaming: Arc<crate::streaming::StreamingServer>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {}
+pub enum StartError {
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
+}
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
-        Ok(CriServer { config, metrics })
+        let streaming = Arc::new(streaming::start(&config).await?);
+        Ok(CriServer {
+            config,
+            metrics,
+            streaming,
+        })
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {

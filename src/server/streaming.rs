@@ -1,30 +1,138 @@
-//! Exec, Attach and PortForward: URLs on the streaming server.
+//! Exec, Attach and PortForward: validate, store the request on the streaming server, and
+//! answer with the URL the client connects to.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use criox_proto::v1::*;
 use tonic::Status;
 
-use super::{CriServer, unimplemented};
+use super::CriServer;
+use crate::config::Config;
+use crate::streaming::runtime::{BoxFuture, ProcessIo};
+use crate::streaming::{Request, RuntimeError, StreamingError, StreamingRuntime, StreamingServer};
 
-pub async fn exec(_server: &CriServer, _req: ExecRequest) -> Result<ExecResponse, Status> {
-    Err(unimplemented(
-        "Exec",
-        "the exec/attach/port-forward streaming server is not available",
-    ))
+/// Starts the streaming server on the configured address for the daemon's containers.
+pub async fn start(config: &Config) -> Result<StreamingServer, StreamingError> {
+    StreamingServer::start(
+        &config.streaming.address,
+        config.streaming.port,
+        Arc::new(DaemonContainers),
+    )
+    .await
 }
 
-pub async fn attach(_server: &CriServer, _req: AttachRequest) -> Result<AttachResponse, Status> {
-    Err(unimplemented(
-        "Attach",
-        "the exec/attach/port-forward streaming server is not available",
-    ))
+/// The daemon's side of the streaming seam. The daemon does not manage containers or pods
+/// yet, so every id is unknown; the container and pod managers plug in here.
+struct DaemonContainers;
+
+impl StreamingRuntime for DaemonContainers {
+    fn check_container<'a>(
+        &'a self,
+        container_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+    }
+
+    fn check_pod<'a>(&'a self, pod_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { Err(RuntimeError::PodNotFound(pod_id.to_string())) })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container_id: &'a str,
+        _cmd: Vec<String>,
+        _io: ProcessIo,
+    ) -> BoxFuture<'a, Result<i32, RuntimeError>> {
+        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+    }
+
+    fn attach<'a>(
+        &'a self,
+        container_id: &'a str,
+        _io: ProcessIo,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+    }
+
+    fn port_forward_netns<'a>(
+        &'a self,
+        pod_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PathBuf>, RuntimeError>> {
+        Box::pin(async move { Err(RuntimeError::PodNotFound(pod_id.to_string())) })
+    }
+}
+
+fn to_status(e: StreamingError) -> Status {
+    match e {
+        StreamingError::Invalid(m) => Status::invalid_argument(m),
+        StreamingError::Runtime(RuntimeError::NotFound(id)) => {
+            Status::not_found(format!("container {id} not found"))
+        }
+        StreamingError::Runtime(RuntimeError::PodNotFound(id)) => {
+            Status::not_found(format!("pod sandbox {id} not found"))
+        }
+        StreamingError::Runtime(RuntimeError::NotRunning(id)) => {
+            Status::failed_precondition(format!("container {id} is not running"))
+        }
+        StreamingError::Cache(e) => Status::resource_exhausted(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+pub async fn exec(server: &CriServer, req: ExecRequest) -> Result<ExecResponse, Status> {
+    let url = server
+        .streaming
+        .url_for(Request::Exec {
+            container_id: req.container_id,
+            cmd: req.cmd,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        })
+        .await
+        .map_err(to_status)?;
+    Ok(ExecResponse { url })
+}
+
+pub async fn attach(server: &CriServer, req: AttachRequest) -> Result<AttachResponse, Status> {
+    let url = server
+        .streaming
+        .url_for(Request::Attach {
+            container_id: req.container_id,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        })
+        .await
+        .map_err(to_status)?;
+    Ok(AttachResponse { url })
 }
 
 pub async fn port_forward(
-    _server: &CriServer,
-    _req: PortForwardRequest,
+    server: &CriServer,
+    req: PortForwardRequest,
 ) -> Result<PortForwardResponse, Status> {
-    Err(unimplemented(
-        "PortForward",
-        "the exec/attach/port-forward streaming server is not available",
-    ))
+    let mut ports = Vec::with_capacity(req.port.len());
+    for port in req.port {
+        match u16::try_from(port) {
+            Ok(p) if p > 0 => ports.push(p),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "port {port} is out of range"
+                )));
+            }
+        }
+    }
+    let url = server
+        .streaming
+        .url_for(Request::PortForward {
+            pod_id: req.pod_sandbox_id,
+            ports,
+        })
+        .await
+        .map_err(to_status)?;
+    Ok(PortForwardResponse { url })
 }

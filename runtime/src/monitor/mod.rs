@@ -1,10 +1,54 @@
 //! The per-container monitor, run as the hidden `criox monitor` subcommand.
+//!
+//! It detaches (own session, child subreaper), creates the container through the chosen
+//! backend, reports the pid (or the error) on the sync descriptor, holds the container's
+//! stdio, writes the CRI log, serves attach and control requests on `monitor.sock`, and on
+//! exit writes `exit.json` into the state directory and leaves.
+
+pub mod args;
+mod attach;
+mod console;
+pub mod cri_log;
+pub mod exit_record;
+pub mod files;
+mod oom;
+pub mod protocol;
+mod run;
 
 use std::ffi::OsString;
 
+pub use args::{MonitorArgs, RuntimeChoice};
+pub use exit_record::ExitRecord;
+pub use run::CreateReport;
+
 /// Runs the monitor with `args` (program name first) and returns the process exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let _ = args;
-    eprintln!("criox monitor: not implemented yet");
-    1
+    let parsed = match MonitorArgs::parse(args.get(1..).unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    // Detach: the launcher waits for this first process only; the container lives on
+    // under the second, which no one but init (or a subreaper) needs to reap.
+    // SAFETY: the monitor is single-threaded at this point.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("monitor: fork: {e}");
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    match run::run(parsed) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("monitor: {e}");
+            1
+        }
+    }
 }

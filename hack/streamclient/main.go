@@ -1,0 +1,380 @@
+// streamclient speaks the Kubernetes streaming protocols (remote command and port
+// forward, over SPDY/3.1 and WebSocket) to a URL that Exec, Attach or PortForward returned.
+// It is built on the SPDY and WebSocket libraries the Kubernetes clients use, so that the
+// server is tested against an implementation it was not written with.
+//
+//	streamclient exec -url URL [-proto spdy|ws] [-version V] [-stdin] [-stdout] [-stderr] [-tty] [-resize WxH]
+//	streamclient portforward -url URL [-proto spdy|ws] -port N
+//
+// exec copies this process's stdin/stdout/stderr and exits with the remote exit code
+// (255 when the status is not an exit code). portforward sends stdin through one forwarded
+// connection and prints what comes back.
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/spdystream"
+	"github.com/gorilla/websocket"
+)
+
+type status struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Reason  string `json:"reason"`
+	Details *struct {
+		Causes []struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"causes"`
+	} `json:"details"`
+}
+
+func fail(code int, format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "streamclient: "+format+"\n", args...)
+	os.Exit(code)
+}
+
+// exitCode turns the error stream's content into a process exit code.
+func exitCode(version string, raw []byte) int {
+	if len(raw) == 0 {
+		return 0
+	}
+	if version == "v4.channel.k8s.io" || version == "v5.channel.k8s.io" {
+		var s status
+		if err := json.Unmarshal(raw, &s); err != nil {
+			fail(255, "bad status %q: %v", raw, err)
+		}
+		if s.Status == "Success" {
+			return 0
+		}
+		if s.Reason == "NonZeroExitCode" && s.Details != nil {
+			for _, c := range s.Details.Causes {
+				if c.Reason == "ExitCode" {
+					n, err := strconv.Atoi(c.Message)
+					if err == nil {
+						return n
+					}
+				}
+			}
+		}
+		fail(255, "remote error: %s", s.Message)
+	}
+	fail(255, "remote error: %s", raw)
+	return 255
+}
+
+// bufferedConn reads what the HTTP response parser buffered before the socket itself.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func spdyDial(rawURL, version string) (*spdystream.Connection, string) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		fail(2, "bad url: %v", err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		fail(2, "dial: %v", err)
+	}
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n", u.RequestURI(), u.Host)
+	for _, v := range strings.Split(version, ",") {
+		fmt.Fprintf(conn, "X-Stream-Protocol-Version: %s\r\n", v)
+	}
+	fmt.Fprintf(conn, "\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		fail(2, "upgrade response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(resp.Body)
+		fail(3, "upgrade refused: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	sc, err := spdystream.NewConnection(&bufferedConn{conn, br}, false)
+	if err != nil {
+		fail(2, "spdy: %v", err)
+	}
+	go sc.Serve(spdystream.NoOpStreamHandler)
+	return sc, resp.Header.Get("X-Stream-Protocol-Version")
+}
+
+func spdyStream(sc *spdystream.Connection, kv ...string) *spdystream.Stream {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Set(kv[i], kv[i+1])
+	}
+	s, err := sc.CreateStream(h, nil, false)
+	if err != nil {
+		fail(2, "create stream %v: %v", kv, err)
+	}
+	if err := s.WaitTimeout(30 * time.Second); err != nil {
+		fail(2, "stream %v not accepted: %v", kv, err)
+	}
+	return s
+}
+
+type execOpts struct {
+	url, version                string
+	stdin, stdout, stderr, tty bool
+	width, height               int
+}
+
+func resizeJSON(o execOpts) []byte {
+	b, _ := json.Marshal(map[string]int{"Width": o.width, "Height": o.height})
+	return b
+}
+
+func execSPDY(o execOpts) int {
+	sc, chosen := spdyDial(o.url, o.version)
+	errStream := spdyStream(sc, "streamType", "error")
+	var errBuf []byte
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errBuf, _ = io.ReadAll(errStream)
+	}()
+	if o.stdin {
+		in := spdyStream(sc, "streamType", "stdin")
+		go func() {
+			io.Copy(in, os.Stdin)
+			in.Close()
+		}()
+	}
+	if o.stdout {
+		out := spdyStream(sc, "streamType", "stdout")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(os.Stdout, out)
+		}()
+	}
+	if o.stderr {
+		errOut := spdyStream(sc, "streamType", "stderr")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(os.Stderr, errOut)
+		}()
+	}
+	if o.tty && chosen != "v2.channel.k8s.io" && chosen != "channel.k8s.io" {
+		r := spdyStream(sc, "streamType", "resize")
+		if o.width > 0 {
+			r.Write(resizeJSON(o))
+		}
+	}
+	wg.Wait()
+	sc.Close()
+	return exitCode(chosen, errBuf)
+}
+
+func wsDial(rawURL, version string) (*websocket.Conn, string) {
+	u := strings.Replace(rawURL, "http://", "ws://", 1)
+	d := websocket.Dialer{Subprotocols: strings.Split(version, ","), HandshakeTimeout: 30 * time.Second}
+	ws, resp, err := d.Dial(u, nil)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(resp.Body)
+			fail(3, "upgrade refused: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		fail(2, "dial: %v", err)
+	}
+	return ws, ws.Subprotocol()
+}
+
+func execWS(o execOpts) int {
+	ws, chosen := wsDial(o.url, o.version)
+	var writeMu sync.Mutex
+	send := func(ch byte, data []byte) error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		return ws.WriteMessage(websocket.BinaryMessage, append([]byte{ch}, data...))
+	}
+	if o.tty && o.width > 0 {
+		send(4, resizeJSON(o))
+	}
+	if o.stdin {
+		go func() {
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := os.Stdin.Read(buf)
+				if n > 0 {
+					if send(0, buf[:n]) != nil {
+						return
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			if chosen == "v5.channel.k8s.io" {
+				send(255, []byte{0})
+			}
+		}()
+	}
+	var errBuf []byte
+	for {
+		kind, data, err := ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		if kind != websocket.BinaryMessage || len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case 1:
+			os.Stdout.Write(data[1:])
+		case 2:
+			os.Stderr.Write(data[1:])
+		case 3:
+			errBuf = append(errBuf, data[1:]...)
+		}
+	}
+	ws.Close()
+	return exitCode(chosen, errBuf)
+}
+
+func portForwardSPDY(rawURL string, port int) int {
+	sc, _ := spdyDial(rawURL, "portforward.k8s.io")
+	p := strconv.Itoa(port)
+	errStream := spdyStream(sc, "streamType", "error", "port", p, "requestID", "0")
+	data := spdyStream(sc, "streamType", "data", "port", p, "requestID", "0")
+	var errBuf []byte
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		errBuf, _ = io.ReadAll(errStream)
+	}()
+	go func() {
+		defer wg.Done()
+		io.Copy(os.Stdout, data)
+	}()
+	io.Copy(data, os.Stdin)
+	data.Close()
+	wg.Wait()
+	sc.Close()
+	if len(errBuf) > 0 {
+		fail(1, "port forward error: %s", errBuf)
+	}
+	return 0
+}
+
+func portForwardWS(rawURL string, port int) int {
+	sep := "?"
+	if strings.Contains(rawURL, "?") {
+		sep = "&"
+	}
+	ws, _ := wsDial(fmt.Sprintf("%s%sport=%d", rawURL, sep, port), "v4.channel.k8s.io")
+	var writeMu sync.Mutex
+	go func() {
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if n > 0 {
+				writeMu.Lock()
+				werr := ws.WriteMessage(websocket.BinaryMessage, append([]byte{0}, buf[:n]...))
+				writeMu.Unlock()
+				if werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var errBuf []byte
+	seen := map[byte]bool{}
+	for {
+		kind, data, err := ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		if kind != websocket.BinaryMessage || len(data) == 0 {
+			continue
+		}
+		ch, payload := data[0], data[1:]
+		if !seen[ch] {
+			// Each channel opens with the port, little endian.
+			if len(payload) < 2 || int(binary.LittleEndian.Uint16(payload)) != port {
+				fail(2, "channel %d did not open with port %d: %v", ch, port, payload)
+			}
+			seen[ch] = true
+			payload = payload[2:]
+		}
+		switch ch {
+		case 0:
+			os.Stdout.Write(payload)
+		case 1:
+			errBuf = append(errBuf, payload...)
+		}
+	}
+	ws.Close()
+	if len(errBuf) > 0 {
+		fail(1, "port forward error: %s", errBuf)
+	}
+	return 0
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(2, "usage: streamclient exec|portforward -url URL ...")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	rawURL := fs.String("url", "", "streaming URL")
+	proto := fs.String("proto", "spdy", "spdy or ws")
+	version := fs.String("version", "", "subprotocol(s) to offer, comma separated")
+	stdin := fs.Bool("stdin", false, "send stdin")
+	stdout := fs.Bool("stdout", false, "receive stdout")
+	stderr := fs.Bool("stderr", false, "receive stderr")
+	tty := fs.Bool("tty", false, "terminal session")
+	resize := fs.String("resize", "", "terminal size WxH")
+	port := fs.Int("port", 0, "port to forward")
+	fs.Parse(os.Args[2:])
+	if *rawURL == "" {
+		fail(2, "-url is required")
+	}
+	switch os.Args[1] {
+	case "exec", "attach":
+		o := execOpts{url: *rawURL, version: *version, stdin: *stdin, stdout: *stdout, stderr: *stderr, tty: *tty}
+		if *resize != "" {
+			fmt.Sscanf(*resize, "%dx%d", &o.width, &o.height)
+		}
+		if *proto == "ws" {
+			if o.version == "" {
+				o.version = "v5.channel.k8s.io,v4.channel.k8s.io"
+			}
+			os.Exit(execWS(o))
+		}
+		if o.version == "" {
+			o.version = "v4.channel.k8s.io,v3.channel.k8s.io,v2.channel.k8s.io,channel.k8s.io"
+		}
+		os.Exit(execSPDY(o))
+	case "portforward":
+		if *proto == "ws" {
+			os.Exit(portForwardWS(*rawURL, *port))
+		}
+		os.Exit(portForwardSPDY(*rawURL, *port))
+	default:
+		fail(2, "unknown command %q", os.Args[1])
+	}
+}

@@ -1,0 +1,246 @@
+//! [`Runtime`]: what the daemon holds per runtime handler.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+use oci_spec::runtime::LinuxResources;
+
+use crate::backend::{Backend, ContainerState};
+use crate::embedded::Embedded;
+use crate::error::{RuntimeError, io_err};
+use crate::external::External;
+use crate::monitor::files;
+use crate::monitor::{CreateReport, ExitRecord, MonitorArgs, RuntimeChoice};
+
+/// What a container is launched with.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub id: String,
+    /// The OCI bundle; its root filesystem must lie inside it.
+    pub bundle: PathBuf,
+    /// Per-container directory for the monitor's pid file, socket and exit record.
+    pub state_dir: PathBuf,
+    /// CRI log file; `None` discards output.
+    pub log_path: Option<PathBuf>,
+    /// Keep the container's stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin when the first attach session that used it ends.
+    pub stdin_once: bool,
+    /// Must match `process.terminal` of the bundle's config.json.
+    pub terminal: bool,
+}
+
+/// A container the monitor created (status `created`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launched {
+    /// Pid of the container's init process.
+    pub pid: i32,
+    /// Pid of its monitor.
+    pub monitor_pid: i32,
+}
+
+/// One OCI runtime: the embedded libcontainer or a runc-compatible binary, with its state
+/// under `root`. Every method blocks; call them from blocking threads.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    choice: RuntimeChoice,
+    root: PathBuf,
+    exe: PathBuf,
+}
+
+impl Runtime {
+    /// The embedded runtime with state under `root`.
+    pub fn embedded(root: impl Into<PathBuf>) -> Self {
+        Runtime::new(RuntimeChoice::Embedded, root)
+    }
+
+    /// A runc-compatible binary at `binary` with state under `root`.
+    pub fn external(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Runtime::new(RuntimeChoice::External(binary.into()), root)
+    }
+
+    pub fn new(choice: RuntimeChoice, root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            choice,
+            root: root.into(),
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        }
+    }
+
+    /// The criox binary that serves `criox monitor` and `criox oci` (default: this process's
+    /// executable).
+    pub fn with_exe(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.exe = exe.into();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn backend(&self) -> Box<dyn Backend> {
+        match &self.choice {
+            RuntimeChoice::Embedded => Box::new(Embedded::new(&self.root)),
+            RuntimeChoice::External(bin) => Box::new(External::new(bin, &self.root)),
+        }
+    }
+
+    /// The runc command line of this runtime (`criox oci --root …` for the embedded one),
+    /// for verbs that must run in a process of their own such as `exec`.
+    pub fn oci_command(&self) -> Command {
+        match &self.choice {
+            RuntimeChoice::Embedded => External::new(&self.exe, &self.root)
+                .with_prefix(vec!["oci".to_string()])
+                .command(),
+            RuntimeChoice::External(bin) => External::new(bin, &self.root).command(),
+        }
+    }
+
+    /// Starts a monitor that creates the container, and waits until it is created.
+    pub fn launch(&self, req: &LaunchRequest) -> Result<Launched, RuntimeError> {
+        let id = req.id.as_str();
+        let args = MonitorArgs {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            state_dir: req.state_dir.clone(),
+            log_path: req.log_path.clone(),
+            stdin: req.stdin,
+            stdin_once: req.stdin_once,
+            terminal: req.terminal,
+            runtime: self.choice.clone(),
+            runtime_root: self.root.clone(),
+            sync_fd: Some(3),
+        };
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Failed {
+            id: id.to_string(),
+            op: "launch",
+            message: format!("pipe: {e}"),
+        })?;
+        let raw = write_end.as_raw_fd();
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("monitor")
+            .args(args.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if raw == 3 {
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(io_err(id, "running monitor", &self.exe))?;
+        drop(write_end);
+        // The first process leaves at once; the detached second one reports.
+        let _ = child.wait();
+        let mut line = String::new();
+        BufReader::new(std::fs::File::from(read_end))
+            .read_line(&mut line)
+            .map_err(io_err(id, "reading monitor report", &req.state_dir))?;
+        let report: CreateReport =
+            serde_json::from_str(line.trim()).map_err(|_| RuntimeError::Failed {
+                id: id.to_string(),
+                op: "create",
+                message: "the monitor exited without reporting".to_string(),
+            })?;
+        match (report.pid, report.kind.as_deref()) {
+            (Some(pid), _) => Ok(Launched {
+                pid,
+                monitor_pid: crate::monitor_client::monitor_pid(&req.state_dir).unwrap_or(0),
+            }),
+            (None, kind) => {
+                let message = report.error.unwrap_or_default();
+                Err(match kind {
+                    Some("already_exists") => RuntimeError::AlreadyExists { id: id.to_string() },
+                    Some("not_found") => RuntimeError::NotFound { id: id.to_string() },
+                    Some("invalid") => RuntimeError::InvalidArgument {
+                        id: id.to_string(),
+                        message,
+                    },
+                    _ => RuntimeError::Failed {
+                        id: id.to_string(),
+                        op: "create",
+                        message,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Runs the process of a created container.
+    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.backend().start(id)?)
+    }
+
+    /// Sends `signal` to the init process, or to every process of the container.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        Ok(self.backend().kill(id, signal, all)?)
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        Ok(self.backend().state(id)?)
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.backend().pause(id)?)
+    }
+
+    pub fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.backend().resume(id)?)
+    }
+
+    /// Applies new cgroup limits to a running container.
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        Ok(self.backend().update(id, resources)?)
+    }
+
+    /// Deletes the container from the runtime (killing it first when `force`), waits for its
+    /// monitor to record the exit and leave, then empties and removes `state_dir`. A
+    /// container the runtime no longer knows is not an error when `state_dir` shows it ran.
+    pub fn delete(&self, id: &str, state_dir: &Path, force: bool) -> Result<(), RuntimeError> {
+        match self.backend().delete(id, force) {
+            Ok(()) => {}
+            Err(crate::backend::BackendError::NotFound { .. })
+                if state_dir.join(files::EXIT_FILE).exists()
+                    || state_dir.join(files::PID_FILE).exists() => {}
+            Err(e) => return Err(e.into()),
+        }
+        // The monitor removes its pid file just before leaving: wait for the process itself.
+        if let Some(pid) = crate::monitor_client::monitor_pid(state_dir) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while crate::monitor_client::process_running(pid) {
+                if Instant::now() > deadline {
+                    // SAFETY: plain kill of the monitor recorded in the state directory.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        for name in files::ALL {
+            let _ = std::fs::remove_file(state_dir.join(name));
+        }
+        let _ = std::fs::remove_dir(state_dir);
+        Ok(())
+    }
+
+    /// The exit record, once the container has exited.
+    pub fn exit_record(&self, state_dir: &Path) -> Option<ExitRecord> {
+        ExitRecord::read(state_dir).ok().flatten()
+    }
+}

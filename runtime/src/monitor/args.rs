@@ -1,0 +1,154 @@
+//! The monitor's command line, built by the launcher and parsed by the monitor.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Which OCI runtime creates the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    Embedded,
+    /// A runc-compatible binary.
+    External(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorArgs {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_path: Option<PathBuf>,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub terminal: bool,
+    pub runtime: RuntimeChoice,
+    pub runtime_root: PathBuf,
+    /// Descriptor on which the creation result is reported.
+    pub sync_fd: Option<i32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("monitor: {0} needs a value")]
+    MissingValue(String),
+    #[error("monitor: unknown argument {0}")]
+    Unknown(String),
+    #[error("monitor: --{0} is required")]
+    Required(&'static str),
+    #[error("monitor: --sync-fd: not a number: {0}")]
+    BadFd(String),
+}
+
+impl MonitorArgs {
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            "--id".into(),
+            self.id.clone().into(),
+            "--bundle".into(),
+            self.bundle.clone().into(),
+            "--state-dir".into(),
+            self.state_dir.clone().into(),
+            "--runtime".into(),
+            match &self.runtime {
+                RuntimeChoice::Embedded => "embedded".into(),
+                RuntimeChoice::External(p) => p.clone().into(),
+            },
+            "--runtime-root".into(),
+            self.runtime_root.clone().into(),
+        ];
+        if let Some(p) = &self.log_path {
+            a.push("--log-path".into());
+            a.push(p.clone().into());
+        }
+        if let Some(fd) = self.sync_fd {
+            a.push("--sync-fd".into());
+            a.push(fd.to_string().into());
+        }
+        for (flag, on) in [
+            ("--stdin", self.stdin),
+            ("--stdin-once", self.stdin_once),
+            ("--terminal", self.terminal),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        a
+    }
+
+    pub fn parse(args: &[OsString]) -> Result<Self, ArgsError> {
+        let mut id = None;
+        let mut bundle = None;
+        let mut state_dir = None;
+        let mut log_path = None;
+        let mut runtime = None;
+        let mut runtime_root = None;
+        let mut sync_fd = None;
+        let (mut stdin, mut stdin_once, mut terminal) = (false, false, false);
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let name = arg.to_string_lossy().into_owned();
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| ArgsError::MissingValue(name.clone()))
+            };
+            match name.as_str() {
+                "--id" => id = Some(value()?.to_string_lossy().into_owned()),
+                "--bundle" => bundle = Some(PathBuf::from(value()?)),
+                "--state-dir" => state_dir = Some(PathBuf::from(value()?)),
+                "--log-path" => log_path = Some(PathBuf::from(value()?)),
+                "--runtime" => {
+                    let v = value()?;
+                    runtime = Some(if v == "embedded" {
+                        RuntimeChoice::Embedded
+                    } else {
+                        RuntimeChoice::External(PathBuf::from(v))
+                    })
+                }
+                "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
+                "--sync-fd" => {
+                    let v = value()?.to_string_lossy().into_owned();
+                    sync_fd = Some(v.parse().map_err(|_| ArgsError::BadFd(v))?);
+                }
+                "--stdin" => stdin = true,
+                "--stdin-once" => stdin_once = true,
+                "--terminal" => terminal = true,
+                _ => return Err(ArgsError::Unknown(name)),
+            }
+        }
+        Ok(MonitorArgs {
+            id: id.ok_or(ArgsError::Required("id"))?,
+            bundle: bundle.ok_or(ArgsError::Required("bundle"))?,
+            state_dir: state_dir.ok_or(ArgsError::Required("state-dir"))?,
+            log_path,
+            stdin,
+            stdin_once,
+            terminal,
+            runtime: runtime.unwrap_or(RuntimeChoice::Embedded),
+            runtime_root: runtime_root.ok_or(ArgsError::Required("runtime-root"))?,
+            sync_fd,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let a = MonitorArgs {
+            id: "c".into(),
+            bundle: "/b".into(),
+            state_dir: "/s".into(),
+            log_path: Some("/l".into()),
+            stdin: true,
+            stdin_once: false,
+            terminal: true,
+            runtime: RuntimeChoice::External("/usr/sbin/runc".into()),
+            runtime_root: "/r".into(),
+            sync_fd: Some(3),
+        };
+        assert_eq!(MonitorArgs::parse(&a.to_args()).unwrap(), a);
+    }
+}

@@ -1,0 +1,95 @@
+//! Talking to a running monitor through its state directory: liveness, exit record, log
+//! reopen, terminal resize, attach. A restarted daemon reconnects the same way.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::{RuntimeError, io_err};
+use crate::monitor::ExitRecord;
+use crate::monitor::files;
+
+/// Pid of the live monitor of the container in `state_dir`, if one runs.
+pub fn monitor_pid(state_dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(state_dir.join(files::PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    process_running(pid).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, after)| !after.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until the exit record appears; `None` after `timeout` (or forever with `None`).
+pub fn wait_exit(state_dir: &Path, timeout: Option<Duration>) -> Option<ExitRecord> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(rec)) = ExitRecord::read(state_dir) {
+            return Some(rec);
+        }
+        if timeout.is_some_and(|t| start.elapsed() > t) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn request(id: &str, state_dir: &Path, line: &str) -> Result<(), RuntimeError> {
+    let sock = state_dir.join(files::SOCKET);
+    let mut stream = UnixStream::connect(&sock).map_err(io_err(id, "monitor socket", &sock))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io_err(id, "monitor socket", &sock))?;
+    stream
+        .write_all(line.as_bytes())
+        .map_err(io_err(id, "monitor socket", &sock))?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(io_err(id, "monitor socket", &sock))?;
+    match reply.trim() {
+        "ok" => Ok(()),
+        other => Err(RuntimeError::Failed {
+            id: id.to_string(),
+            op: "monitor request",
+            message: other.trim_start_matches("error ").to_string(),
+        }),
+    }
+}
+
+/// Asks the monitor to reopen the log file (after the caller rotated it).
+pub fn reopen_log(id: &str, state_dir: &Path) -> Result<(), RuntimeError> {
+    request(id, state_dir, "reopen\n")
+}
+
+/// Sets the container terminal's size.
+pub fn resize(id: &str, state_dir: &Path, rows: u16, cols: u16) -> Result<(), RuntimeError> {
+    request(id, state_dir, &format!("resize {rows} {cols}\n"))
+}
+
+/// Opens an attach session: output arrives as frames (see [`crate::monitor::protocol`]);
+/// with `stdin`, frames written to the stream reach the container's stdin.
+pub fn attach(id: &str, state_dir: &Path, stdin: bool) -> Result<UnixStream, RuntimeError> {
+    let sock = state_dir.join(files::SOCKET);
+    let mut stream = UnixStream::connect(&sock).map_err(io_err(id, "monitor socket", &sock))?;
+    let line: &[u8] = if stdin {
+        b"attach stdin\n"
+    } else {
+        b"attach\n"
+    };
+    stream
+        .write_all(line)
+        .map_err(io_err(id, "monitor socket", &sock))?;
+    Ok(stream)
+}

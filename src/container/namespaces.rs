@@ -1,0 +1,307 @@
+//! Which namespaces the container creates and which it joins, from the CRI's
+//! `NamespaceOption` and what the pod holds.
+
+use std::path::{Path, PathBuf};
+
+use criox_proto::v1::{self, NamespaceMode};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType};
+
+use super::error::{Result, SpecError};
+
+const FIELD: &str = "linux.security_context.namespace_options";
+
+/// Where one of the pod's namespaces lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodNamespace {
+    /// The node's own namespace (host network, host IPC).
+    Node,
+    /// A namespace pinned by the pod, joined by this path.
+    Path(PathBuf),
+    /// Each container gets a new one.
+    New,
+}
+
+/// The pod's PID namespace arrangement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodPid {
+    /// Every container has its own PID namespace.
+    Container,
+    /// The pod shares one, whose PID 1 is the pod's infra process.
+    Pod { infra_pid: u32 },
+    /// The node's PID namespace.
+    Node,
+}
+
+/// The namespace list of the spec and what else the choice implies.
+#[derive(Debug)]
+pub struct NamespacePlan {
+    pub namespaces: Vec<LinuxNamespace>,
+    pub host_network: bool,
+    pub host_ipc: bool,
+    /// A UTS namespace of the pod or of the container: the hostname may be set.
+    pub own_uts: bool,
+}
+
+fn ns(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace> {
+    let mut b = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(p) = path {
+        b = b.path(p);
+    }
+    Ok(b.build()?)
+}
+
+/// Adds `typ` as the pod namespace says: nothing for the node's, a path, or a new one.
+fn push_pod(
+    out: &mut Vec<LinuxNamespace>,
+    typ: LinuxNamespaceType,
+    pod: &PodNamespace,
+) -> Result<()> {
+    match pod {
+        PodNamespace::Node => {}
+        PodNamespace::Path(p) => out.push(ns(typ, Some(p))?),
+        PodNamespace::New => out.push(ns(typ, None)?),
+    }
+    Ok(())
+}
+
+fn mode(name: &str, value: i32) -> Result<NamespaceMode> {
+    NamespaceMode::try_from(value)
+        .map_err(|_| SpecError::invalid(format!("{FIELD}.{name}"), format!("unknown mode {value}")))
+}
+
+pub struct PodNamespaces<'a> {
+    pub network: &'a PodNamespace,
+    pub ipc: &'a PodNamespace,
+    pub uts: &'a PodNamespace,
+    pub pid: &'a PodPid,
+}
+
+/// `target_pid` is the PID namespace path of the container `target_id` names, resolved by
+/// the caller (only needed for TARGET).
+pub fn plan(
+    options: Option<&v1::NamespaceOption>,
+    pod: &PodNamespaces<'_>,
+    target_pid: Option<&Path>,
+    cgroup_ns: bool,
+) -> Result<NamespacePlan> {
+    let default = v1::NamespaceOption::default();
+    let o = options.unwrap_or(&default);
+    let mut out = vec![ns(LinuxNamespaceType::Mount, None)?];
+
+    if let Some(userns) = &o.userns_options
+        && mode("userns_options.mode", userns.mode)? != NamespaceMode::Node
+        && (!userns.uids.is_empty() || !userns.gids.is_empty())
+    {
+        return Err(SpecError::invalid(
+            format!("{FIELD}.userns_options"),
+            "user namespaces are not supported",
+        ));
+    }
+
+    let host_network = match mode("network", o.network)? {
+        NamespaceMode::Node => true,
+        NamespaceMode::Pod | NamespaceMode::Container | NamespaceMode::Target => {
+            push_pod(&mut out, LinuxNamespaceType::Network, pod.network)?;
+            *pod.network == PodNamespace::Node
+        }
+    };
+
+    let host_ipc = match mode("ipc", o.ipc)? {
+        NamespaceMode::Node => true,
+        NamespaceMode::Container => {
+            out.push(ns(LinuxNamespaceType::Ipc, None)?);
+            false
+        }
+        NamespaceMode::Pod | NamespaceMode::Target => {
+            push_pod(&mut out, LinuxNamespaceType::Ipc, pod.ipc)?;
+            *pod.ipc == PodNamespace::Node
+        }
+    };
+
+    // The UTS namespace is the pod's: the node's when the pod is on the host network.
+    push_pod(&mut out, LinuxNamespaceType::Uts, pod.uts)?;
+    let own_uts = *pod.uts != PodNamespace::Node;
+
+    match mode("pid", o.pid)? {
+        NamespaceMode::Node => {}
+        NamespaceMode::Container => out.push(ns(LinuxNamespaceType::Pid, None)?),
+        NamespaceMode::Pod => match pod.pid {
+            PodPid::Pod { infra_pid } => {
+                let path = PathBuf::from(format!("/proc/{infra_pid}/ns/pid"));
+                out.push(ns(LinuxNamespaceType::Pid, Some(&path))?);
+            }
+            PodPid::Node => {}
+            PodPid::Container => {
+                return Err(SpecError::invalid(
+                    format!("{FIELD}.pid"),
+                    "the pod has no shared PID namespace",
+                ));
+            }
+        },
+        NamespaceMode::Target => {
+            let path = target_pid.ok_or_else(|| {
+                SpecError::invalid(
+                    format!("{FIELD}.target_id"),
+                    format!("no PID namespace for target container {:?}", o.target_id),
+                )
+            })?;
+            out.push(ns(LinuxNamespaceType::Pid, Some(path))?);
+        }
+    }
+
+    if cgroup_ns {
+        out.push(ns(LinuxNamespaceType::Cgroup, None)?);
+    }
+    Ok(NamespacePlan {
+        namespaces: out,
+        host_network,
+        host_ipc,
+        own_uts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(plan: &NamespacePlan, typ: LinuxNamespaceType) -> Option<&LinuxNamespace> {
+        plan.namespaces.iter().find(|n| n.typ() == typ)
+    }
+
+    fn opts(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> v1::NamespaceOption {
+        v1::NamespaceOption {
+            network: network as i32,
+            pid: pid as i32,
+            ipc: ipc as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_namespaces_are_joined_by_path() {
+        let net = PodNamespace::Path("/run/criox/ns/net/p".into());
+        let ipc = PodNamespace::Path("/run/criox/ns/ipc/p".into());
+        let uts = PodNamespace::Path("/run/criox/ns/uts/p".into());
+        let pod = PodNamespaces {
+            network: &net,
+            ipc: &ipc,
+            uts: &uts,
+            pid: &PodPid::Pod { infra_pid: 42 },
+        };
+        let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
+        let plan = plan(Some(&o), &pod, None, false).unwrap();
+        let path = |t| find(&plan, t).unwrap().path().clone().unwrap();
+        assert_eq!(
+            path(LinuxNamespaceType::Network),
+            PathBuf::from("/run/criox/ns/net/p")
+        );
+        assert_eq!(
+            path(LinuxNamespaceType::Ipc),
+            PathBuf::from("/run/criox/ns/ipc/p")
+        );
+        assert_eq!(
+            path(LinuxNamespaceType::Uts),
+            PathBuf::from("/run/criox/ns/uts/p")
+        );
+        assert_eq!(
+            path(LinuxNamespaceType::Pid),
+            PathBuf::from("/proc/42/ns/pid")
+        );
+        assert!(
+            find(&plan, LinuxNamespaceType::Mount)
+                .unwrap()
+                .path()
+                .is_none()
+        );
+        assert!(find(&plan, LinuxNamespaceType::Cgroup).is_none());
+        assert!(!plan.host_network && !plan.host_ipc && plan.own_uts);
+    }
+
+    #[test]
+    fn node_modes_leave_namespaces_out() {
+        let pod = PodNamespaces {
+            network: &PodNamespace::Node,
+            ipc: &PodNamespace::Node,
+            uts: &PodNamespace::Node,
+            pid: &PodPid::Node,
+        };
+        let o = opts(
+            NamespaceMode::Node,
+            NamespaceMode::Node,
+            NamespaceMode::Node,
+        );
+        let plan = plan(Some(&o), &pod, None, true).unwrap();
+        for t in [
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Pid,
+        ] {
+            assert!(find(&plan, t).is_none(), "{t:?}");
+        }
+        assert!(find(&plan, LinuxNamespaceType::Cgroup).is_some());
+        assert!(plan.host_network && plan.host_ipc && !plan.own_uts);
+    }
+
+    #[test]
+    fn container_and_target_pid() {
+        let pod = PodNamespaces {
+            network: &PodNamespace::New,
+            ipc: &PodNamespace::New,
+            uts: &PodNamespace::New,
+            pid: &PodPid::Container,
+        };
+        let o = opts(
+            NamespaceMode::Pod,
+            NamespaceMode::Container,
+            NamespaceMode::Pod,
+        );
+        let p = plan(Some(&o), &pod, None, false).unwrap();
+        assert!(find(&p, LinuxNamespaceType::Pid).unwrap().path().is_none());
+
+        let mut o = opts(
+            NamespaceMode::Pod,
+            NamespaceMode::Target,
+            NamespaceMode::Pod,
+        );
+        o.target_id = "abc".into();
+        let e = plan(Some(&o), &pod, None, false).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("linux.security_context.namespace_options.target_id")
+        );
+        let p = plan(Some(&o), &pod, Some(Path::new("/proc/7/ns/pid")), false).unwrap();
+        assert_eq!(
+            find(&p, LinuxNamespaceType::Pid).unwrap().path().as_deref(),
+            Some(Path::new("/proc/7/ns/pid"))
+        );
+
+        let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
+        assert!(plan(Some(&o), &pod, None, false).is_err());
+    }
+
+    #[test]
+    fn user_namespaces_with_mappings_are_refused() {
+        let pod = PodNamespaces {
+            network: &PodNamespace::New,
+            ipc: &PodNamespace::New,
+            uts: &PodNamespace::New,
+            pid: &PodPid::Container,
+        };
+        let mut o = opts(
+            NamespaceMode::Pod,
+            NamespaceMode::Container,
+            NamespaceMode::Pod,
+        );
+        o.userns_options = Some(v1::UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: vec![v1::IdMapping {
+                host_id: 100000,
+                container_id: 0,
+                length: 65536,
+            }],
+            gids: vec![],
+        });
+        assert!(plan(Some(&o), &pod, None, false).is_err());
+    }
+}

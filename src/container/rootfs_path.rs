@@ -1,0 +1,125 @@
+//! Resolving a path inside an image root filesystem the way the container will see it:
+//! symlinks are followed relative to the rootfs, and neither `..` nor an absolute link
+//! target can lead outside of it.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Linux gives up after 40 links in one lookup; so do we.
+const MAX_SYMLINKS: usize = 40;
+
+/// The host path of `path` (absolute or relative to `/`) inside `root`, with every symlink
+/// on the way resolved as if `root` were `/`. Components that do not exist are kept as
+/// they are, so the result may name a file that is not there.
+pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    // Pending components, last to visit first.
+    let mut pending: Vec<OsString> = Vec::new();
+    push_components(&mut pending, path);
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&name);
+        let host = root.join(&candidate);
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("too many levels of symbolic links at {}", host.display()),
+                    ));
+                }
+                let target = std::fs::read_link(&host)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                push_components(&mut pending, &target);
+            }
+            Ok(_) => resolved = candidate,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => resolved = candidate,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Queues the components of `path` so that its first component is popped next.
+fn push_components(pending: &mut Vec<OsString>, path: &Path) {
+    let parts: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    pending.extend(parts.into_iter().rev());
+}
+
+/// Reads a file of the image by its path inside the image. A missing file is `Ok(None)`.
+pub fn read_in_root(root: &Path, path: &str) -> io::Result<Option<String>> {
+    let host = resolve_in_root(root, Path::new(path))?;
+    match std::fs::read(&host) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn plain_path_joins_root() {
+        let root = tempfile::tempdir().unwrap();
+        let got = resolve_in_root(root.path(), Path::new("/etc/passwd")).unwrap();
+        assert_eq!(got, root.path().join("etc/passwd"));
+    }
+
+    #[test]
+    fn dotdot_stops_at_root() {
+        let root = tempfile::tempdir().unwrap();
+        let got = resolve_in_root(root.path(), Path::new("/../../etc/../../passwd")).unwrap();
+        assert_eq!(got, root.path().join("passwd"));
+    }
+
+    #[test]
+    fn absolute_symlink_stays_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("real")).unwrap();
+        std::fs::write(root.path().join("real/passwd"), "x").unwrap();
+        symlink("/real", root.path().join("etc")).unwrap();
+        let got = resolve_in_root(root.path(), Path::new("/etc/passwd")).unwrap();
+        assert_eq!(got, root.path().join("real/passwd"));
+    }
+
+    #[test]
+    fn relative_symlink_escaping_upwards_is_clamped() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        symlink("../../../../../etc/shadow", root.path().join("etc/passwd")).unwrap();
+        let got = resolve_in_root(root.path(), Path::new("/etc/passwd")).unwrap();
+        assert_eq!(got, root.path().join("etc/shadow"));
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        symlink("/b", root.path().join("a")).unwrap();
+        symlink("/a", root.path().join("b")).unwrap();
+        assert!(resolve_in_root(root.path(), Path::new("/a/x")).is_err());
+    }
+
+    #[test]
+    fn missing_file_reads_as_none() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(read_in_root(root.path(), "/etc/group").unwrap(), None);
+    }
+}

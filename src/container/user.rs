@@ -1,0 +1,476 @@
+//! Resolving the container's user against the image's /etc/passwd and /etc/group.
+//!
+//! The sources, in order of precedence: `run_as_user` / `run_as_username` (with
+//! `run_as_group`) from the CRI security context, else the image config's `User`
+//! (`user`, `uid`, `user:group`, `uid:gid`, or empty for root).
+
+use std::path::Path;
+
+use super::error::{Result, SpecError};
+use super::rootfs_path::read_in_root;
+
+pub const FIELD_RUN_AS_USER: &str = "linux.security_context.run_as_user";
+pub const FIELD_RUN_AS_USERNAME: &str = "linux.security_context.run_as_username";
+pub const FIELD_RUN_AS_GROUP: &str = "linux.security_context.run_as_group";
+pub const FIELD_SUPPLEMENTAL_GROUPS: &str = "linux.security_context.supplemental_groups";
+pub const FIELD_IMAGE_USER: &str = "image config User";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+/// The user and group databases of one image root filesystem.
+#[derive(Debug, Default)]
+pub struct ImageUsers {
+    passwd: Vec<PasswdEntry>,
+    groups: Vec<GroupEntry>,
+}
+
+/// What the CRI request says about the user; `None`/empty where it says nothing.
+#[derive(Debug, Default, Clone)]
+pub struct UserRequest<'a> {
+    pub run_as_user: Option<i64>,
+    pub run_as_username: &'a str,
+    pub run_as_group: Option<i64>,
+    pub image_user: &'a str,
+    pub supplemental_groups: &'a [i64],
+    /// `SupplementalGroupsPolicy::Strict`: only the requested groups, none from the image.
+    pub strict_groups: bool,
+}
+
+/// The identity the container's process runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Every group the process is in, the primary group first.
+    pub additional_gids: Vec<u32>,
+    /// The home directory from the image's passwd; `/` when the user has none there.
+    pub home: String,
+}
+
+impl ImageUsers {
+    /// Reads `/etc/passwd` and `/etc/group` of the image at `rootfs`. Missing files are
+    /// empty databases (scratch images have none).
+    pub fn load(rootfs: &Path) -> Result<Self> {
+        let read = |path: &str| {
+            read_in_root(rootfs, path).map_err(|source| SpecError::Read {
+                field: "image rootfs".to_string(),
+                path: rootfs.join(path.trim_start_matches('/')),
+                source,
+            })
+        };
+        let passwd = read("/etc/passwd")?.unwrap_or_default();
+        let group = read("/etc/group")?.unwrap_or_default();
+        Ok(ImageUsers {
+            passwd: parse_passwd(&passwd),
+            groups: parse_group(&group),
+        })
+    }
+
+    fn user_by_name(&self, name: &str) -> Option<&PasswdEntry> {
+        self.passwd.iter().find(|e| e.name == name)
+    }
+
+    fn user_by_uid(&self, uid: u32) -> Option<&PasswdEntry> {
+        self.passwd.iter().find(|e| e.uid == uid)
+    }
+
+    fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
+        self.groups.iter().find(|e| e.name == name)
+    }
+
+    pub fn resolve(&self, req: &UserRequest<'_>) -> Result<ResolvedUser> {
+        if req.run_as_user.is_some() && !req.run_as_username.is_empty() {
+            return Err(SpecError::invalid(
+                FIELD_RUN_AS_USERNAME,
+                "only one of run_as_user and run_as_username may be set",
+            ));
+        }
+        let (uid, mut gid, name) = if let Some(uid) = req.run_as_user {
+            let uid = to_id(FIELD_RUN_AS_USER, uid)?;
+            let entry = self.user_by_uid(uid);
+            (
+                uid,
+                entry.map_or(0, |e| e.gid),
+                entry.map(|e| e.name.clone()),
+            )
+        } else if !req.run_as_username.is_empty() {
+            let entry = self.user_by_name(req.run_as_username).ok_or_else(|| {
+                SpecError::invalid(
+                    FIELD_RUN_AS_USERNAME,
+                    format!(
+                        "user {:?} not found in image /etc/passwd",
+                        req.run_as_username
+                    ),
+                )
+            })?;
+            (entry.uid, entry.gid, Some(entry.name.clone()))
+        } else {
+            if req.run_as_group.is_some() {
+                return Err(SpecError::invalid(
+                    FIELD_RUN_AS_GROUP,
+                    "run_as_group requires run_as_user or run_as_username",
+                ));
+            }
+            self.resolve_image_user(req.image_user)?
+        };
+        if let Some(group) = req.run_as_group {
+            gid = to_id(FIELD_RUN_AS_GROUP, group)?;
+        }
+
+        let mut additional_gids = vec![gid];
+        if !req.strict_groups
+            && let Some(name) = &name
+        {
+            for group in &self.groups {
+                if group.members.iter().any(|m| m == name) {
+                    push_unique(&mut additional_gids, group.gid);
+                }
+            }
+        }
+        for &group in req.supplemental_groups {
+            push_unique(
+                &mut additional_gids,
+                to_id(FIELD_SUPPLEMENTAL_GROUPS, group)?,
+            );
+        }
+
+        let home = self
+            .user_by_uid(uid)
+            .map(|e| e.home.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "/".to_string());
+        Ok(ResolvedUser {
+            uid,
+            gid,
+            additional_gids,
+            home,
+        })
+    }
+
+    /// The image config's `User`: `user`, `uid`, `user:group`, `uid:gid`, or empty (root).
+    fn resolve_image_user(&self, spec: &str) -> Result<(u32, u32, Option<String>)> {
+        let spec = spec.trim();
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let (uid, mut gid, name) = if user.is_empty() {
+            if group.is_some() {
+                return Err(SpecError::invalid(
+                    FIELD_IMAGE_USER,
+                    format!("{spec:?} names a group but no user"),
+                ));
+            }
+            let entry = self.user_by_uid(0);
+            (0, entry.map_or(0, |e| e.gid), entry.map(|e| e.name.clone()))
+        } else if let Ok(uid) = user.parse::<u32>() {
+            let entry = self.user_by_uid(uid);
+            (
+                uid,
+                entry.map_or(0, |e| e.gid),
+                entry.map(|e| e.name.clone()),
+            )
+        } else {
+            let entry = self.user_by_name(user).ok_or_else(|| {
+                SpecError::invalid(
+                    FIELD_IMAGE_USER,
+                    format!("user {user:?} not found in image /etc/passwd"),
+                )
+            })?;
+            (entry.uid, entry.gid, Some(entry.name.clone()))
+        };
+        if let Some(group) = group {
+            gid = if let Ok(gid) = group.parse::<u32>() {
+                gid
+            } else {
+                self.group_by_name(group)
+                    .ok_or_else(|| {
+                        SpecError::invalid(
+                            FIELD_IMAGE_USER,
+                            format!("group {group:?} not found in image /etc/group"),
+                        )
+                    })?
+                    .gid
+            };
+        }
+        Ok((uid, gid, name))
+    }
+}
+
+fn to_id(field: &str, value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| {
+        SpecError::invalid(
+            field,
+            format!("{value} is not a valid id (0 to 4294967295)"),
+        )
+    })
+}
+
+fn push_unique(list: &mut Vec<u32>, id: u32) {
+    if !list.contains(&id) {
+        list.push(id);
+    }
+}
+
+/// `name:password:uid:gid:gecos:home:shell`; malformed lines are skipped, as libc does.
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || f[0].is_empty() {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].trim().parse().ok()?,
+                gid: f[3].trim().parse().ok()?,
+                home: f.get(5).map(|s| s.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// `name:password:gid:member,member`; malformed lines are skipped.
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 3 || f[0].is_empty() {
+                return None;
+            }
+            Some(GroupEntry {
+                name: f[0].to_string(),
+                gid: f[2].trim().parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+        daemon:x:1:1:daemon:/usr/sbin:/bin/false\n\
+        alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+        nohome:x:1001:1001::::\n\
+        broken line\n";
+    pub const GROUP: &str = "root:x:0:\n\
+        daemon:x:1:\n\
+        alice:x:1000:\n\
+        wheel:x:10:alice,bob\n\
+        audio:x:29:bob, alice\n\
+        staff:x:50:\n";
+
+    pub fn image_rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(dir.path().join("etc/group"), GROUP).unwrap();
+        dir
+    }
+
+    fn resolve(req: UserRequest<'_>) -> Result<ResolvedUser> {
+        let root = image_rootfs();
+        ImageUsers::load(root.path()).unwrap().resolve(&req)
+    }
+
+    fn image(user: &str) -> Result<ResolvedUser> {
+        resolve(UserRequest {
+            image_user: user,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn empty_image_user_is_root_with_its_home() {
+        let u = image("").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
+        assert_eq!(u.additional_gids, vec![0]);
+    }
+
+    #[test]
+    fn image_user_by_name_gets_groups_from_etc_group() {
+        let u = image("alice").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/alice"));
+        assert_eq!(u.additional_gids, vec![1000, 10, 29]);
+    }
+
+    #[test]
+    fn image_user_by_uid_known_and_unknown() {
+        let u = image("1").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1, 1, "/usr/sbin"));
+        let u = image("4242").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
+        assert_eq!(u.additional_gids, vec![0]);
+    }
+
+    #[test]
+    fn image_user_with_group_forms() {
+        let u = image("alice:staff").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 50));
+        let u = image("1000:77").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 77));
+        let u = image("4242:staff").unwrap();
+        assert_eq!((u.uid, u.gid), (4242, 50));
+    }
+
+    #[test]
+    fn image_user_missing_is_an_error_naming_the_field() {
+        let e = image("mallory").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "image config User: user \"mallory\" not found in image /etc/passwd"
+        );
+        let e = image("alice:nogroup").unwrap_err().to_string();
+        assert!(e.starts_with("image config User: group \"nogroup\" not found"));
+    }
+
+    #[test]
+    fn run_as_user_overrides_image_user_and_takes_gid_from_passwd() {
+        let u = resolve(UserRequest {
+            run_as_user: Some(1000),
+            image_user: "daemon",
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/alice"));
+        assert_eq!(u.additional_gids, vec![1000, 10, 29]);
+    }
+
+    #[test]
+    fn run_as_username_and_group() {
+        let u = resolve(UserRequest {
+            run_as_username: "alice",
+            run_as_group: Some(50),
+            supplemental_groups: &[60, 10],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 50));
+        assert_eq!(u.additional_gids, vec![50, 10, 29, 60]);
+    }
+
+    #[test]
+    fn run_as_username_missing_names_the_field() {
+        let e = resolve(UserRequest {
+            run_as_username: "x",
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "linux.security_context.run_as_username: user \"x\" not found in image /etc/passwd"
+        );
+    }
+
+    #[test]
+    fn strict_policy_skips_image_groups() {
+        let u = resolve(UserRequest {
+            run_as_username: "alice",
+            supplemental_groups: &[5],
+            strict_groups: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(u.additional_gids, vec![1000, 5]);
+    }
+
+    #[test]
+    fn user_without_home_gets_slash() {
+        let u = image("nohome").unwrap();
+        assert_eq!(u.home, "/");
+    }
+
+    #[test]
+    fn invalid_combinations_and_values() {
+        let e = resolve(UserRequest {
+            run_as_group: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with(FIELD_RUN_AS_GROUP));
+        let e = resolve(UserRequest {
+            run_as_user: Some(-1),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with(FIELD_RUN_AS_USER));
+        let e = resolve(UserRequest {
+            run_as_user: Some(1),
+            run_as_username: "alice",
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with(FIELD_RUN_AS_USERNAME));
+        let e = resolve(UserRequest {
+            run_as_user: Some(1),
+            supplemental_groups: &[-3],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with(FIELD_SUPPLEMENTAL_GROUPS));
+    }
+
+    #[test]
+    fn passwd_through_symlinked_etc_inside_rootfs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("data")).unwrap();
+        std::fs::write(root.path().join("data/passwd"), PASSWD).unwrap();
+        std::os::unix::fs::symlink("/data", root.path().join("etc")).unwrap();
+        let users = ImageUsers::load(root.path()).unwrap();
+        let u = users
+            .resolve(&UserRequest {
+                image_user: "alice",
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(u.uid, 1000);
+    }
+
+    #[test]
+    fn scratch_image_without_passwd_runs_numeric_users_only() {
+        let root = tempfile::tempdir().unwrap();
+        let users = ImageUsers::load(root.path()).unwrap();
+        let u = users
+            .resolve(&UserRequest {
+                image_user: "65532",
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (65532, 0, "/"));
+        assert!(
+            users
+                .resolve(&UserRequest {
+                    image_user: "nobody",
+                    ..Default::default()
+                })
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Port forwarding: over SPDY (`portforward.k8s.io`) every forwarded connection is a pair
+//! of client streams, `data` and `error`, sharing a `requestid` and naming the `port`; over
+//! WebSocket (`v4.channel.k8s.io`) the ports come from the query and port `i` uses channel
+//! `2i` for data and `2i+1` for errors, each starting with the port as two little-endian
+//! bytes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::dial;
+use super::spdy::{self, Closed, SpdyStream};
+use super::websocket::{ChannelWriter, WsConn};
+
+pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
+pub const WEBSOCKET_PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
+
+/// Where forwarded bytes from the target go.
+enum Out {
+    Spdy(spdy::StreamWriter),
+    Ws(ChannelWriter),
+}
+
+impl Out {
+    async fn write(&self, data: Bytes) -> Result<(), Closed> {
+        match self {
+            Out::Spdy(w) => w.write(data).await,
+            Out::Ws(w) => w.write(data).await,
+        }
+    }
+
+    async fn finish(&self) {
+        if let Out::Spdy(w) = self {
+            let _ = w.finish().await;
+        }
+    }
+}
+
+/// Serves port forwarding on an upgraded SPDY connection until the client leaves.
+pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spdy::Connection) {
+    let mut pending: HashMap<String, (Option<SpdyStream>, Option<SpdyStream>)> = HashMap::new();
+    let mut forwards = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept() => match s { Some(s) => s, None => break },
+            Some(_) = forwards.join_next(), if !forwards.is_empty() => continue,
+        };
+        let kind = stream.header("streamtype").unwrap_or_default().to_string();
+        let request_id = stream
+            .header("requestid")
+            .map(str::to_string)
+            // Clients that predate request ids pair streams by their ids.
+            .unwrap_or_else(|| {
+                let base = if kind == "data" {
+                    stream.id - 2
+                } else {
+                    stream.id
+                };
+                base.to_string()
+            });
+        if kind != "data" && kind != "error" {
+            let _ = stream.writer.reset(spdy::frame::RST_PROTOCOL_ERROR).await;
+            continue;
+        }
+        let _ = stream.writer.reply().await;
+        let entry = pending.entry(request_id.clone()).or_default();
+        if kind == "data" {
+            entry.0 = Some(stream);
+        } else {
+            entry.1 = Some(stream);
+        }
+        if let (Some(_), Some(_)) = entry {
+            let Some((Some(data), Some(error))) = pending.remove(&request_id) else {
+                continue;
+            };
+            let netns = netns.clone();
+            let allowed = allowed.clone();
+            forwards.spawn(async move { forward_spdy(netns, allowed, data, error).await });
+        }
+    }
+    // Dropping the set cancels forwards whose client is gone.
+    drop(forwards);
+    conn.shutdown().await;
+}
+
+async fn forward_spdy(
+    netns: Option<PathBuf>,
+    allowed: Vec<u16>,
+    data: SpdyStream,
+    error: SpdyStream,
+) {
+    let port = match data.header("port").map(str::parse::<u16>) {
+        Some(Ok(p)) if p > 0 => p,
+        other => {
+            let msg = format!("invalid port header {:?}", other.map(|r| r.ok()));
+            let _ = error.writer.write(Bytes::from(msg)).await;
+            let _ = error.writer.finish().await;
+            let _ = data.writer.finish().await;
+            return;
+        }
+    };
+    let error_out = Out::Spdy(error.writer.clone());
+    let data_out = Out::Spdy(data.writer.clone());
+    forward(netns, &allowed, port, data.incoming, data_out, error_out).await;
+}
+
+/// Connects to `port` and copies both ways until both directions ended.
+async fn forward(
+    netns: Option<PathBuf>,
+    allowed: &[u16],
+    port: u16,
+    mut from_client: mpsc::Receiver<Bytes>,
+    to_client: Out,
+    error: Out,
+) {
+    if !allowed.is_empty() && !allowed.contains(&port) {
+        let msg = format!("port {port} was not requested for forwarding");
+        let _ = error.write(Bytes::from(msg)).await;
+        error.finish().await;
+        to_client.finish().await;
+        return;
+    }
+    let socket = match dial::connect(netns.as_deref(), port).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("port forward: {e}");
+            let _ = error.write(Bytes::from(e.to_string())).await;
+            error.finish().await;
+            to_client.finish().await;
+            return;
+        }
+    };
+    let (mut rd, mut wr) = socket.into_split();
+    // Runs until the client stops sending, then half-closes; never completes, so the
+    // forward ends when the target closes its side.
+    let upstream = async move {
+        while let Some(data) = from_client.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+        std::future::pending::<()>().await
+    };
+    let downstream = async {
+        let mut buf = BytesMut::with_capacity(32 * 1024);
+        loop {
+            buf.reserve(32 * 1024);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if to_client.write(buf.split().freeze()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        to_client.finish().await;
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+    error.finish().await;
+}
+
+/// Serves port forwarding on an upgraded WebSocket for the ports of the query.
+pub async fn serve_websocket(
+    netns: Option<PathBuf>,
+    ports: Vec<u16>,
+    io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+) {
+    let mut inputs = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in &ports {
+        let (tx, rx) = mpsc::channel(32);
+        inputs.push(Some(tx));
+        inputs.push(None);
+        receivers.push(rx);
+    }
+    let conn = WsConn::open(io, inputs, false).await;
+    let mut forwards = JoinSet::new();
+    for (i, (port, rx)) in ports.iter().copied().zip(receivers).enumerate() {
+        let data = conn.writer((2 * i) as u8);
+        let error = conn.writer((2 * i + 1) as u8);
+        let prefix = Bytes::copy_from_slice(&port.to_le_bytes());
+        let _ = data.write(prefix.clone()).await;
+        let _ = error.write(prefix).await;
+        let netns = netns.clone();
+        forwards.spawn(async move {
+            forward(netns, &[], port, rx, Out::Ws(data), Out::Ws(error)).await;
+        });
+    }
+    let closed = conn.closed();
+    tokio::select! {
+        _ = async { while forwards.join_next().await.is_some() {} } => {}
+        _ = closed => {}
+    }
+    drop(forwards);
+    conn.shutdown().await;
+}

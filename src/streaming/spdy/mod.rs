@@ -1,0 +1,8 @@
+//! SPDY/3.1 as the Kubernetes streaming protocols use it: a multiplexer of byte streams
+//! over one upgraded HTTP/1.1 connection.
+
+mod conn;
+pub mod frame;
+pub mod headers;
+
+pub use conn::{Closed, Connection, SpdyStream, StreamWriter};

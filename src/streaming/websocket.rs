@@ -1,0 +1,154 @@
+//! The Kubernetes channel protocol over WebSocket: every binary message starts with a
+//! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize for remote commands; two
+//! channels per port for port forwarding). `v5.channel.k8s.io` adds channel 255, on which
+//! the client sends `[255, n]` to close its channel `n` (stdin) without closing the socket.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+pub const CLOSE_CHANNEL: u8 = 255;
+/// Largest message accepted from a client.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Writes to one channel of the socket; cheap to clone.
+#[derive(Clone)]
+pub struct ChannelWriter {
+    channel: u8,
+    out: mpsc::Sender<Message>,
+}
+
+impl ChannelWriter {
+    pub async fn write(&self, data: Bytes) -> Result<(), super::spdy::Closed> {
+        let mut msg = BytesMut::with_capacity(data.len() + 1);
+        msg.put_u8(self.channel);
+        msg.put_slice(&data);
+        self.out
+            .send(Message::Binary(msg.freeze()))
+            .await
+            .map_err(|_| super::spdy::Closed)
+    }
+}
+
+pub struct WsConn {
+    out: mpsc::Sender<Message>,
+    closed: watch::Receiver<bool>,
+    reader: JoinHandle<()>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl WsConn {
+    /// Starts serving an upgraded socket. Messages on channel `n` go to `inputs[n]` when
+    /// present; with `close_signal`, `[255, n]` drops `inputs[n]`.
+    pub async fn open(
+        io: TokioIo<Upgraded>,
+        mut inputs: Vec<Option<mpsc::Sender<Bytes>>>,
+        close_signal: bool,
+    ) -> WsConn {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        let (ws_tx, mut ws_rx) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let writer = tokio::spawn(async move {
+            let mut ws_tx = ws_tx;
+            while let Some(msg) = out_rx.recv().await {
+                let is_close = matches!(msg, Message::Close(_));
+                if ws_tx.send(msg).await.is_err() || is_close {
+                    break;
+                }
+            }
+            let _ = ws_tx.close().await;
+        });
+        let pong = out_tx.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws_rx.next().await {
+                let data = match msg {
+                    Message::Binary(data) => data,
+                    Message::Ping(payload) => {
+                        let _ = pong.try_send(Message::Pong(payload));
+                        continue;
+                    }
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Some((&channel, payload)) = data.split_first() else {
+                    continue;
+                };
+                if channel == CLOSE_CHANNEL && close_signal {
+                    if let Some(&target) = payload.first()
+                        && let Some(slot) = inputs.get_mut(usize::from(target))
+                    {
+                        *slot = None;
+                    }
+                    continue;
+                }
+                if let Some(Some(tx)) = inputs.get(usize::from(channel))
+                    && !payload.is_empty()
+                {
+                    let _ = tx.send(data.slice(1..)).await;
+                }
+            }
+            drop(inputs);
+            let _ = closed_tx.send(true);
+        });
+        WsConn {
+            out: out_tx,
+            closed: closed_rx,
+            reader,
+            writer: Some(writer),
+        }
+    }
+
+    pub fn writer(&self, channel: u8) -> ChannelWriter {
+        ChannelWriter {
+            channel,
+            out: self.out.clone(),
+        }
+    }
+
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.clone();
+        async move {
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Sends a normal close after everything queued and waits until it is written.
+    pub async fn shutdown(mut self) {
+        let _ = self
+            .out
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })))
+            .await;
+        if let Some(writer) = self.writer.take() {
+            let abort = writer.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for WsConn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        if let Some(writer) = &self.writer {
+            writer.abort();
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The backend suite: real busybox containers through the monitor, once with the embedded
+//! runtime and once with Debian's runc. Run as root (through hack/test).
+
+mod common;
+mod runtime_support;
+
+use std::io::Read;
+use std::time::Duration;
+
+use criox_runtime::monitor::protocol;
+use criox_runtime::oci_spec::runtime::ProcessBuilder;
+use criox_runtime::{Status, monitor_client};
+use runtime_support::{Env, Kind, cgroup_dirs, leftovers, without_pid_namespace};
+use serde_json::json;
+
+fn exit_code_is_recorded(kind: Kind) {
+    let env = Env::new(kind, "exit");
+    let id = env.id(1);
+    env.run(&id, &["sh", "-c", "exit 7"], |_| {});
+    let rec = env.wait_exit(&id);
+    assert_eq!(
+        (rec.exit_code, rec.signal, rec.oom_killed),
+        (7, None, false)
+    );
+    assert!(chrono_like(&rec.finished_at), "{}", rec.finished_at);
+}
+
+fn chrono_like(ts: &str) -> bool {
+    ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T'
+}
+
+fn exit_by_sigterm_reports_the_signal(kind: Kind) {
+    let env = Env::new(kind, "sigterm");
+    let id = env.id(1);
+    env.run(&id, &["sleep", "1000"], without_pid_namespace);
+    env.rt.kill(&id, libc::SIGTERM, false).unwrap();
+    let rec = env.wait_exit(&id);
+    assert_eq!((rec.exit_code, rec.signal), (128 + 15, Some(15)));
+}
+
+fn stdout_and_stderr_in_cri_format(kind: Kind) {
+    let env = Env::new(kind, "crilog");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; printf partial"],
+        |_| {},
+    );
+    env.wait_exit(&id);
+    let log = env.log(&id);
+    let lines: Vec<&str> = log.lines().collect();
+    let rest = |l: &str| {
+        l.split_once(' ')
+            .map(|(ts, r)| (ts.to_string(), r.to_string()))
+    };
+    let mut records: Vec<String> = Vec::new();
+    for l in &lines {
+        let (ts, r) = rest(l).unwrap();
+        assert!(chrono_like(&ts), "timestamp of {l:?}");
+        records.push(r);
+    }
+    assert!(records.contains(&"stdout F out".to_string()), "{log}");
+    assert!(records.contains(&"stderr F err".to_string()), "{log}");
+    assert!(records.contains(&"stdout P partial".to_string()), "{log}");
+}
+
+fn long_lines_are_split(kind: Kind) {
+    let env = Env::new(kind, "longline");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo"],
+        |_| {},
+    );
+    env.wait_exit(&id);
+    let log = env.log(&id);
+    let text: String = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').collect::<Vec<_>>())
+        .inspect(|f| assert_eq!(f[1], "stdout"))
+        .map(|f| f[3].to_string())
+        .collect();
+    assert_eq!(text, "x".repeat(20000), "content survives the split");
+    let tags: Vec<&str> = log.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    assert_eq!(tags.last(), Some(&"F"));
+    assert!(tags[..tags.len() - 1].iter().all(|t| *t == "P"), "{tags:?}");
+    assert!(log.lines().all(|l| l.len() <= 16 * 1024 + 64));
+}
+
+/// Sends `data` to the container's stdin through an attach session.
+fn send_stdin(stream: &mut std::os::unix::net::UnixStream, data: &[u8]) {
+    protocol::write_frame(stream, protocol::STDIN, data).unwrap();
+}
+
+fn log_reopen_after_rotation(kind: Kind) {
+    let env = Env::new(kind, "reopen");
+    let id = env.id(1);
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", "read a; echo $a; read b; echo $b"],
+        |_| {},
+    );
+    let mut req = env.request(&id, &bundle);
+    req.stdin = true;
+    env.launch(&req).unwrap();
+    env.rt.start(&id).unwrap();
+    let state_dir = env.state_dir(&id);
+    let mut session = monitor_client::attach(&id, &state_dir, true).unwrap();
+    send_stdin(&mut session, b"one\n");
+    env.wait_log(&id, "stdout F one");
+    let rotated = env.path("rotated.log");
+    std::fs::rename(env.log_path(&id), &rotated).unwrap();
+    monitor_client::reopen_log(&id, &state_dir).unwrap();
+    send_stdin(&mut session, b"two\n");
+    let rec = env.wait_exit(&id);
+    assert_eq!(rec.exit_code, 0);
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = env.log(&id);
+    assert!(
+        old.contains("stdout F one") && !old.contains("two"),
+        "{old}"
+    );
+    assert!(
+        new.contains("stdout F two") && !new.contains("one"),
+        "{new}"
+    );
+}
+
+fn attach_receives_output(kind: Kind) {
+    let env = Env::new(kind, "attach");
+    let id = env.id(1);
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", "read a; echo got-$a; echo e-$a >&2"],
+        |_| {},
+    );
+    let mut req = env.request(&id, &bundle);
+    req.stdin = true;
+    req.stdin_once = true;
+    env.launch(&req).unwrap();
+    let mut session = monitor_client::attach(&id, &env.state_dir(&id), true).unwrap();
+    env.rt.start(&id).unwrap();
+    send_stdin(&mut session, b"x\n");
+    let mut frames = Vec::new();
+    session
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    while let Ok(Some(f)) = protocol::read_frame(&mut session) {
+        frames.push(f);
+    }
+    let out: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == protocol::STDOUT)
+        .flat_map(|f| f.1.clone())
+        .collect();
+    let err: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == protocol::STDERR)
+        .flat_map(|f| f.1.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&out), "got-x\n");
+    assert_eq!(String::from_utf8_lossy(&err), "e-x\n");
+    assert_eq!(env.wait_exit(&id).exit_code, 0);
+}
+
+fn terminal_output(kind: Kind) {
+    let env = Env::new(kind, "tty");
+    let id = env.id(1);
+    let bundle = env.bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size",
+        ],
+        |v| v["process"]["terminal"] = json!(true),
+    );
+    let mut req = env.request(&id, &bundle);
+    req.terminal = true;
+    env.launch(&req).unwrap();
+    monitor_client::resize(&id, &env.state_dir(&id), 33, 99).unwrap();
+    env.rt.start(&id).unwrap();
+    assert_eq!(env.wait_exit(&id).exit_code, 0);
+    let log = env.log(&id);
+    assert!(log.contains("stdout F is-a-tty\r"), "{log}");
+    assert!(log.contains("stdout F 33 99\r"), "{log}");
+    assert!(!log.contains("stderr"), "a terminal has one stream: {log}");
+}
+
+fn exec_into_a_running_container(kind: Kind) {
+    let env = Env::new(kind, "exec");
+    let id = env.id(1);
+    env.run(&id, &["sleep", "1000"], |_| {});
+    let process = ProcessBuilder::default()
+        .args(vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "echo out-$FOO; echo err >&2; hostname; exit 5".to_string(),
+        ])
+        .env(vec![
+            "FOO=bar".to_string(),
+            "PATH=/bin:/usr/bin".to_string(),
+        ])
+        .cwd("/")
+        .build()
+        .unwrap();
+    let out = env
+        .rt
+        .exec_sync(&id, &process, Some(Duration::from_secs(30)), 1 << 20)
+        .unwrap();
+    assert_eq!(out.exit_code, 5, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "out-bar\ncriox-test\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert!(!out.timed_out && !out.truncated);
+
+    // Output beyond the limit is cut, and the timeout kills the process.
+    let chatty = ProcessBuilder::default()
+        .args(vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "head -c 5000 /dev/zero; sleep 1000".to_string(),
+        ])
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .unwrap();
+    let out = env
+        .rt
+        .exec_sync(&id, &chatty, Some(Duration::from_millis(1500)), 1000)
+        .unwrap();
+    assert!(out.timed_out && out.truncated, "{out:?}");
+    assert_eq!(out.stdout.len(), 1000);
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Running);
+}
+
+fn kill_a_process_that_ignores_sigterm(kind: Kind) {
+    let env = Env::new(kind, "ignterm");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while true; do sleep 1; done",
+        ],
+        without_pid_namespace,
+    );
+    env.wait_log(&id, "stdout F ready");
+    env.rt.kill(&id, libc::SIGTERM, false).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(env.rt.exit_record(&env.state_dir(&id)).is_none());
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Running);
+    env.rt.kill(&id, libc::SIGKILL, true).unwrap();
+    let rec = env.wait_exit(&id);
+    assert_eq!((rec.exit_code, rec.signal), (137, Some(9)));
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Stopped);
+}
+
+fn memory_limit_oom_is_reported(kind: Kind) {
+    let env = Env::new(kind, "oom");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"],
+        |v| v["linux"]["resources"]["memory"] = json!({"limit": 32 * 1024 * 1024}),
+    );
+    let rec = env.wait_exit(&id);
+    assert!(rec.oom_killed, "{rec:?}");
+    assert_eq!(rec.signal, Some(9));
+}
+
+fn delete_removes_cgroup_and_state(kind: Kind) {
+    let env = Env::new(kind, "delete");
+    let id = env.id(1);
+    let launched = env.run(&id, &["sleep", "1000"], |_| {});
+    assert!(launched.pid > 0 && launched.monitor_pid > 0);
+    let state_dir = env.state_dir(&id);
+    assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups");
+    assert_eq!(env.rt.state(&id).unwrap().pid, launched.pid);
+    env.delete(&id);
+    assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());
+    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    assert!(!monitor_client::process_running(launched.monitor_pid));
+    assert!(matches!(
+        env.rt.state(&id),
+        Err(criox_runtime::RuntimeError::NotFound { .. })
+    ));
+    assert_eq!(
+        leftovers(env.rt.root())
+            .into_iter()
+            .filter(|n| n.contains(&id))
+            .count(),
+        0
+    );
+}
+
+fn pause_resume_and_update(kind: Kind) {
+    let env = Env::new(kind, "pause");
+    let id = env.id(1);
+    env.run(&id, &["sleep", "1000"], |_| {});
+    env.rt.pause(&id).unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Paused);
+    env.rt.resume(&id).unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Running);
+    let res: criox_runtime::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"pids": {"limit": 77}})).unwrap();
+    env.rt.update(&id, &res).unwrap();
+    let limit = cgroup_dirs(&id)
+        .into_iter()
+        .find_map(|d| std::fs::read_to_string(d.join("pids.max")).ok());
+    assert_eq!(limit.as_deref().map(str::trim), Some("77"));
+}
+
+/// The monitor outlives the process that launched it: a child test process launches a
+/// container and exits; the exit is still recorded.
+fn monitor_survives_the_launcher(kind: Kind) {
+    let env = Env::new(kind, "survive");
+    let id = env.id(1);
+    let bundle = env.bundle(&id, &["sh", "-c", "read x; exit 42"], |_| {});
+    let mut req = env.request(&id, &bundle);
+    req.stdin = true;
+    let args = json!({
+        "kind": if kind == Kind::Embedded { "embedded" } else { "runc" },
+        "root": env.rt.root(),
+        "id": id,
+        "bundle": bundle,
+        "state_dir": req.state_dir,
+        "log": req.log_path,
+    });
+    env.launched
+        .borrow_mut()
+        .push((id.clone(), req.state_dir.clone()));
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "launcher_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CRIOX_TEST_LAUNCH", args.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The launcher is gone; the monitor is not.
+    let monitor = monitor_client::monitor_pid(&req.state_dir).expect("monitor alive");
+    assert!(env.rt.exit_record(&req.state_dir).is_none());
+    let mut session = monitor_client::attach(&id, &req.state_dir, true).unwrap();
+    protocol::write_frame(&mut session, protocol::STDIN, b"go\n").unwrap();
+    let rec = env.wait_exit(&id);
+    assert_eq!(rec.exit_code, 42);
+    let mut rest = Vec::new();
+    let _ = session.read_to_end(&mut rest);
+    for _ in 0..500 {
+        if !monitor_client::process_running(monitor) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!monitor_client::process_running(monitor));
+}
+
+/// Not a test of its own: the launching process of `monitor_survives_the_launcher`.
+#[test]
+fn launcher_helper() {
+    let Ok(args) = std::env::var("CRIOX_TEST_LAUNCH") else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(&args).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_string();
+    let rt = if s("kind") == "embedded" {
+        criox_runtime::Runtime::embedded(s("root"))
+    } else {
+        criox_runtime::Runtime::external(runtime_support::RUNC, s("root"))
+    }
+    .with_exe(runtime_support::BIN);
+    let req = criox_runtime::LaunchRequest {
+        id: s("id"),
+        bundle: s("bundle").into(),
+        state_dir: s("state_dir").into(),
+        log_path: Some(s("log").into()),
+        stdin: true,
+        stdin_once: false,
+        terminal: false,
+    };
+    rt.launch(&req).unwrap();
+    rt.start(&req.id).unwrap();
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            use super::*;
+            $( #[test] fn $name() { super::$name(Kind::Embedded) } )*
+        }
+        mod runc {
+            use super::*;
+            $( #[test] fn $name() { super::$name(Kind::Runc) } )*
+        }
+    };
+}
+
+both!(
+    exit_code_is_recorded,
+    exit_by_sigterm_reports_the_signal,
+    stdout_and_stderr_in_cri_format,
+    long_lines_are_split,
+    log_reopen_after_rotation,
+    attach_receives_output,
+    terminal_output,
+    exec_into_a_running_container,
+    kill_a_process_that_ignores_sigterm,
+    memory_limit_oom_is_reported,
+    delete_removes_cgroup_and_state,
+    pause_resume_and_update,
+    monitor_survives_the_launcher,
+);
