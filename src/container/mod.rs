@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod events;
+mod exit_watch;
+pub mod manager;
 pub mod mounts;
 pub mod record;
 pub mod spec;
@@ -15,6 +17,7 @@ mod devices;
 mod error;
 mod namespaces;
 mod process;
+mod propagation;
 mod resources;
 mod rootfs_path;
 mod seccomp;
