@@ -2,7 +2,7 @@
 //!
 //! Each container has a bundle under `<root>/containers/<id>` (config.json, the overlay
 //! root filesystem and its writable layer) and a monitor state directory under
-//! `<state>/containers/<id>`. The record in the store is written before each RPC answers;
+//! `<state>/c/<id>`. The record in the store is written before each RPC answers;
 //! the monitor's exit record is the truth about how a container ended, also for exits that
 //! happened while the daemon was down.
 
@@ -114,7 +114,9 @@ impl ContainerManager {
             events: Events::default(),
             runtimes,
             bundles: root.join("containers"),
-            states: state.join("containers"),
+            // Short names: monitor and runtime sockets live below, and a unix socket path
+            // must fit in 108 bytes with a 64-character id in it.
+            states: state.join("c"),
             node,
             locks: Mutex::new(HashMap::new()),
         });

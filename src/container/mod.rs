@@ -26,3 +26,6 @@ mod user;
 
 #[cfg(test)]
 mod runc_tests;
+
+#[cfg(test)]
+mod manager_tests;
