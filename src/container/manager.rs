@@ -684,6 +684,20 @@ impl ContainerManager {
         Ok(())
     }
 
+    /// UpdateContainerResources with the CRI's resources.
+    pub async fn update_cri_resources(
+        &self,
+        id: &str,
+        resources: &v1::LinuxContainerResources,
+    ) -> Result<(), ContainerError> {
+        let support = super::resources::CgroupSupport {
+            unified: self.node.cgroup_v2,
+            swap: self.node.swap_accounting,
+        };
+        let resources = super::resources::build(Some(resources), support)?;
+        self.update_resources(id, resources).await
+    }
+
     /// UpdateContainerResources on a created or running container.
     pub async fn update_resources(
         &self,
