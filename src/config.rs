@@ -64,6 +64,8 @@ pub struct ImageConfig {
 pub struct NetworkConfig {
     pub cni_config_dir: PathBuf,
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// Seconds a CNI plugin may run before it is killed and the call fails.
+    pub cni_plugin_timeout: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +163,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             cni_config_dir: PathBuf::from("/etc/cni/net.d"),
             cni_plugin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            cni_plugin_timeout: 60,
         }
     }
 }
@@ -360,6 +363,12 @@ impl Config {
             "Directories searched in order for CNI plugin binaries.",
             "cni_plugin_dirs",
             &format!("[{}]", dirs.join(", ")),
+        );
+        line(
+            &mut out,
+            "Seconds a CNI plugin call may take before it is killed and fails.",
+            "cni_plugin_timeout",
+            &self.network.cni_plugin_timeout.to_string(),
         );
 
         out.push_str("\n[streaming]\n");

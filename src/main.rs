@@ -9,6 +9,8 @@ mod container;
 mod ctl;
 mod daemon;
 mod metrics;
+mod network;
+mod sandbox;
 mod server;
 #[allow(dead_code)]
 mod stats;
@@ -72,6 +74,9 @@ enum Command {
         address: String,
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// How long a URL stays valid, in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        token_ttl_ms: u64,
     },
 }
 
@@ -88,6 +93,9 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("oci") => std::process::exit(criox_runtime::cli::main(args[1..].to_vec())),
         Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
+        Some(sandbox::infra::SUBCOMMAND) => {
+            std::process::exit(sandbox::infra::main(args[1..].to_vec()))
+        }
         _ => {}
     }
 
@@ -95,9 +103,14 @@ fn main() {
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
         Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
-        Some(Command::StreamingHost { address, port }) => {
-            run_async(async move { Ok(streaming::host::serve(&address, port).await?) })
-        }
+        Some(Command::StreamingHost {
+            address,
+            port,
+            token_ttl_ms,
+        }) => run_async(async move {
+            let ttl = std::time::Duration::from_millis(token_ttl_ms);
+            Ok(streaming::host::serve(&address, port, ttl).await?)
+        }),
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {

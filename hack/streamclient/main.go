@@ -5,6 +5,8 @@
 //
 //	streamclient exec -url URL [-proto spdy|ws] [-version V] [-stdin] [-stdout] [-stderr] [-tty] [-resize WxH]
 //	streamclient portforward -url URL [-proto spdy|ws] -port N
+//	streamclient sink -port N [-bytes B]  (benchmarks: accept one connection on loopback, discard it)
+//	streamclient send -port N     (benchmarks: send stdin to loopback directly)
 //
 // exec copies this process's stdin/stdout/stderr and exits with the remote exit code
 // (255 when the status is not an exit code). portforward sends stdin through one forwarded
@@ -132,9 +134,9 @@ func spdyStream(sc *spdystream.Connection, kv ...string) *spdystream.Stream {
 }
 
 type execOpts struct {
-	url, version                string
+	url, version               string
 	stdin, stdout, stderr, tty bool
-	width, height               int
+	width, height              int
 }
 
 func resizeJSON(o execOpts) []byte {
@@ -335,6 +337,40 @@ func portForwardWS(rawURL string, port int) int {
 	return 0
 }
 
+// sink accepts one connection on 127.0.0.1:port, reads it to the end and closes it.
+func sink(port int, limit int64) int {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		fail(2, "listen: %v", err)
+	}
+	fmt.Println("listening")
+	c, err := l.Accept()
+	if err != nil {
+		fail(2, "accept: %v", err)
+	}
+	var r io.Reader = c
+	if limit > 0 {
+		// Protocols without a half-close (WebSocket v4) end when the target closes.
+		r = io.LimitReader(c, limit)
+	}
+	n, _ := io.Copy(io.Discard, r)
+	c.Close()
+	fmt.Fprintf(os.Stderr, "%d bytes\n", n)
+	return 0
+}
+
+// send copies stdin to 127.0.0.1:port, half-closes, and waits for the peer to close.
+func send(port int) int {
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		fail(2, "dial: %v", err)
+	}
+	io.Copy(c, os.Stdin)
+	c.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, c)
+	return 0
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail(2, "usage: streamclient exec|portforward -url URL ...")
@@ -349,7 +385,14 @@ func main() {
 	tty := fs.Bool("tty", false, "terminal session")
 	resize := fs.String("resize", "", "terminal size WxH")
 	port := fs.Int("port", 0, "port to forward")
+	limit := fs.Int64("bytes", 0, "sink: close after this many bytes")
 	fs.Parse(os.Args[2:])
+	switch os.Args[1] {
+	case "sink":
+		os.Exit(sink(*port, *limit))
+	case "send":
+		os.Exit(send(*port))
+	}
 	if *rawURL == "" {
 		fail(2, "-url is required")
 	}

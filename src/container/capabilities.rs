@@ -30,14 +30,36 @@ pub const DEFAULT: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
-/// Every capability this build knows, for privileged containers and `ALL`.
+/// Every capability this build knows.
 pub fn all() -> Capabilities {
+    (0..64).filter_map(by_number).collect()
+}
+
+fn by_number(n: u32) -> Option<Capability> {
+    Capability::from_str(cap_name_by_number(n)?).ok()
+}
+
+/// The capabilities in a `/proc/<pid>/status` mask such as `CapBnd:\t000001ffffffffff`.
+pub fn from_mask(mask: u64) -> Capabilities {
     (0..64)
-        .filter_map(|n| {
-            let name = cap_name_by_number(n)?;
-            Capability::from_str(name).ok()
-        })
+        .filter(|n| mask & (1u64 << n) != 0)
+        .filter_map(by_number)
         .collect()
+}
+
+/// The bounding set of this process: a container can hold no capability outside it
+/// (runc fails with "unable to apply caps"), so privileged and `ALL` mean these.
+pub fn own_bounding_set() -> Capabilities {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                let hex = l.strip_prefix("CapBnd:")?.trim();
+                u64::from_str_radix(hex, 16).ok()
+            })
+        })
+        .map(from_mask)
+        .unwrap_or_else(all)
 }
 
 /// Names as the kernel numbers them (see capability.h), for the ones oci-spec knows.
@@ -98,30 +120,48 @@ pub fn parse(field: &str, name: &str) -> Result<Capability> {
 
 /// The capability sets of the container's process. Inheritable stays empty: a non-empty
 /// inheritable set lets file capabilities of programs in the image raise privileges.
+///
+/// `available` is what the node can give (the runtime's bounding set): privileged and
+/// `ALL` mean all of it, and naming a capability outside it is an error.
 pub fn build(
     privileged: bool,
     requested: Option<&criox_proto::v1::Capability>,
+    available: &Capabilities,
 ) -> Result<(LinuxCapabilities, Capabilities)> {
-    let mut caps: Capabilities = DEFAULT.iter().copied().collect();
+    let mut caps: Capabilities = DEFAULT
+        .iter()
+        .copied()
+        .filter(|c| available.contains(c))
+        .collect();
     let mut ambient: Capabilities = HashSet::new();
+    let grantable = |field: &str, name: &str| -> Result<Capability> {
+        let cap = parse(field, name)?;
+        if !available.contains(&cap) {
+            return Err(SpecError::invalid(
+                field,
+                format!("capability {name:?} is not available on this node"),
+            ));
+        }
+        Ok(cap)
+    };
     if privileged {
-        caps = all();
+        caps = available.clone();
     } else if let Some(req) = requested {
         let is_all = |v: &String| v.trim().eq_ignore_ascii_case("ALL");
         if req.add_capabilities.iter().any(is_all) {
-            caps = all();
+            caps = available.clone();
         }
         if req.drop_capabilities.iter().any(is_all) {
             caps.clear();
         }
         for name in req.add_capabilities.iter().filter(|v| !is_all(v)) {
-            caps.insert(parse(FIELD_ADD, name)?);
+            caps.insert(grantable(FIELD_ADD, name)?);
         }
         for name in req.drop_capabilities.iter().filter(|v| !is_all(v)) {
             caps.remove(&parse(FIELD_DROP, name)?);
         }
         for name in &req.add_ambient_capabilities {
-            let cap = parse(FIELD_AMBIENT, name)?;
+            let cap = grantable(FIELD_AMBIENT, name)?;
             ambient.insert(cap);
             caps.insert(cap);
         }
@@ -151,7 +191,7 @@ mod tests {
 
     #[test]
     fn default_set_has_fourteen_and_no_sys_admin() {
-        let (sets, caps) = build(false, None).unwrap();
+        let (sets, caps) = build(false, None, &all()).unwrap();
         assert_eq!(caps.len(), 14);
         assert!(!caps.contains(&Capability::SysAdmin));
         assert_eq!(sets.inheritable().as_ref().unwrap().len(), 0);
@@ -163,6 +203,7 @@ mod tests {
         let (_, caps) = build(
             false,
             Some(&req(&["NET_ADMIN", "cap_sys_time"], &["CHOWN"])),
+            &all(),
         )
         .unwrap();
         assert!(caps.contains(&Capability::NetAdmin));
@@ -172,7 +213,7 @@ mod tests {
 
     #[test]
     fn drop_all_then_add_one() {
-        let (_, caps) = build(false, Some(&req(&["NET_BIND_SERVICE"], &["ALL"]))).unwrap();
+        let (_, caps) = build(false, Some(&req(&["NET_BIND_SERVICE"], &["ALL"])), &all()).unwrap();
         assert_eq!(
             caps.into_iter().collect::<Vec<_>>(),
             vec![Capability::NetBindService]
@@ -181,14 +222,14 @@ mod tests {
 
     #[test]
     fn add_all_then_drop_one() {
-        let (_, caps) = build(false, Some(&req(&["ALL"], &["SYS_ADMIN"]))).unwrap();
+        let (_, caps) = build(false, Some(&req(&["ALL"], &["SYS_ADMIN"])), &all()).unwrap();
         assert_eq!(caps.len(), all().len() - 1);
         assert!(!caps.contains(&Capability::SysAdmin));
     }
 
     #[test]
     fn privileged_gets_everything() {
-        let (_, caps) = build(true, Some(&req(&[], &["ALL"]))).unwrap();
+        let (_, caps) = build(true, Some(&req(&[], &["ALL"])), &all()).unwrap();
         assert_eq!(caps.len(), 41);
     }
 
@@ -196,7 +237,7 @@ mod tests {
     fn ambient_goes_to_all_sets() {
         let mut r = req(&[], &[]);
         r.add_ambient_capabilities = vec!["NET_ADMIN".into()];
-        let (sets, caps) = build(false, Some(&r)).unwrap();
+        let (sets, caps) = build(false, Some(&r), &all()).unwrap();
         assert!(caps.contains(&Capability::NetAdmin));
         assert!(
             sets.ambient()
@@ -207,8 +248,28 @@ mod tests {
     }
 
     #[test]
+    fn node_without_a_capability_limits_privileged_and_refuses_adding_it() {
+        let mut available = all();
+        available.remove(&Capability::SysResource);
+        let (_, caps) = build(true, None, &available).unwrap();
+        assert!(!caps.contains(&Capability::SysResource));
+        assert_eq!(caps.len(), all().len() - 1);
+        let e = build(false, Some(&req(&["SYS_RESOURCE"], &[])), &available).unwrap_err();
+        assert!(e.to_string().contains("not available on this node"), "{e}");
+    }
+
+    #[test]
+    fn status_masks_decode() {
+        let caps = from_mask(0x1fffeffffff);
+        assert!(!caps.contains(&Capability::SysResource));
+        assert!(caps.contains(&Capability::CheckpointRestore));
+        assert_eq!(caps.len(), 40);
+        assert!(own_bounding_set().contains(&Capability::Kill));
+    }
+
+    #[test]
     fn unknown_capability_names_the_field() {
-        let e = build(false, Some(&req(&["FLY"], &[]))).unwrap_err();
+        let e = build(false, Some(&req(&["FLY"], &[])), &all()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "linux.security_context.capabilities.add_capabilities: unknown capability \"FLY\""

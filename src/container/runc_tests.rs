@@ -1,5 +1,6 @@
-//! The built spec, written as config.json into a busybox bundle, run by Debian's runc.
-//! These run as root: they create real containers.
+//! The built spec, written as config.json into a busybox bundle and run by Debian's runc
+//! and by this build's embedded backend (`criox oci`), both through the runc command
+//! line. These run as root: they create real containers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,20 +10,66 @@ use criox_proto::v1;
 use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 
 use super::spec::{
-    ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, build_container_spec,
+    ContainerSpec, ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, SpecError,
+    build_container_spec,
 };
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// A bundle directory with its own runc state root; the container is force-deleted and
+/// A runc-compatible command line: Debian's runc, or this build's embedded libcontainer
+/// backend (`criox oci`).
+#[derive(Debug, Clone, Copy)]
+enum Runtime {
+    Runc,
+    Embedded,
+}
+
+const RUNTIMES: [Runtime; 2] = [Runtime::Runc, Runtime::Embedded];
+
+impl Runtime {
+    /// Debian's runc 1.1 predates the `rro` mount option; libcontainer 0.7 has it.
+    fn supports_recursive_read_only(self) -> bool {
+        matches!(self, Runtime::Embedded)
+    }
+
+    fn command(self) -> Command {
+        match self {
+            Runtime::Runc => Command::new("runc"),
+            Runtime::Embedded => {
+                let mut c = Command::new(criox_binary());
+                c.arg("oci");
+                c
+            }
+        }
+    }
+}
+
+/// The criox binary of this build: the test executable lives in `deps/` beside it.
+fn criox_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("criox"))
+        .expect("target directory");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the binary first (cargo build, as hack/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A bundle directory with its own runtime state root; the container is force-deleted and
 /// the directory removed when dropped, also when the test fails.
 struct Bundle {
     dir: tempfile::TempDir,
     id: String,
+    runtime: Runtime,
 }
 
 impl Bundle {
-    fn new() -> Bundle {
+    fn new(runtime: Runtime) -> Bundle {
         assert!(
             nix::unistd::geteuid().is_root(),
             "these tests create containers with runc and need root: run hack/test as root"
@@ -39,7 +86,7 @@ impl Bundle {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
-        Bundle { dir, id }
+        Bundle { dir, id, runtime }
     }
 
     fn rootfs(&self) -> PathBuf {
@@ -52,31 +99,50 @@ impl Bundle {
 
     /// Builds the spec for `config`, runs it to completion, returns (exit code, stdout,
     /// stderr).
-    fn run(
+    /// The spec of `config` in `pod`, for this bundle's rootfs and runtime.
+    fn build(
         &self,
+        pod: &PodSpecContext,
         config: &v1::ContainerConfig,
         image: &ImageConfiguration,
-    ) -> (i32, String, String) {
-        let pod = test_pod();
+    ) -> Result<ContainerSpec, SpecError> {
         let mut node = NodeFacts::detect();
-        node.recursive_read_only = false;
+        node.recursive_read_only = self.runtime.supports_recursive_read_only();
         let rootfs = self.rootfs();
-        let built = build_container_spec(
+        build_container_spec(
             &ContainerSpecInput {
                 id: &self.id,
                 rootfs: &rootfs,
                 config,
                 image,
                 image_name: "busybox",
-                pod: &pod,
+                pod,
                 target_pid_namespace: None,
             },
             &node,
         )
-        .expect("spec builds");
+    }
+
+    fn run(
+        &self,
+        config: &v1::ContainerConfig,
+        image: &ImageConfiguration,
+    ) -> (i32, String, String) {
+        self.run_in(&test_pod(), config, image)
+    }
+
+    fn run_in(
+        &self,
+        pod: &PodSpecContext,
+        config: &v1::ContainerConfig,
+        image: &ImageConfiguration,
+    ) -> (i32, String, String) {
+        let built = self.build(pod, config, image).expect("spec builds");
         let json = serde_json::to_vec_pretty(&built.spec).expect("spec serializes");
         std::fs::write(self.dir.path().join("config.json"), json).expect("write config.json");
-        let out = Command::new("runc")
+        let out = self
+            .runtime
+            .command()
             .arg("--root")
             .arg(self.state())
             .arg("run")
@@ -97,7 +163,9 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let _ = Command::new("runc")
+        let _ = self
+            .runtime
+            .command()
             .arg("--root")
             .arg(self.state())
             .args(["delete", "--force", &self.id])
@@ -198,149 +266,477 @@ fn runtime_default() -> Option<v1::SecurityProfile> {
 
 #[test]
 fn runc_runs_the_image_user_and_run_as_username() {
-    let b = Bundle::new();
-    let (code, out, err) = b.run(&container(&["id"], |_| {}), &image("daemon"));
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(out.trim(), "uid=1(daemon) gid=1(daemon) groups=1(daemon)");
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let (code, out, err) = b.run(&container(&["id"], |_| {}), &image("daemon"));
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(out.trim(), "uid=1(daemon) gid=1(daemon) groups=1(daemon)");
 
-    let (code, out, err) = b.run(
-        &container(&["id"], |s| s.run_as_username = "nobody".into()),
-        &image("daemon"),
-    );
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(
-        out.trim(),
-        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
-    );
+        let (code, out, err) = b.run(
+            &container(&["id"], |s| s.run_as_username = "nobody".into()),
+            &image("daemon"),
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(
+            out.trim(),
+            "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
+        );
 
-    let (code, out, err) = b.run(
-        &container(&["id"], |s| {
-            s.run_as_user = Some(v1::Int64Value { value: 1 });
-            s.run_as_group = Some(v1::Int64Value { value: 65534 });
-            s.supplemental_groups = vec![0];
-        }),
-        &image(""),
-    );
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(
-        out.trim(),
-        "uid=1(daemon) gid=65534(nogroup) groups=0(root),65534(nogroup)"
-    );
+        let (code, out, err) = b.run(
+            &container(&["id"], |s| {
+                s.run_as_user = Some(v1::Int64Value { value: 1 });
+                s.run_as_group = Some(v1::Int64Value { value: 65534 });
+                s.supplemental_groups = vec![0];
+            }),
+            &image(""),
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(
+            out.trim(),
+            "uid=1(daemon) gid=65534(nogroup) groups=0(root),65534(nogroup)"
+        );
+    }
 }
 
 #[test]
 fn runc_sees_the_merged_environment() {
-    let b = Bundle::new();
-    let mut config = container(&["env"], |_| {});
-    config.envs = vec![
-        v1::KeyValue {
-            key: "FROM_CRI".into(),
-            value: "two words".into(),
-        },
-        v1::KeyValue {
-            key: "FROM_IMAGE".into(),
-            value: "overridden".into(),
-        },
-    ];
-    let (code, out, err) = b.run(&config, &image("daemon"));
-    assert_eq!(code, 0, "stderr: {err}");
-    let lines: Vec<&str> = out.lines().collect();
-    for want in [
-        "FROM_CRI=two words",
-        "FROM_IMAGE=overridden",
-        "HOME=/usr/sbin",
-        "PATH=/bin:/sbin:/usr/bin",
-        "HOSTNAME=spec-test",
-    ] {
-        assert!(lines.contains(&want), "missing {want:?} in {out}");
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let mut config = container(&["env"], |_| {});
+        config.envs = vec![
+            v1::KeyValue {
+                key: "FROM_CRI".into(),
+                value: "two words".into(),
+            },
+            v1::KeyValue {
+                key: "FROM_IMAGE".into(),
+                value: "overridden".into(),
+            },
+        ];
+        let (code, out, err) = b.run(&config, &image("daemon"));
+        assert_eq!(code, 0, "stderr: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        for want in [
+            "FROM_CRI=two words",
+            "FROM_IMAGE=overridden",
+            "HOME=/usr/sbin",
+            "PATH=/bin:/sbin:/usr/bin",
+            "HOSTNAME=spec-test",
+        ] {
+            assert!(lines.contains(&want), "missing {want:?} in {out}");
+        }
+        assert!(!lines.contains(&"FROM_IMAGE=1"), "{out}");
     }
-    assert!(!lines.contains(&"FROM_IMAGE=1"), "{out}");
 }
 
 #[test]
 fn runc_refuses_writes_to_a_readonly_rootfs() {
-    let b = Bundle::new();
-    let write = ["sh", "-c", "echo x > /written"];
-    let (code, _, err) = b.run(&container(&write, |s| s.readonly_rootfs = true), &image(""));
-    assert_ne!(code, 0, "a write to a read-only rootfs must fail");
-    assert!(err.contains("Read-only file system"), "stderr: {err}");
-    assert!(!b.rootfs().join("written").exists());
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let write = ["sh", "-c", "echo x > /written"];
+        let (code, _, err) = b.run(&container(&write, |s| s.readonly_rootfs = true), &image(""));
+        assert_ne!(code, 0, "a write to a read-only rootfs must fail");
+        assert!(err.contains("Read-only file system"), "stderr: {err}");
+        assert!(!b.rootfs().join("written").exists());
 
-    let (code, _, err) = b.run(&container(&write, |_| {}), &image(""));
-    assert_eq!(code, 0, "stderr: {err}");
-    assert!(b.rootfs().join("written").exists());
+        let (code, _, err) = b.run(&container(&write, |_| {}), &image(""));
+        assert_eq!(code, 0, "stderr: {err}");
+        assert!(b.rootfs().join("written").exists());
+    }
 }
 
 #[test]
 fn runc_applies_dropped_and_added_capabilities() {
-    let b = Bundle::new();
-    let chown = ["chown", "1", "/tmp"];
-    let drop_chown = |s: &mut v1::LinuxContainerSecurityContext| {
-        s.capabilities = Some(v1::Capability {
-            drop_capabilities: vec!["CHOWN".into()],
-            ..Default::default()
-        })
-    };
-    let (code, _, err) = b.run(&container(&chown, drop_chown), &image(""));
-    assert_ne!(code, 0, "chown without CAP_CHOWN must fail");
-    assert!(err.contains("Operation not permitted"), "stderr: {err}");
-
-    let (code, _, err) = b.run(&container(&chown, |_| {}), &image(""));
-    assert_eq!(code, 0, "stderr: {err}");
-
-    // An added capability: sethostname needs CAP_SYS_ADMIN, which the default set lacks.
-    let sethostname = ["hostname", "renamed"];
-    let (code, _, _) = b.run(&container(&sethostname, |_| {}), &image(""));
-    assert_ne!(code, 0, "sethostname without CAP_SYS_ADMIN must fail");
-    let (code, _, err) = b.run(
-        &container(&sethostname, |s| {
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let chown = ["chown", "1", "/tmp"];
+        let drop_chown = |s: &mut v1::LinuxContainerSecurityContext| {
             s.capabilities = Some(v1::Capability {
-                add_capabilities: vec!["SYS_ADMIN".into()],
+                drop_capabilities: vec!["CHOWN".into()],
                 ..Default::default()
             })
-        }),
-        &image(""),
-    );
-    assert_eq!(code, 0, "stderr: {err}");
+        };
+        let (code, _, err) = b.run(&container(&chown, drop_chown), &image(""));
+        assert_ne!(code, 0, "chown without CAP_CHOWN must fail");
+        assert!(err.contains("Operation not permitted"), "stderr: {err}");
+
+        let (code, _, err) = b.run(&container(&chown, |_| {}), &image(""));
+        assert_eq!(code, 0, "stderr: {err}");
+
+        // An added capability: sethostname needs CAP_SYS_ADMIN, which the default set lacks.
+        let sethostname = ["hostname", "renamed"];
+        let (code, _, _) = b.run(&container(&sethostname, |_| {}), &image(""));
+        assert_ne!(code, 0, "sethostname without CAP_SYS_ADMIN must fail");
+        let (code, _, err) = b.run(
+            &container(&sethostname, |s| {
+                s.capabilities = Some(v1::Capability {
+                    add_capabilities: vec!["SYS_ADMIN".into()],
+                    ..Default::default()
+                })
+            }),
+            &image(""),
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+    }
 }
 
 #[test]
 fn runc_runtime_default_seccomp_blocks_unshare() {
-    let b = Bundle::new();
-    let unshare = ["unshare", "-U", "true"];
-    let (code, _, err) = b.run(&container(&unshare, |_| {}), &image(""));
-    assert_eq!(code, 0, "unconfined, a user namespace is allowed: {err}");
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let unshare = ["unshare", "-U", "true"];
+        let (code, _, err) = b.run(&container(&unshare, |_| {}), &image(""));
+        assert_eq!(code, 0, "unconfined, a user namespace is allowed: {err}");
 
-    let (code, _, err) = b.run(
-        &container(&unshare, |s| s.seccomp = runtime_default()),
-        &image(""),
-    );
-    assert_ne!(code, 0, "RuntimeDefault must refuse unshare");
-    assert!(err.contains("Operation not permitted"), "stderr: {err}");
+        let (code, _, err) = b.run(
+            &container(&unshare, |s| s.seccomp = runtime_default()),
+            &image(""),
+        );
+        assert_ne!(code, 0, "RuntimeDefault must refuse unshare");
+        assert!(err.contains("Operation not permitted"), "stderr: {err}");
 
-    // The profile still lets ordinary programs fork and exec.
-    let (code, out, err) = b.run(
-        &container(&["sh", "-c", "echo $(echo forked)"], |s| {
-            s.seccomp = runtime_default()
-        }),
-        &image(""),
-    );
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(out.trim(), "forked");
+        // The profile still lets ordinary programs fork and exec.
+        let (code, out, err) = b.run(
+            &container(
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/self/comm & wait; echo $(echo forked)",
+                ],
+                |s| s.seccomp = runtime_default(),
+            ),
+            &image(""),
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(out.trim(), "cat\nforked", "{runtime:?}");
+    }
 }
 
 #[test]
 fn runc_puts_the_container_in_its_cgroup_and_hostname() {
-    let b = Bundle::new();
-    let (code, out, err) = b.run(
-        &container(&["sh", "-c", "cat /proc/self/cgroup; hostname"], |_| {}),
-        &image(""),
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let (code, out, err) = b.run(
+            &container(&["sh", "-c", "cat /proc/self/cgroup; hostname"], |_| {}),
+            &image(""),
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        let own = format!("/{}", b.id);
+        assert!(
+            out.lines().any(|l| l.ends_with(&own)),
+            "no cgroup named {own} in:\n{out}"
+        );
+        assert_eq!(out.lines().last(), Some("spec-test"));
+    }
+}
+
+/// clone(CLONE_NEWUSER) as a plain fork: `Ok` when the kernel (and seccomp) allowed it.
+fn clone_newuser() -> Result<(), std::io::Error> {
+    let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: without CLONE_VM the child gets a copy of this process and only calls _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: the child must not run anything of the parent's; _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child created above.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+    Ok(())
+}
+
+const PROBE_ENV: &str = "CRIOX_CLONE_PROBE";
+const PROBE_TEST: &str = "container::runc_tests::clone_newuser_probe";
+
+/// Inside a container (started by the test below with this executable mounted at /probe)
+/// it reports whether clone(CLONE_NEWUSER) is allowed. On the host, as root, it checks that
+/// the call is allowed there, so that a refusal inside a container means the container's
+/// confinement refused it.
+#[test]
+fn clone_newuser_probe() {
+    let result = clone_newuser();
+    if std::env::var_os(PROBE_ENV).is_some() {
+        match result {
+            Ok(()) => println!("clone-newuser: allowed"),
+            Err(e) => println!("clone-newuser: refused ({e})"),
+        }
+        return;
+    }
+    assert!(nix::unistd::geteuid().is_root(), "run hack/test as root");
+    result.expect("root on the host may clone a user namespace");
+}
+
+/// Runs the probe above in a container without seccomp and with RuntimeDefault.
+fn assert_clone_newuser_refused(runtime: Runtime) {
+    let exe = std::env::current_exe().expect("test executable");
+    let b = Bundle::new(runtime);
+    let probe = |seccomp: Option<v1::SecurityProfile>| {
+        let mut config = container(
+            &[
+                "/probe",
+                "--exact",
+                PROBE_TEST,
+                "--nocapture",
+                "--test-threads=1",
+            ],
+            |s| s.seccomp = seccomp,
+        );
+        config.envs = vec![v1::KeyValue {
+            key: PROBE_ENV.into(),
+            value: "1".into(),
+        }];
+        config.mounts = vec![v1::Mount {
+            container_path: "/probe".into(),
+            host_path: exe.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        }];
+        let (code, out, err) = b.run(&config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: probe failed: {out}\n{err}");
+        // libtest prints the test name on the same line first.
+        out.lines()
+            .find_map(|l| l.find("clone-newuser: ").map(|at| l[at..].to_string()))
+            .unwrap_or_else(|| panic!("{runtime:?}: no probe output in {out}\n{err}"))
+    };
+    assert_eq!(
+        probe(None),
+        "clone-newuser: allowed",
+        "{runtime:?} unconfined"
     );
-    assert_eq!(code, 0, "stderr: {err}");
-    let own = format!("/{}", b.id);
+    let confined = probe(runtime_default());
     assert!(
-        out.lines().any(|l| l.ends_with(&own)),
-        "no cgroup named {own} in:\n{out}"
+        confined.starts_with("clone-newuser: refused (Operation not permitted"),
+        "{runtime:?}: RuntimeDefault let clone(CLONE_NEWUSER) through: {confined}"
     );
-    assert_eq!(out.lines().last(), Some("spec-test"));
+}
+
+#[test]
+fn runc_runtime_default_seccomp_refuses_namespaces_through_clone() {
+    assert_clone_newuser_refused(Runtime::Runc);
+}
+
+#[test]
+#[ignore = "libcontainer 0.7 takes SCMP_CMP_MASKED_EQ's valueTwo as the mask (runc and crun \
+            take value): the embedded backend must swap them before libcontainer sees the spec"]
+fn embedded_runtime_default_seccomp_refuses_namespaces_through_clone() {
+    assert_clone_newuser_refused(Runtime::Embedded);
+}
+
+#[test]
+fn runc_applies_memory_and_cpu_limits() {
+    // On cgroup v2 the shares become a weight: 1 + (256 - 2) * 9999 / 262142.
+    let (files, expected) = if NodeFacts::detect().cgroup_v2 {
+        (
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight",
+            vec!["67108864", "20000 100000", "10"],
+        )
+    } else {
+        (
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
+             /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares",
+            vec!["67108864", "20000", "100000", "256"],
+        )
+    };
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let mut config = container(&["sh", "-c", files], |_| {});
+        config.linux.as_mut().expect("linux config").resources =
+            Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 20_000,
+                cpu_period: 100_000,
+                cpu_shares: 256,
+                ..Default::default()
+            });
+        let (code, out, err) = b.run(&config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        let values: Vec<&str> = out.lines().collect();
+        assert_eq!(values, expected, "{runtime:?}");
+    }
+}
+
+#[test]
+fn runc_mounts_pod_files_and_cri_binds() {
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let host = tempfile::tempdir().expect("temp dir");
+        let files = host.path();
+        std::fs::write(files.join("hostname"), "pod-hostname\n").expect("hostname");
+        std::fs::write(files.join("hosts"), "127.0.0.1 pod-hosts\n").expect("hosts");
+        std::fs::write(files.join("resolv.conf"), "nameserver 192.0.2.53\n").expect("resolv");
+        std::fs::create_dir(files.join("shm")).expect("shm");
+        std::fs::create_dir(files.join("data")).expect("data");
+        std::fs::write(files.join("data/f"), "from the host\n").expect("data file");
+        let mut pod = test_pod();
+        pod.hostname_path = Some(files.join("hostname"));
+        pod.hosts_path = Some(files.join("hosts"));
+        pod.resolv_conf_path = Some(files.join("resolv.conf"));
+        pod.shm_path = Some(files.join("shm"));
+
+        let script = "cat /etc/hostname /etc/hosts /etc/resolv.conf /data/f; \
+                      echo x > /dev/shm/written; \
+                      if echo x > /data/g 2>/dev/null; then echo data-writable; fi";
+        let mut config = container(&["sh", "-c", script], |_| {});
+        config.mounts = vec![v1::Mount {
+            container_path: "/data".into(),
+            host_path: files.join("data").to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        }];
+        let (code, out, err) = b.run_in(&pod, &config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec![
+                "pod-hostname",
+                "127.0.0.1 pod-hosts",
+                "nameserver 192.0.2.53",
+                "from the host"
+            ],
+            "{runtime:?}"
+        );
+        assert!(
+            files.join("shm/written").exists(),
+            "{runtime:?}: /dev/shm is the pod's"
+        );
+        assert!(
+            !files.join("data/g").exists(),
+            "{runtime:?}: /data is read-only"
+        );
+    }
+}
+
+#[test]
+fn runc_loads_a_localhost_seccomp_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let profile = dir.path().join("deny-mkdir.json");
+    // Docker's format: allow everything, refuse mkdir and mkdirat with EACCES.
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                          "comment": "no new directories"}]}"#,
+    )
+    .expect("write profile");
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let localhost = Some(v1::SecurityProfile {
+            profile_type: v1::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: profile.to_string_lossy().into_owned(),
+        });
+        let (code, _, err) = b.run(
+            &container(&["mkdir", "/tmp/made"], |s| s.seccomp = localhost),
+            &image(""),
+        );
+        assert_ne!(code, 0, "{runtime:?}: the profile must refuse mkdir");
+        assert!(err.contains("Permission denied"), "{runtime:?}: {err}");
+        assert!(!b.rootfs().join("tmp/made").exists());
+        let (code, _, err) = b.run(&container(&["mkdir", "/tmp/made"], |_| {}), &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+    }
+}
+
+#[test]
+fn runc_privileged_sees_host_devices_and_writable_sysfs() {
+    let script = "test -b /dev/loop0 && echo loop0; test -c /dev/kmsg && echo kmsg; \
+                  grep -q ' /sys sysfs rw' /proc/mounts && echo sysfs-rw; \
+                  grep CapEff /proc/self/status | cut -f2";
+    // Privileged means every capability this node can give: the test's own bounding set.
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(str::trim)
+        .expect("CapBnd line")
+        .to_string();
+    // The default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    let default_set = "00000000a80425fb";
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        let (code, out, err) = b.run(&container(&["sh", "-c", script], |_| {}), &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.trim(),
+            default_set,
+            "{runtime:?}: an ordinary container sees no host device and holds the default set"
+        );
+
+        let mut pod = test_pod();
+        pod.privileged = true;
+        let privileged = container(&["sh", "-c", script], |s| s.privileged = true);
+        let (code, out, err) = b.run_in(&pod, &privileged, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec!["loop0", "kmsg", "sysfs-rw", bounding.as_str()],
+            "{runtime:?}"
+        );
+    }
+}
+
+/// A tmpfs mounted for the length of a test, lazily unmounted when dropped.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path) -> TmpfsMount {
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount tmpfs");
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn recursive_read_only_reaches_submounts_where_the_runtime_supports_it() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let data = host.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).expect("dirs");
+    let _sub = TmpfsMount::new(&data.join("sub"));
+    let write = ["sh", "-c", "echo x > /data/sub/written"];
+    let mount = |rro: bool| v1::Mount {
+        container_path: "/data".into(),
+        host_path: data.to_string_lossy().into_owned(),
+        readonly: true,
+        recursive_read_only: rro,
+        ..Default::default()
+    };
+    for runtime in RUNTIMES {
+        let b = Bundle::new(runtime);
+        // Plain read-only covers the top mount only.
+        let mut config = container(&write, |_| {});
+        config.mounts = vec![mount(false)];
+        let (code, _, err) = b.run(&config, &image(""));
+        assert_eq!(code, 0, "{runtime:?}: {err}");
+        std::fs::remove_file(data.join("sub/written")).expect("written through the submount");
+
+        config.mounts = vec![mount(true)];
+        if !runtime.supports_recursive_read_only() {
+            let e = b.build(&test_pod(), &config, &image("")).unwrap_err();
+            assert!(
+                e.to_string().contains("does not support"),
+                "{runtime:?}: {e}"
+            );
+            continue;
+        }
+        let (code, _, err) = b.run(&config, &image(""));
+        assert_ne!(code, 0, "{runtime:?}: rro must cover the submount");
+        assert!(err.contains("Read-only file system"), "{runtime:?}: {err}");
+        assert!(!data.join("sub/written").exists());
+    }
 }

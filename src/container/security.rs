@@ -165,8 +165,19 @@ pub fn sysctls(
     const FIELD: &str = "linux.sysctls";
     let mut out = HashMap::new();
     for (raw, value) in requested {
-        // Kubernetes accepts slashes as separators too (net/ipv4/ip_forward).
-        let name = raw.replace('/', ".");
+        // Kubernetes accepts slashes as separators too (net/ipv4/conf/eth0.100/forwarding),
+        // where a dot is part of a name: swap the two.
+        let name: String = if raw.contains('/') {
+            raw.chars()
+                .map(|c| match c {
+                    '/' => '.',
+                    '.' => '/',
+                    c => c,
+                })
+                .collect()
+        } else {
+            raw.clone()
+        };
         let shared_with_node = match sysctl_namespace(&name) {
             None => {
                 return Err(SpecError::invalid(
@@ -258,6 +269,13 @@ mod tests {
         let got = sysctls(&req, false, false, true).unwrap();
         assert_eq!(got["net.ipv4.ip_unprivileged_port_start"], "0");
         assert!(sysctls(&req, true, false, true).is_err());
+        let mut vlan = BTreeMap::new();
+        vlan.insert(
+            "net/ipv4/conf/eth0.100/forwarding".to_string(),
+            "1".to_string(),
+        );
+        let got = sysctls(&vlan, false, false, true).unwrap();
+        assert_eq!(got["net.ipv4.conf.eth0/100.forwarding"], "1");
         assert!(sysctls(&req, false, true, true).is_err());
         let mut bad = BTreeMap::new();
         bad.insert("vm.swappiness".to_string(), "1".to_string());

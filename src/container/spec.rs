@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use criox_proto::v1;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxDeviceCgroup, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capabilities, LinuxBuilder, LinuxDeviceCgroup, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use super::error::Result;
@@ -91,6 +92,8 @@ pub struct NodeFacts {
     pub recursive_read_only: bool,
     /// Where the host's device nodes are, for privileged containers.
     pub dev_dir: PathBuf,
+    /// The capabilities containers can be given: the runtime's own bounding set.
+    pub capabilities: Capabilities,
 }
 
 impl NodeFacts {
@@ -124,6 +127,7 @@ impl NodeFacts {
             oom_score_adj_floor,
             recursive_read_only: false,
             dev_dir: PathBuf::from("/dev"),
+            capabilities: capabilities::own_bounding_set(),
         }
     }
 }
@@ -237,8 +241,11 @@ pub fn build_container_spec(
     let stop_signal = process::stop_signal(image.and_then(|c| c.stop_signal().as_deref()))?;
 
     // Security.
-    let (caps, cap_set) =
-        capabilities::build(privileged, sc.and_then(|s| s.capabilities.as_ref()))?;
+    let (caps, cap_set) = capabilities::build(
+        privileged,
+        sc.and_then(|s| s.capabilities.as_ref()),
+        &node.capabilities,
+    )?;
     let seccomp_profile = if privileged {
         None
     } else {
@@ -463,6 +470,7 @@ pub(crate) mod tests {
             oom_score_adj_floor: 0,
             recursive_read_only: false,
             dev_dir: PathBuf::from("/dev"),
+            capabilities: crate::container::capabilities::all(),
         }
     }
 

@@ -66,16 +66,6 @@ pub struct LogsArgs {
     pub id: String,
 }
 
-#[derive(Debug, Args)]
-pub struct ExecArgs {
-    /// Seconds before the command is killed; 0 waits forever.
-    #[arg(long, default_value_t = 0)]
-    pub timeout: i64,
-    pub id: String,
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub cmd: Vec<String>,
-}
-
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -316,12 +306,16 @@ fn parse_cri_line(line: &str) -> Option<LogRecord<'_>> {
     })
 }
 
-pub async fn exec(rt: &mut Client, args: ExecArgs) -> Result<i32> {
+/// `exec --sync`: runs the command through ExecSync and returns its exit code.
+pub async fn exec_sync(rt: &mut Client, id: String, cmd: Vec<String>, timeout: i64) -> Result<i32> {
+    if cmd.is_empty() {
+        bail!("a command to run is required");
+    }
     let response = rt
         .exec_sync(ExecSyncRequest {
-            container_id: args.id,
-            cmd: args.cmd,
-            timeout: args.timeout,
+            container_id: id,
+            cmd,
+            timeout,
         })
         .await?
         .into_inner();

@@ -2,7 +2,9 @@
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
 mod containers;
+mod pods;
 mod runtime;
+mod streaming;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +40,16 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Run a pod sandbox from a crictl-style JSON config; prints its id.
+    Runp(pods::RunpArgs),
+    /// Stop pod sandboxes.
+    Stopp { ids: Vec<String> },
+    /// Remove pod sandboxes.
+    Rmp { ids: Vec<String> },
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Print the status of pod sandboxes, verbose, as JSON.
+    Inspectp { ids: Vec<String> },
     /// Create a container in a pod: POD-ID CONTAINER-CONFIG.json POD-CONFIG.json
     Create(containers::CreateArgs),
     /// Start created containers.
@@ -52,17 +64,38 @@ pub enum CtlCommand {
     Inspect { id: String },
     /// Print a container's log.
     Logs(containers::LogsArgs),
-    /// Run a command in a running container and wait for it (ExecSync).
-    Exec(containers::ExecArgs),
+    /// Run a command in a running container.
+    Exec(streaming::ExecArgs),
+    /// Attach to a running container's main process.
+    Attach(streaming::AttachArgs),
+    /// Forward local ports to ports in a pod's network namespace.
+    PortForward(streaming::PortForwardArgs),
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let channel = connect(&args.endpoint, Duration::from_secs(args.timeout)).await?;
+    // A session on a given streaming URL needs no CRI connection.
+    match args.command {
+        CtlCommand::Exec(a) if a.url.is_some() => return streaming::exec(None, a).await,
+        CtlCommand::Attach(a) if a.url.is_some() => return streaming::attach(None, a).await,
+        CtlCommand::PortForward(a) if a.url.is_some() => {
+            return streaming::port_forward(None, a).await;
+        }
+        command => return run_connected(&args.endpoint, args.timeout, command).await,
+    }
+}
+
+async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
+    let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
     let mut rt = RuntimeServiceClient::new(channel.clone());
     let _images = ImageServiceClient::new(channel);
-    match args.command {
+    match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Runp(a) => pods::runp(&mut rt, a).await,
+        CtlCommand::Stopp { ids } => pods::stopp(&mut rt, ids).await,
+        CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
+        CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
+        CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
         CtlCommand::Create(a) => containers::create(&mut rt, a).await,
         CtlCommand::Start { ids } => containers::start(&mut rt, ids).await,
         CtlCommand::Stop(a) => containers::stop(&mut rt, a).await,
@@ -70,11 +103,14 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         CtlCommand::Ps(a) => containers::ps(&mut rt, a).await,
         CtlCommand::Inspect { id } => containers::inspect(&mut rt, id).await,
         CtlCommand::Logs(a) => containers::logs(&mut rt, a).await,
-        CtlCommand::Exec(a) => {
-            let code = containers::exec(&mut rt, a).await?;
+        CtlCommand::Exec(a) if a.sync => {
+            let code = containers::exec_sync(&mut rt, a.container, a.cmd, a.timeout).await?;
             // The command's own exit status becomes ctl's, as crictl exec does.
             std::process::exit(code);
         }
+        CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
+        CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
+        CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,
     }
 }
 

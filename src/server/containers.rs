@@ -58,7 +58,7 @@ pub async fn create_container(
         .map(|i| i.image.as_str())
         .unwrap_or_default();
     required("config.image.image", image_name)?;
-    let pod = server.container_pod(pod_id)?;
+    let pod = server.container_pod(pod_id).await?;
     let image = server.container_image(image_name)?;
     let container_id = server
         .containers

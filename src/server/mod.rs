@@ -11,6 +11,7 @@ mod status;
 mod streaming;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use criox_proto::v1::image_service_server::ImageServiceServer;
@@ -19,8 +20,10 @@ use tonic::Status;
 
 use crate::config::{Config, EMBEDDED_HANDLER};
 use crate::container::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
-use crate::container::spec::NodeFacts;
+use crate::container::spec::{NodeFacts, PodNamespace, PodPid, PodSpecContext};
 use crate::metrics::Metrics;
+use crate::network::NetworkManager;
+use crate::sandbox::{NamespaceMode, PodState, SandboxManager};
 use crate::stats::cpu_rate::CpuRate;
 
 /// Shared state of both services; cheap to clone.
@@ -32,6 +35,7 @@ pub struct CriServer {
     streaming: Arc<crate::streaming::StreamingServer>,
     containers: Arc<ContainerManager>,
     cpu_rate: Arc<CpuRate>,
+    pods: Arc<SandboxManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,8 @@ pub enum StartError {
     Streaming(#[from] crate::streaming::StreamingError),
     #[error("cannot open the container store: {0}")]
     Containers(#[from] ContainerError),
+    #[error("cannot open the pod sandboxes: {0}")]
+    Pods(#[from] crate::sandbox::SandboxError),
 }
 
 impl CriServer {
@@ -58,20 +64,76 @@ impl CriServer {
             containers: population.counts(),
             monitors: 0,
         }));
+        let network = Arc::new(NetworkManager::new(
+            &config.network.cni_config_dir,
+            &config.network.cni_plugin_dirs,
+            &config.root.join("network"),
+            std::time::Duration::from_secs(config.network.cni_plugin_timeout.max(1)),
+        ));
+        let pods = SandboxManager::open(
+            &config.root,
+            &config.state,
+            network,
+            config.runtime.handlers.keys().cloned().collect(),
+            config.runtime.default_handler.clone(),
+        )
+        .await?;
         Ok(CriServer {
             config,
             metrics,
             streaming,
             containers,
             cpu_rate: Arc::new(CpuRate::default()),
+            pods: Arc::new(pods),
         })
     }
 
-    /// What the pod contributes to a new container.
-    fn container_pod(&self, pod_id: &str) -> Result<ContainerPod, Status> {
-        Err(Status::not_found(format!(
-            "pod sandbox {pod_id:?} not found"
-        )))
+    /// What the pod contributes to a new container; the pod must be ready.
+    async fn container_pod(&self, pod_id: &str) -> Result<ContainerPod, Status> {
+        let pod = self.pods.get(pod_id).await.map_err(pods::status_of)?;
+        if pod.state != PodState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let namespace = |pinned: &Option<PathBuf>| match pinned {
+            Some(path) => PodNamespace::Path(path.clone()),
+            None => PodNamespace::Node,
+        };
+        let pid = match (pod.spec.pid_mode, pod.infra_pid) {
+            (NamespaceMode::Pod, Some(infra_pid)) => PodPid::Pod {
+                infra_pid: infra_pid as u32,
+            },
+            (NamespaceMode::Node, _) => PodPid::Node,
+            _ => PodPid::Container,
+        };
+        let existing = |path: &PathBuf| path.exists().then(|| path.clone());
+        let context = PodSpecContext {
+            id: pod.id.clone(),
+            name: pod.spec.name.clone(),
+            namespace: pod.spec.namespace.clone(),
+            uid: pod.spec.uid.clone(),
+            hostname: pod.hostname.clone(),
+            network: namespace(&pod.paths.namespaces.network),
+            ipc: namespace(&pod.paths.namespaces.ipc),
+            uts: namespace(&pod.paths.namespaces.uts),
+            pid,
+            hostname_path: existing(&pod.paths.hostname),
+            hosts_path: existing(&pod.paths.hosts),
+            resolv_conf_path: existing(&pod.paths.resolv_conf),
+            shm_path: existing(&pod.paths.shm),
+            cgroup_parent: pod.cgroup_parent().to_string(),
+            sysctls: pod.spec.sysctls.clone(),
+            runtime_handler: pod.spec.runtime_handler.clone(),
+            privileged: pod.spec.privileged,
+        };
+        let log_directory =
+            (!pod.spec.log_directory.is_empty()).then(|| PathBuf::from(&pod.spec.log_directory));
+        Ok(ContainerPod {
+            context,
+            log_directory,
+        })
     }
 
     /// The image a new container is made from.
@@ -80,8 +142,15 @@ impl CriServer {
     }
 
     /// The pod's status for a container event.
-    fn pod_status_for_event(&self, _pod_id: &str) -> Option<criox_proto::v1::PodSandboxStatus> {
-        None
+    async fn pod_status_for_event(
+        &self,
+        pod_id: &str,
+    ) -> Option<criox_proto::v1::PodSandboxStatus> {
+        self.pods
+            .get(pod_id)
+            .await
+            .ok()
+            .map(|pod| pods::pod_status(&pod))
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {

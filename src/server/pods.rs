@@ -1,56 +1,337 @@
-//! Pod sandbox RPCs.
+//! Pod sandbox RPCs: CRI messages to and from the sandbox manager's own types.
+
+use std::collections::{BTreeMap, HashMap};
 
 use criox_proto::v1::*;
 use tonic::Status;
 
-use super::{CriServer, unimplemented};
+use super::CriServer;
+use crate::network::{Dns, PortMapping as PodPort};
+use crate::sandbox::{
+    self, Invalid, NamespaceMode as Mode, Pod, PodFilter, PodLimits, PodSpec, PodState,
+    SandboxError,
+};
 
 pub async fn run_pod_sandbox(
-    _server: &CriServer,
-    _req: RunPodSandboxRequest,
+    server: &CriServer,
+    req: RunPodSandboxRequest,
 ) -> Result<RunPodSandboxResponse, Status> {
-    Err(unimplemented(
-        "RunPodSandbox",
-        "pod sandboxes (namespaces, CNI networking) are not available",
-    ))
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("config: a pod sandbox config is required"))?;
+    let spec = spec_from(config, req.runtime_handler)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let id = server.pods.run(spec).await.map_err(status_of)?;
+    Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
 
 pub async fn stop_pod_sandbox(
-    _server: &CriServer,
-    _req: StopPodSandboxRequest,
+    server: &CriServer,
+    req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
-    Err(unimplemented(
-        "StopPodSandbox",
-        "pod sandboxes (namespaces, CNI networking) are not available",
-    ))
+    // Stopping is idempotent: an unknown pod has nothing left to stop.
+    if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
+        server
+            .containers
+            .stop_pod_containers(&pod.id)
+            .await
+            .map_err(super::containers::container_error)?;
+    }
+    server
+        .pods
+        .stop(&req.pod_sandbox_id)
+        .await
+        .map_err(status_of)?;
+    Ok(StopPodSandboxResponse {})
 }
 
 pub async fn remove_pod_sandbox(
-    _server: &CriServer,
-    _req: RemovePodSandboxRequest,
+    server: &CriServer,
+    req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
-    Err(unimplemented(
-        "RemovePodSandbox",
-        "pod sandboxes (namespaces, CNI networking) are not available",
-    ))
+    if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
+        server
+            .containers
+            .remove_pod_containers(&pod.id)
+            .await
+            .map_err(super::containers::container_error)?;
+    }
+    server
+        .pods
+        .remove(&req.pod_sandbox_id)
+        .await
+        .map_err(status_of)?;
+    Ok(RemovePodSandboxResponse {})
 }
 
 pub async fn pod_sandbox_status(
-    _server: &CriServer,
-    _req: PodSandboxStatusRequest,
+    server: &CriServer,
+    req: PodSandboxStatusRequest,
 ) -> Result<PodSandboxStatusResponse, Status> {
-    Err(unimplemented(
-        "PodSandboxStatus",
-        "pod sandboxes (namespaces, CNI networking) are not available",
-    ))
+    let pod = server
+        .pods
+        .get(&req.pod_sandbox_id)
+        .await
+        .map_err(status_of)?;
+    let mut info = HashMap::new();
+    if req.verbose {
+        let check = server.pods.check_network(&pod).await;
+        info.insert("info".to_string(), verbose_info(&pod, check));
+    }
+    Ok(PodSandboxStatusResponse {
+        status: Some(pod_status(&pod)),
+        info,
+        containers_statuses: server
+            .containers
+            .list(&crate::container::record::Filter {
+                pod_id: Some(pod.id.clone()),
+                ..Default::default()
+            })
+            .iter()
+            .map(super::containers::to_status)
+            .collect(),
+        timestamp: 0,
+    })
+}
+
+/// The CRI status of a pod, as PodSandboxStatus and container events report it.
+pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
+    let (ip, additional_ips) = match pod.ips.split_first() {
+        Some((first, rest)) => (
+            first.to_string(),
+            rest.iter().map(|ip| PodIp { ip: ip.to_string() }).collect(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    PodSandboxStatus {
+        id: pod.id.clone(),
+        metadata: Some(metadata(pod)),
+        state: state_of(pod.state) as i32,
+        created_at: pod.created_at,
+        network: Some(PodSandboxNetworkStatus { ip, additional_ips }),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(NamespaceOption {
+                    network: mode_to(pod.spec.network_mode) as i32,
+                    pid: mode_to(pod.spec.pid_mode) as i32,
+                    ipc: mode_to(pod.spec.ipc_mode) as i32,
+                    target_id: String::new(),
+                    userns_options: None,
+                }),
+            }),
+        }),
+        labels: to_hash(&pod.spec.labels),
+        annotations: to_hash(&pod.spec.annotations),
+        runtime_handler: pod.spec.runtime_handler.clone(),
+    }
 }
 
 pub async fn list_pod_sandbox(
-    _server: &CriServer,
-    _req: ListPodSandboxRequest,
+    server: &CriServer,
+    req: ListPodSandboxRequest,
 ) -> Result<ListPodSandboxResponse, Status> {
-    Err(unimplemented(
-        "ListPodSandbox",
-        "pod sandboxes (namespaces, CNI networking) are not available",
-    ))
+    let filter = match req.filter {
+        Some(f) => PodFilter {
+            id: f.id,
+            state: f.state.map(|s| {
+                if s.state == PodSandboxState::SandboxReady as i32 {
+                    PodState::Ready
+                } else {
+                    PodState::NotReady
+                }
+            }),
+            labels: f.label_selector.into_iter().collect(),
+        },
+        None => PodFilter::default(),
+    };
+    let items = server
+        .pods
+        .list(&filter)
+        .await
+        .iter()
+        .map(|pod| PodSandbox {
+            id: pod.id.clone(),
+            metadata: Some(metadata(pod)),
+            state: state_of(pod.state) as i32,
+            created_at: pod.created_at,
+            labels: to_hash(&pod.spec.labels),
+            annotations: to_hash(&pod.spec.annotations),
+            runtime_handler: pod.spec.runtime_handler.clone(),
+        })
+        .collect();
+    Ok(ListPodSandboxResponse { items })
+}
+
+pub fn status_of(e: SandboxError) -> Status {
+    let message = e.to_string();
+    match e {
+        SandboxError::Invalid(_) => Status::invalid_argument(message),
+        SandboxError::NameTaken { .. } => Status::already_exists(message),
+        SandboxError::NotFound(_) => Status::not_found(message),
+        SandboxError::Ambiguous(_) => Status::invalid_argument(message),
+        _ => Status::internal(message),
+    }
+}
+
+fn invalid(field: &str, message: String) -> Invalid {
+    Invalid {
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn spec_from(config: PodSandboxConfig, runtime_handler: String) -> Result<PodSpec, Invalid> {
+    let meta = config
+        .metadata
+        .ok_or_else(|| invalid("config.metadata", "is required".to_string()))?;
+    let linux = config.linux.unwrap_or_default();
+    let options = linux
+        .security_context
+        .as_ref()
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let mode = |field: &str, value: i32| {
+        mode_from(value).ok_or_else(|| {
+            invalid(
+                &format!("config.linux.security_context.namespace_options.{field}"),
+                format!("{value} is not a namespace mode"),
+            )
+        })
+    };
+    let mut port_mappings = Vec::new();
+    for (i, p) in config.port_mappings.iter().enumerate() {
+        let protocol = match Protocol::try_from(p.protocol) {
+            Ok(Protocol::Tcp) => "TCP",
+            Ok(Protocol::Udp) => "UDP",
+            Ok(Protocol::Sctp) => "SCTP",
+            Err(_) => {
+                return Err(invalid(
+                    &format!("config.port_mappings[{i}].protocol"),
+                    format!("{} is not TCP (0), UDP (1) or SCTP (2)", p.protocol),
+                ));
+            }
+        };
+        port_mappings.push(PodPort {
+            protocol: protocol.to_string(),
+            container_port: p.container_port,
+            host_port: p.host_port,
+            host_ip: p.host_ip.clone(),
+        });
+    }
+    let limits = pod_limits(linux.resources.as_ref(), linux.overhead.as_ref());
+    Ok(PodSpec {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        attempt: meta.attempt,
+        hostname: config.hostname,
+        log_directory: config.log_directory,
+        dns: config.dns_config.map(|d| Dns {
+            servers: d.servers,
+            searches: d.searches,
+            options: d.options,
+        }),
+        port_mappings,
+        labels: config.labels.into_iter().collect(),
+        annotations: config.annotations.into_iter().collect(),
+        cgroup_parent: linux.cgroup_parent,
+        sysctls: linux.sysctls.into_iter().collect(),
+        network_mode: mode("network", options.network)?,
+        pid_mode: mode("pid", options.pid)?,
+        ipc_mode: mode("ipc", options.ipc)?,
+        runtime_handler,
+        limits,
+        privileged: linux
+            .security_context
+            .as_ref()
+            .is_some_and(|s| s.privileged),
+    })
+}
+
+/// The pod's own resources plus its overhead, when the kubelet gives either.
+fn pod_limits(
+    resources: Option<&LinuxContainerResources>,
+    overhead: Option<&LinuxContainerResources>,
+) -> Option<PodLimits> {
+    if resources.is_none() && overhead.is_none() {
+        return None;
+    }
+    let zero = LinuxContainerResources::default();
+    let r = resources.unwrap_or(&zero);
+    let o = overhead.unwrap_or(&zero);
+    // A limit of the pod alone is unlimited; overhead only adds to a real limit.
+    let sum = |a: i64, b: i64| if a > 0 { a + b.max(0) } else { 0 };
+    Some(PodLimits {
+        memory_limit: sum(r.memory_limit_in_bytes, o.memory_limit_in_bytes),
+        cpu_shares: sum(r.cpu_shares, o.cpu_shares),
+        cpu_quota: sum(r.cpu_quota, o.cpu_quota),
+        cpu_period: r.cpu_period,
+    })
+}
+
+fn mode_from(value: i32) -> Option<Mode> {
+    match criox_proto::v1::NamespaceMode::try_from(value).ok()? {
+        criox_proto::v1::NamespaceMode::Pod => Some(Mode::Pod),
+        criox_proto::v1::NamespaceMode::Container => Some(Mode::Container),
+        criox_proto::v1::NamespaceMode::Node => Some(Mode::Node),
+        criox_proto::v1::NamespaceMode::Target => Some(Mode::Target),
+    }
+}
+
+fn mode_to(mode: Mode) -> criox_proto::v1::NamespaceMode {
+    match mode {
+        Mode::Pod => criox_proto::v1::NamespaceMode::Pod,
+        Mode::Container => criox_proto::v1::NamespaceMode::Container,
+        Mode::Node => criox_proto::v1::NamespaceMode::Node,
+        Mode::Target => criox_proto::v1::NamespaceMode::Target,
+    }
+}
+
+fn state_of(state: PodState) -> PodSandboxState {
+    match state {
+        PodState::Ready => PodSandboxState::SandboxReady,
+        PodState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+fn metadata(pod: &Pod) -> PodSandboxMetadata {
+    PodSandboxMetadata {
+        name: pod.spec.name.clone(),
+        uid: pod.spec.uid.clone(),
+        namespace: pod.spec.namespace.clone(),
+        attempt: pod.spec.attempt,
+    }
+}
+
+fn to_hash(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The verbose `info` document: where the pod's pieces are.
+fn verbose_info(pod: &Pod, network_check: Result<(), String>) -> String {
+    let ns = &pod.paths.namespaces;
+    serde_json::json!({
+        "id": pod.id,
+        "hostname": pod.hostname,
+        "runtimeHandler": pod.spec.runtime_handler,
+        "cgroupParent": pod.cgroup_parent(),
+        "namespaces": {
+            "network": ns.network, "ipc": ns.ipc, "uts": ns.uts,
+            "pid": pod.paths.pid_namespace,
+        },
+        "infraPid": pod.infra_pid,
+        "hostnamePath": pod.paths.hostname,
+        "hostsPath": pod.paths.hosts,
+        "resolvConfPath": pod.paths.resolv_conf,
+        "shmPath": pod.paths.shm,
+        "logDirectory": pod.spec.log_directory,
+        "ips": pod.ips,
+        "config": pod.spec,
+        "shmSizeAnnotation": sandbox::SHM_SIZE_ANNOTATION,
+        "networkCheck": match network_check {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e,
+        },
+    })
+    .to_string()
 }

@@ -4,9 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use criox_proto::v1::*;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::containers::{container_error, to_status};
@@ -161,21 +160,30 @@ pub async fn get_container_events(
     _req: GetEventsRequest,
 ) -> Result<ContainerEventStream, Status> {
     let server = server.clone();
-    let events = BroadcastStream::new(server.containers.events().subscribe());
-    let stream = events.filter_map(move |event| {
-        let event = match event {
-            Ok(event) => event,
-            Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "a container event subscriber fell behind");
-                return None;
+    let mut events = server.containers.events().subscribe();
+    // A task per subscriber turns events into responses; it ends when the subscriber
+    // goes away (the send fails) or the daemon stops (the channel closes).
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a container event subscriber fell behind");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let response = event_response(&server, &event).await;
+            if tx.send(Ok(response)).await.is_err() {
+                return;
             }
-        };
-        Some(Ok(event_response(&server, &event)))
+        }
     });
-    Ok(Box::pin(stream))
+    Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
-fn event_response(server: &CriServer, event: &ContainerEvent) -> ContainerEventResponse {
+async fn event_response(server: &CriServer, event: &ContainerEvent) -> ContainerEventResponse {
     let kind = match event.kind {
         EventKind::Created => ContainerEventType::ContainerCreatedEvent,
         EventKind::Started => ContainerEventType::ContainerStartedEvent,
@@ -190,7 +198,7 @@ fn event_response(server: &CriServer, event: &ContainerEvent) -> ContainerEventR
         container_id: event.container_id.clone(),
         container_event_type: kind as i32,
         created_at: event.at_ns,
-        pod_sandbox_status: server.pod_status_for_event(&event.pod_id),
+        pod_sandbox_status: server.pod_status_for_event(&event.pod_id).await,
         containers_statuses: server
             .containers
             .list(&pod_filter)

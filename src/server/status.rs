@@ -1,7 +1,6 @@
 //! Version, Status, RuntimeConfig and UpdateRuntimeConfig: the runtime describing itself.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use criox_proto::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
@@ -30,7 +29,7 @@ pub async fn version(_server: &CriServer, _req: VersionRequest) -> Result<Versio
 
 pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResponse, Status> {
     let config = &server.config;
-    let conditions = vec![runtime_condition(config), network_condition(config)];
+    let conditions = vec![runtime_condition(config), network_condition(server)];
     let mut info = HashMap::new();
     if req.verbose {
         let config_json = serde_json::to_string(config.as_ref())
@@ -102,29 +101,12 @@ fn runtime_condition(config: &Config) -> RuntimeCondition {
     )
 }
 
-/// The network is ready once the CNI directory holds a configuration file.
-fn network_condition(config: &Config) -> RuntimeCondition {
-    let dir = &config.network.cni_config_dir;
-    let result = if has_cni_config(dir) {
-        Ok(())
-    } else {
-        Err((
-            "NetworkPluginNotReady".to_string(),
-            format!("no CNI network configuration found in {}", dir.display()),
-        ))
-    };
+/// The network is ready once the CNI directory holds a valid configuration whose
+/// plugins exist; it is read on each call, so a configuration added later counts.
+fn network_condition(server: &CriServer) -> RuntimeCondition {
+    let result = server
+        .pods
+        .network_ready()
+        .map_err(|message| ("NetworkPluginNotReady".to_string(), message));
     condition(NETWORK_READY, result)
-}
-
-fn has_cni_config(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let path = e.path();
-        path.is_file()
-            && path
-                .extension()
-                .is_some_and(|ext| ext == "conflist" || ext == "conf" || ext == "json")
-    })
 }

@@ -134,6 +134,15 @@ impl<T: Record> Store<T> {
 
     /// Adds a new record; its id and name must be free.
     pub fn insert(&self, record: T) -> Result<(), StoreError> {
+        self.insert_with(record, true)
+    }
+
+    /// `insert` without flushing to disk (see `update_unsynced`).
+    pub fn insert_unsynced(&self, record: T) -> Result<(), StoreError> {
+        self.insert_with(record, false)
+    }
+
+    fn insert_with(&self, record: T, sync: bool) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         {
             let index = self.read();
@@ -150,7 +159,7 @@ impl<T: Record> Store<T> {
                 });
             }
         }
-        self.persist(&record)?;
+        self.persist(&record, sync)?;
         let mut index = self.write_index();
         if let Some(name) = record.name() {
             index
@@ -163,13 +172,29 @@ impl<T: Record> Store<T> {
 
     /// Changes a record with `change` and writes it; returns the new record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut T)) -> Result<T, StoreError> {
+        self.update_with(id, change, true)
+    }
+
+    /// `update` without flushing to disk: still atomic against a daemon crash, for
+    /// intermediate states whose resources (mounts, namespaces, cgroups, processes)
+    /// would not outlive a power loss either.
+    pub fn update_unsynced(&self, id: &str, change: impl FnOnce(&mut T)) -> Result<T, StoreError> {
+        self.update_with(id, change, false)
+    }
+
+    fn update_with(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut T),
+        sync: bool,
+    ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = self
             .get(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string(), self.kind))?;
         let old_name = record.name().map(str::to_string);
         change(&mut record);
-        self.persist(&record)?;
+        self.persist(&record, sync)?;
         let mut index = self.write_index();
         if let Some(old) = old_name {
             index.by_name.remove(&old);
@@ -243,19 +268,23 @@ impl<T: Record> Store<T> {
 
     /// write, fsync, rename, fsync the directory: a crash leaves the old record or the
     /// new one, never a torn file.
-    fn persist(&self, record: &T) -> Result<(), StoreError> {
+    fn persist(&self, record: &T, sync: bool) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
             kind: self.kind,
             id: record.id().to_string(),
             source,
         })?;
         let path = self.path(record.id());
-        write_atomic(&path, &bytes)
+        write_file(&path, &bytes, sync)
     }
 }
 
 /// Writes `bytes` to `path` so that readers see either the old content or the new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_file(path, bytes, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let write_error = |source| StoreError::Write {
         path: path.to_path_buf(),
@@ -263,9 +292,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     };
     let mut file = File::create(&tmp).map_err(write_error)?;
     file.write_all(bytes).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
+    if sync {
+        file.sync_all().map_err(write_error)?;
+    }
     std::fs::rename(&tmp, path).map_err(write_error)?;
-    if let Some(dir) = path.parent() {
+    if sync && let Some(dir) = path.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(write_error)?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::runtime::{BoxFuture, ProcessIo, RuntimeError, StreamingRuntime, TerminalSize};
 use super::{Request, StreamingServer};
@@ -25,6 +25,8 @@ pub const HOST: &str = "host";
 struct Attachable {
     stdin: mpsc::Sender<Bytes>,
     output: broadcast::Sender<(u8, Bytes)>,
+    /// True once the process exited and all its output was broadcast.
+    exited: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
@@ -64,9 +66,11 @@ impl HostRuntime {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let out = output.clone();
+        let (exited_tx, exited) = watch::channel(false);
         let entry = Arc::new(Attachable {
             stdin: stdin_tx,
             output,
+            exited,
         });
         self.attachable
             .lock()
@@ -96,10 +100,15 @@ impl HostRuntime {
                     copy_to_broadcast(r, 2, &out2).await;
                 }
             };
+            let feed = async {
+                feed.await;
+                std::future::pending::<()>().await
+            };
             tokio::select! {
                 _ = feed => {}
                 _ = async { tokio::join!(broadcast_from(stdout), errs, child.wait()) } => {}
             }
+            let _ = exited_tx.send(true);
         });
         Ok(())
     }
@@ -392,6 +401,7 @@ impl StreamingRuntime for HostRuntime {
                 .attachable(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.to_string()))?;
             let mut output = target.output.subscribe();
+            let mut exited = target.exited.clone();
             let feed = async {
                 if let Some(mut rx) = io.stdin {
                     while let Some(data) = rx.recv().await {
@@ -404,7 +414,14 @@ impl StreamingRuntime for HostRuntime {
             };
             let relay = async {
                 loop {
-                    match output.recv().await {
+                    let next = tokio::select! {
+                        biased;
+                        next = output.recv() => next,
+                        _ = exited.wait_for(|e| *e) => output.try_recv().map_err(|_| {
+                            broadcast::error::RecvError::Closed
+                        }),
+                    };
+                    match next {
                         Ok((kind, data)) => {
                             let sink = if kind == 2 { &io.stderr } else { &io.stdout };
                             if let Some(sink) = sink
@@ -492,9 +509,13 @@ pub fn open_fds() -> usize {
 
 /// Serves host processes on `address:port` and answers JSON-line commands from stdin until
 /// stdin closes. The first line written is `{"base_url": ...}`.
-pub async fn serve(address: &str, port: u16) -> Result<(), super::StreamingError> {
+pub async fn serve(
+    address: &str,
+    port: u16,
+    token_ttl: std::time::Duration,
+) -> Result<(), super::StreamingError> {
     let runtime = Arc::new(HostRuntime::default());
-    let server = StreamingServer::start(address, port, runtime.clone()).await?;
+    let server = StreamingServer::start_with_ttl(address, port, runtime.clone(), token_ttl).await?;
     let mut stdout = tokio::io::stdout();
     let mut say = async |value: serde_json::Value| {
         let mut line = value.to_string();

@@ -50,6 +50,16 @@ impl StreamingServer {
         port: u16,
         runtime: Arc<dyn StreamingRuntime>,
     ) -> Result<StreamingServer, StreamingError> {
+        Self::start_with_ttl(address, port, runtime, TOKEN_TTL).await
+    }
+
+    /// As [`StreamingServer::start`], with URLs that expire after `ttl`.
+    pub async fn start_with_ttl(
+        address: &str,
+        port: u16,
+        runtime: Arc<dyn StreamingRuntime>,
+        ttl: std::time::Duration,
+    ) -> Result<StreamingServer, StreamingError> {
         let host = address.trim_start_matches('[').trim_end_matches(']');
         let listener =
             TcpListener::bind((host, port))
@@ -65,7 +75,7 @@ impl StreamingServer {
                 source,
             })?;
         let shared = Arc::new(http::Shared {
-            cache: TokenCache::new(TOKEN_TTL),
+            cache: TokenCache::new(ttl),
             runtime,
         });
         let task = tokio::spawn(http::accept_loop(listener, shared.clone()));

@@ -467,3 +467,168 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    /// The peer's side: raw frames in, decoded frames out.
+    struct Peer {
+        io: DuplexStream,
+        deflater: Deflater,
+        inflater: Inflater,
+    }
+
+    impl Peer {
+        fn pair() -> (Peer, Connection) {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let conn = Connection::new(b).unwrap();
+            let peer = Peer {
+                io: a,
+                deflater: Deflater::new().unwrap(),
+                inflater: Inflater::new(),
+            };
+            (peer, conn)
+        }
+
+        async fn syn_stream(&mut self, id: u32, flags: u8, headers: &[(&str, &str)]) {
+            let block = self
+                .deflater
+                .compress(&frame::build_block(headers))
+                .unwrap();
+            let mut out = BytesMut::new();
+            out.put_u32(0x8000_0000 | (3 << 16) | u32::from(frame::TYPE_SYN_STREAM));
+            out.put_u32((u32::from(flags) << 24) | (10 + block.len() as u32));
+            out.put_u32(id);
+            out.put_u32(0);
+            out.put_u16(0);
+            out.put_slice(&block);
+            self.io.write_all(&out).await.unwrap();
+        }
+
+        async fn send(&mut self, build: impl FnOnce(&mut BytesMut)) {
+            let mut out = BytesMut::new();
+            build(&mut out);
+            self.io.write_all(&out).await.unwrap();
+        }
+
+        async fn next(&mut self) -> Frame {
+            let mut raw = [0u8; 8];
+            self.io.read_exact(&mut raw).await.unwrap();
+            let head = FrameHead::parse(raw);
+            let mut body = vec![0u8; head.len()];
+            self.io.read_exact(&mut body).await.unwrap();
+            match head {
+                FrameHead::Data {
+                    stream_id, flags, ..
+                } => Frame::Data {
+                    stream_id,
+                    fin: flags & frame::FLAG_FIN != 0,
+                    data: body.into(),
+                },
+                FrameHead::Control { kind, flags, .. } => {
+                    let inflater = &mut self.inflater;
+                    frame::decode_control(kind, flags, body.into(), &mut |b| inflater.decompress(b))
+                        .unwrap()
+                }
+            }
+        }
+
+        /// The next frame that is not a window update.
+        async fn next_significant(&mut self) -> Frame {
+            loop {
+                match self.next().await {
+                    Frame::WindowUpdate { .. } => continue,
+                    other => return other,
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_carry_headers_and_data_both_ways() {
+        let (mut peer, mut conn) = Peer::pair();
+        peer.syn_stream(1, 0, &[("streamtype", "stdin")]).await;
+        peer.send(|o| frame::encode_data(o, 1, true, b"abc")).await;
+        let mut stream = conn.accept().await.unwrap();
+        assert_eq!(stream.header("streamtype"), Some("stdin"));
+        assert_eq!(stream.incoming.recv().await.unwrap(), &b"abc"[..]);
+        assert!(stream.incoming.recv().await.is_none(), "FIN ends the input");
+        stream.writer.reply().await.unwrap();
+        assert!(matches!(
+            peer.next_significant().await,
+            Frame::SynReply { stream_id: 1, .. }
+        ));
+        stream
+            .writer
+            .write(Bytes::from_static(b"out"))
+            .await
+            .unwrap();
+        stream.writer.finish().await.unwrap();
+        assert_eq!(
+            peer.next_significant().await,
+            Frame::Data {
+                stream_id: 1,
+                fin: false,
+                data: Bytes::from_static(b"out")
+            }
+        );
+        assert!(matches!(
+            peer.next_significant().await,
+            Frame::Data { fin: true, .. }
+        ));
+        // A second header block reuses the compression context.
+        peer.syn_stream(3, frame::FLAG_FIN, &[("streamtype", "error")])
+            .await;
+        let stream = conn.accept().await.unwrap();
+        assert_eq!(stream.header("streamtype"), Some("error"));
+    }
+
+    #[tokio::test]
+    async fn pings_are_echoed_and_bad_stream_ids_reset() {
+        let (mut peer, mut conn) = Peer::pair();
+        peer.send(|o| frame::encode_ping(o, 7)).await;
+        assert_eq!(peer.next().await, Frame::Ping { id: 7 });
+        peer.syn_stream(2, 0, &[("streamtype", "stdout")]).await;
+        assert_eq!(
+            peer.next().await,
+            Frame::RstStream {
+                stream_id: 2,
+                status: frame::RST_PROTOCOL_ERROR
+            }
+        );
+        peer.send(|o| frame::encode_data(o, 9, false, b"x")).await;
+        assert_eq!(
+            peer.next().await,
+            Frame::RstStream {
+                stream_id: 9,
+                status: frame::RST_INVALID_STREAM
+            }
+        );
+        peer.syn_stream(5, 0, &[("streamtype", "stdout")]).await;
+        assert!(conn.accept().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_version_ends_the_connection_with_goaway() {
+        let (mut peer, mut conn) = Peer::pair();
+        peer.send(|o| {
+            o.put_u32(0x8000_0000 | (2 << 16) | u32::from(frame::TYPE_PING));
+            o.put_u32(4);
+            o.put_u32(1);
+        })
+        .await;
+        assert!(matches!(
+            peer.next().await,
+            Frame::GoAway {
+                status: frame::GOAWAY_PROTOCOL_ERROR,
+                ..
+            }
+        ));
+        conn.closed().await;
+        assert!(conn.accept().await.is_none());
+    }
+}

@@ -1,0 +1,149 @@
+//! Pod commands, named as crictl names them: runp, stopp, rmp, pods, inspectp.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::{
+    ListPodSandboxRequest, PodSandboxConfig, PodSandboxFilter, PodSandboxStateValue,
+    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use tonic::transport::Channel;
+
+#[derive(Debug, Args)]
+pub struct RunpArgs {
+    /// Pod sandbox config in crictl's JSON format (proto field names).
+    pub config: std::path::PathBuf,
+    /// Runtime handler (RuntimeClass); empty for the default.
+    #[arg(long, default_value = "")]
+    pub runtime: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PodsArgs {
+    /// Only the pod with this id or unique id prefix.
+    #[arg(long, default_value = "")]
+    pub id: String,
+    /// ready or notready.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// key=value label selector; repeatable.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Print only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn read_config(path: &Path) -> Result<PodSandboxConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read pod config {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("pod config {} is not valid JSON", path.display()))
+}
+
+pub async fn runp(rt: &mut RuntimeServiceClient<Channel>, args: RunpArgs) -> Result<()> {
+    let config = read_config(&args.config)?;
+    let id = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: args.runtime,
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    println!("{id}");
+    Ok(())
+}
+
+pub async fn stopp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
+    for id in ids {
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?;
+        println!("Stopped sandbox {id}");
+    }
+    Ok(())
+}
+
+pub async fn rmp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
+    for id in ids {
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?;
+        println!("Removed sandbox {id}");
+    }
+    Ok(())
+}
+
+pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Result<()> {
+    let state = match args.state.as_deref() {
+        None => None,
+        Some("ready") => Some(PodSandboxStateValue { state: 0 }),
+        Some("notready") => Some(PodSandboxStateValue { state: 1 }),
+        Some(other) => bail!("--state must be ready or notready, not {other:?}"),
+    };
+    let mut label_selector = HashMap::new();
+    for label in &args.label {
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--label {label:?} is not key=value"))?;
+        label_selector.insert(k.to_string(), v.to_string());
+    }
+    let items = rt
+        .list_pod_sandbox(ListPodSandboxRequest {
+            filter: Some(PodSandboxFilter {
+                id: args.id,
+                state,
+                label_selector,
+            }),
+        })
+        .await?
+        .into_inner()
+        .items;
+    if args.quiet {
+        for pod in items {
+            println!("{}", pod.id);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<13}  {:<8}  {:<24}  {:<16}  {:<8}  RUNTIME",
+        "POD ID", "STATE", "NAME", "NAMESPACE", "ATTEMPT"
+    );
+    for pod in items {
+        let meta = pod.metadata.unwrap_or_default();
+        println!(
+            "{:<13}  {:<8}  {:<24}  {:<16}  {:<8}  {}",
+            &pod.id[..pod.id.len().min(13)],
+            if pod.state == 0 { "Ready" } else { "NotReady" },
+            meta.name,
+            meta.namespace,
+            meta.attempt,
+            pod.runtime_handler
+        );
+    }
+    Ok(())
+}
+
+pub async fn inspectp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
+    for id in ids {
+        let resp = rt
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id,
+                verbose: true,
+            })
+            .await?
+            .into_inner();
+        let mut out = serde_json::json!({ "status": resp.status });
+        for (key, value) in resp.info {
+            out[key] = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}

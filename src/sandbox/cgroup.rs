@@ -1,0 +1,244 @@
+//! The pod cgroup under the kubelet's `cgroup_parent`, with the cgroupfs driver on cgroup
+//! v1, v2 and hybrid hosts.
+//!
+//! Only directories are made here (and a few limit files written): the containers'
+//! own cgroups below it belong to the OCI runtime. Directories that existed already
+//! (the kubelet usually makes the pod's) are left alone on removal.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_MAGIC: i64 = 0x6367_7270;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot create cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set {file} of cgroup {path}: {source}")]
+    Limit {
+        path: PathBuf,
+        file: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot remove cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Layout {
+    /// cgroup v1 controllers only.
+    Legacy,
+    /// v1 controllers plus a cgroup2 hierarchy at /sys/fs/cgroup/unified.
+    Hybrid,
+    Unified,
+}
+
+pub fn detect() -> Layout {
+    let is_v2 =
+        |p: &str| nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 == CGROUP2_MAGIC);
+    if is_v2(CGROUP_ROOT) {
+        Layout::Unified
+    } else if is_v2("/sys/fs/cgroup/unified") {
+        Layout::Hybrid
+    } else {
+        Layout::Legacy
+    }
+}
+
+/// Mount points of every hierarchy a pod cgroup goes in.
+fn hierarchies(layout: Layout) -> Vec<PathBuf> {
+    if layout == Layout::Unified {
+        return vec![PathBuf::from(CGROUP_ROOT)];
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let point = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || (fstype == "cgroup2" && layout == Layout::Hybrid))
+                .then(|| PathBuf::from(point))
+        })
+        .filter(|p| p.starts_with(CGROUP_ROOT))
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+}
+
+/// Limits that apply to the pod as a whole (its resources plus overhead).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodLimits {
+    pub memory_limit: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+}
+
+/// The pod cgroup: its path relative to each hierarchy, and the directories this pod
+/// made, in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodCgroup {
+    pub path: String,
+    pub created: Vec<PathBuf>,
+}
+
+/// Creates `path` (absolute, like `/kubepods/besteffort/pod123`) in every hierarchy.
+pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, CgroupError> {
+    let layout = detect();
+    let mut cgroup = PodCgroup {
+        path: path.to_string(),
+        created: Vec::new(),
+    };
+    let relative = path.trim_start_matches('/');
+    for hierarchy in hierarchies(layout) {
+        let full = hierarchy.join(relative);
+        let mut missing: Vec<PathBuf> = full
+            .ancestors()
+            .take_while(|a| *a != hierarchy && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        for dir in missing {
+            if let Err(source) = std::fs::create_dir(&dir)
+                && source.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                let _ = remove(&cgroup);
+                return Err(CgroupError::Create { path: dir, source });
+            }
+            cgroup.created.push(dir);
+        }
+        if let Some(limits) = limits
+            && let Err(e) = apply(&hierarchy, &full, layout, limits)
+        {
+            let _ = remove(&cgroup);
+            return Err(e);
+        }
+    }
+    Ok(cgroup)
+}
+
+fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<(), CgroupError> {
+    let write = |file: &'static str, value: String| {
+        std::fs::write(dir.join(file), value).map_err(|source| CgroupError::Limit {
+            path: dir.to_path_buf(),
+            file,
+            source,
+        })
+    };
+    let v2 = layout == Layout::Unified;
+    let controllers = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let has = |name: &str| v2 || controllers.split(',').any(|c| c == name);
+    if l.memory_limit > 0 && has("memory") {
+        if v2 {
+            write("memory.max", l.memory_limit.to_string())?;
+        } else {
+            write("memory.limit_in_bytes", l.memory_limit.to_string())?;
+        }
+    }
+    if l.cpu_shares > 0 && has("cpu") {
+        if v2 {
+            // The runc conversion from shares (2..262144) to weight (1..10000).
+            let weight = 1 + ((l.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
+            write("cpu.weight", weight.to_string())?;
+        } else {
+            write("cpu.shares", l.cpu_shares.to_string())?;
+        }
+    }
+    if l.cpu_quota > 0 && has("cpu") {
+        let period = if l.cpu_period > 0 {
+            l.cpu_period
+        } else {
+            100_000
+        };
+        if v2 {
+            write("cpu.max", format!("{} {period}", l.cpu_quota))?;
+        } else {
+            write("cpu.cfs_period_us", period.to_string())?;
+            write("cpu.cfs_quota_us", l.cpu_quota.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directories this pod created, deepest first. Processes that are still
+/// exiting keep a cgroup busy for a moment, so busy directories are retried briefly.
+pub fn remove(cgroup: &PodCgroup) -> Result<(), CgroupError> {
+    for dir in cgroup.created.iter().rev() {
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(source) => {
+                    return Err(CgroupError::Remove {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cgroup_is_made_in_every_hierarchy_and_removed() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root: run through hack/test"
+        );
+        let name = format!("/criox-test-{}/pod-a", std::process::id());
+        let limits = PodLimits {
+            memory_limit: 64 << 20,
+            cpu_shares: 512,
+            ..PodLimits::default()
+        };
+        let cgroup = create(&name, Some(&limits)).unwrap();
+        let layout = detect();
+        let points = hierarchies(layout);
+        assert!(!points.is_empty());
+        for point in &points {
+            assert!(
+                point.join(name.trim_start_matches('/')).is_dir(),
+                "{point:?}"
+            );
+        }
+        // Parent and pod directory in each hierarchy.
+        assert_eq!(cgroup.created.len(), points.len() * 2);
+        let memory = points.iter().find(|p| p.ends_with("memory")).map(|p| {
+            p.join(name.trim_start_matches('/'))
+                .join("memory.limit_in_bytes")
+        });
+        if layout != Layout::Unified
+            && let Some(file) = memory
+        {
+            assert_eq!(std::fs::read_to_string(file).unwrap().trim(), "67108864");
+        }
+        remove(&cgroup).unwrap();
+        for point in &points {
+            assert!(
+                !point
+                    .join(format!("criox-test-{}", std::process::id()))
+                    .exists()
+            );
+        }
+    }
+}

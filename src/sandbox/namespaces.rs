@@ -1,0 +1,329 @@
+//! The pod's network, IPC and UTS namespaces, created once and pinned by bind-mounting
+//! them onto files under the pod's state directory.
+//!
+//! Namespaces are created on a dedicated short-lived thread: unshare(2) of net, IPC and
+//! UTS namespaces affects only the calling thread, so the daemon's other threads are never
+//! moved, and the thread ends once the namespaces are pinned. This avoids both forking the
+//! multi-threaded daemon and the cost of executing a helper process per pod.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("cannot create pin file {path}: {source}")]
+    PinFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create {kinds} namespaces: {source}")]
+    Unshare { kinds: String, source: nix::Error },
+    #[error("cannot pin namespace at {path}: {source}")]
+    Pin { path: PathBuf, source: nix::Error },
+    #[error("cannot set hostname {hostname:?}: {source}")]
+    Hostname {
+        hostname: String,
+        source: nix::Error,
+    },
+    #[error("cannot set sysctl {key}: {source}")]
+    Sysctl { key: String, source: std::io::Error },
+    #[error("cannot bring the loopback interface up: {0}")]
+    Loopback(std::io::Error),
+    #[error("cannot unmount pinned namespace {path}: {source}")]
+    Unpin { path: PathBuf, source: nix::Error },
+    #[error("namespace thread failed: {0}")]
+    Thread(String),
+}
+
+/// Which namespaces a pod gets of its own; the others are the host's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    pub network: bool,
+    pub ipc: bool,
+    pub uts: bool,
+}
+
+/// What to set inside the new namespaces before they are pinned.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    /// Applied only when the pod has its own UTS namespace.
+    pub hostname: &'a str,
+    /// Namespaced sysctls, already validated against the namespaces requested.
+    pub sysctls: &'a BTreeMap<String, String>,
+}
+
+/// Pinned paths, one for each namespace that was created.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pinned {
+    pub network: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+}
+
+impl Pinned {
+    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.network, &self.ipc, &self.uts].into_iter().flatten()
+    }
+}
+
+/// Creates the wanted namespaces, applies `setup` inside them, and pins each under `dir`
+/// (`dir/net`, `dir/ipc`, `dir/uts`). On failure nothing stays mounted.
+pub fn create(dir: &Path, wanted: Wanted, setup: &Setup<'_>) -> Result<Pinned, NamespaceError> {
+    let mut flags = CloneFlags::empty();
+    let mut targets = Vec::new();
+    if wanted.network {
+        flags |= CloneFlags::CLONE_NEWNET;
+        targets.push(("net", dir.join("net")));
+    }
+    if wanted.ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+        targets.push(("ipc", dir.join("ipc")));
+    }
+    if wanted.uts {
+        flags |= CloneFlags::CLONE_NEWUTS;
+        targets.push(("uts", dir.join("uts")));
+    }
+    if targets.is_empty() {
+        return Ok(Pinned::default());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| NamespaceError::PinFile {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (_, path) in &targets {
+        File::create(path).map_err(|source| NamespaceError::PinFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| unshare_and_pin(flags, &targets, wanted, setup))
+            .join()
+            .map_err(|_| NamespaceError::Thread("panicked".to_string()))?
+    });
+    if let Err(e) = result {
+        for (_, path) in &targets {
+            let _ = nix::mount::umount2(path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    let find = |kind: &str| {
+        targets
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p.clone())
+    };
+    Ok(Pinned {
+        network: find("net"),
+        ipc: find("ipc"),
+        uts: find("uts"),
+    })
+}
+
+/// Runs on its own thread, which ends right after: its namespaces stay alive only
+/// through the bind mounts.
+fn unshare_and_pin(
+    flags: CloneFlags,
+    targets: &[(&str, PathBuf)],
+    wanted: Wanted,
+    setup: &Setup<'_>,
+) -> Result<(), NamespaceError> {
+    nix::sched::unshare(flags).map_err(|source| NamespaceError::Unshare {
+        kinds: targets
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>()
+            .join(","),
+        source,
+    })?;
+    if wanted.uts && !setup.hostname.is_empty() {
+        nix::unistd::sethostname(setup.hostname).map_err(|source| NamespaceError::Hostname {
+            hostname: setup.hostname.to_string(),
+            source,
+        })?;
+    }
+    if wanted.network {
+        loopback_up().map_err(NamespaceError::Loopback)?;
+    }
+    // /proc/sys resolves net and ipc entries through the opening thread's namespaces.
+    for (key, value) in setup.sysctls {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|source| NamespaceError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    for (kind, target) in targets {
+        let source = format!("/proc/thread-self/ns/{kind}");
+        nix::mount::mount(
+            Some(source.as_str()),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|source| NamespaceError::Pin {
+            path: target.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets IFF_UP on `lo` of the calling thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket/ioctl calls on a descriptor owned here and a zeroed ifreq
+    // whose name is NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut result = Ok(());
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            result = Err(std::io::Error::last_os_error());
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+                result = Err(std::io::Error::last_os_error());
+            }
+        }
+        libc::close(fd);
+        result
+    }
+}
+
+/// Unmounts and deletes each pin file; missing ones are fine, so this can be repeated.
+pub fn remove(pinned: &Pinned) -> Result<(), NamespaceError> {
+    for path in pinned.paths() {
+        unpin(path)?;
+    }
+    Ok(())
+}
+
+/// Unmounts one pin (if mounted) and deletes its file.
+pub fn unpin(path: &Path) -> Result<(), NamespaceError> {
+    match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(source) => {
+            return Err(NamespaceError::Unpin {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NamespaceError::Unpin {
+            path: path.to_path_buf(),
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// True when `path` is a mounted namespace file (nsfs), i.e. the pin is alive.
+pub fn is_pinned(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn pinned_namespaces_differ_from_the_hosts_and_are_removed() {
+        assert!(
+            is_root(),
+            "namespace tests need root: run them through hack/test"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let sysctls = BTreeMap::from([(
+            "net.ipv4.ip_unprivileged_port_start".to_string(),
+            "80".to_string(),
+        )]);
+        let wanted = Wanted {
+            network: true,
+            ipc: true,
+            uts: true,
+        };
+        let pinned = create(
+            dir.path(),
+            wanted,
+            &Setup {
+                hostname: "pod-host-a",
+                sysctls: &sysctls,
+            },
+        )
+        .unwrap();
+        let host_net = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let net = pinned.network.clone().unwrap();
+        assert!(is_pinned(&net));
+        assert_ne!(std::fs::metadata(&net).unwrap().ino(), host_net);
+        // The daemon's own namespaces are untouched.
+        assert_eq!(
+            std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(),
+            host_net
+        );
+        let seen = std::thread::spawn(move || {
+            let uts = File::open(pinned.uts.clone().unwrap()).unwrap();
+            let netf = File::open(pinned.network.clone().unwrap()).unwrap();
+            nix::sched::setns(uts, CloneFlags::CLONE_NEWUTS).unwrap();
+            nix::sched::setns(netf, CloneFlags::CLONE_NEWNET).unwrap();
+            let host = nix::unistd::gethostname().unwrap();
+            let port =
+                std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+            // lo is up: a socket bound to 127.0.0.1 accepts a connection.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            (host, port, pinned)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen.0, "pod-host-a");
+        assert_eq!(seen.1.trim(), "80");
+        remove(&seen.2).unwrap();
+        remove(&seen.2).unwrap();
+        assert!(!net.exists());
+    }
+
+    #[test]
+    fn a_failing_setup_leaves_no_pin() {
+        assert!(
+            is_root(),
+            "namespace tests need root: run them through hack/test"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let sysctls = BTreeMap::from([("net.no.such.key".to_string(), "1".to_string())]);
+        let err = create(
+            dir.path(),
+            Wanted {
+                network: true,
+                ipc: false,
+                uts: false,
+            },
+            &Setup {
+                hostname: "",
+                sysctls: &sysctls,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, NamespaceError::Sysctl { .. }), "{err}");
+        assert!(!dir.path().join("net").exists());
+    }
+}

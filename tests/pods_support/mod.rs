@@ -1,0 +1,222 @@
+//! What the pod tests share: a private CNI network per test (own bridge, subnet, IPAM
+//! directory, network name), pod configs, and looking inside a pod's pinned namespace.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use criox_proto::v1::{
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RunPodSandboxRequest,
+    runtime_service_client::RuntimeServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::common::unique;
+
+/// A bridge network used by one test only; the bridge is deleted on drop.
+pub struct TestNetwork {
+    pub name: String,
+    pub bridge: String,
+    /// The first three octets of the /24, e.g. "10.123.4".
+    pub prefix: String,
+    pub ipam_dir: PathBuf,
+}
+
+impl TestNetwork {
+    pub fn new(ipam_parent: &Path) -> TestNetwork {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = unique("");
+        let pid = std::process::id();
+        TestNetwork {
+            name: format!("crxnet{id}"),
+            bridge: format!("crx{id}"),
+            prefix: format!("10.{}.{}", 100 + pid % 100, (pid / 100 + n * 37) % 250),
+            ipam_dir: ipam_parent.join(format!("ipam-{id}")),
+        }
+    }
+
+    pub fn conflist(&self) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": self.ipam_dir,
+                        "ranges": [[{"subnet": format!("{}.0/24", self.prefix)}]],
+                        "routes": [{"dst": "0.0.0.0/0"}]
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+        .to_string()
+    }
+
+    pub fn install(&self, cni_dir: &Path) {
+        std::fs::write(cni_dir.join("10-test.conflist"), self.conflist()).unwrap();
+    }
+
+    /// Addresses host-local holds for this network.
+    pub fn allocations(&self) -> Vec<String> {
+        std::fs::read_dir(self.ipam_dir.join(&self.name))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("10."))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Host-side veths attached to this network's bridge.
+    pub fn veths(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// iptables rules that name this network (masquerade chains and port mappings).
+    pub fn iptables_rules(&self) -> usize {
+        let out = Command::new("iptables-save").output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&self.name) || l.contains(&format!("{}.", self.prefix)))
+            .count()
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+pub fn pod_config(name: &str, uid: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.to_string(),
+            uid: uid.to_string(),
+            namespace: "test".to_string(),
+            attempt: 0,
+        }),
+        hostname: name.to_string(),
+        ..PodSandboxConfig::default()
+    }
+}
+
+pub async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, config: PodSandboxConfig) -> String {
+    rt.run_pod_sandbox(RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: String::new(),
+    })
+    .await
+    .expect("RunPodSandbox")
+    .into_inner()
+    .pod_sandbox_id
+}
+
+/// PodSandboxStatus with the verbose `info` document parsed.
+pub async fn status(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> (criox_proto::v1::PodSandboxStatus, serde_json::Value) {
+    let resp = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).unwrap();
+    (resp.status.unwrap(), info)
+}
+
+/// Runs `f` on a thread that has joined the network namespace pinned at `netns`.
+pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = File::open(netns).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// `ip -o -4 addr show eth0` inside the pinned namespace, via nsenter.
+pub fn eth0_addresses(netns: &Path) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "-o", "-4", "addr", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// nsfs mounts (pinned namespaces) and other mounts below `dir`.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| Path::new(p).starts_with(dir))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|e| {
+            e.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Cgroup directories named `rel` (an absolute cgroup path) in any hierarchy.
+pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let rel = rel.trim_start_matches('/');
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = entry.path().join(rel);
+        if p.is_dir() {
+            found.push(p);
+        }
+    }
+    if Path::new("/sys/fs/cgroup").join(rel).is_dir() {
+        found.push(Path::new("/sys/fs/cgroup").join(rel));
+    }
+    found
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
