@@ -8,15 +8,13 @@ mod config;
 mod container;
 mod ctl;
 mod daemon;
+mod image;
 mod metrics;
 mod network;
 mod sandbox;
 mod server;
-#[allow(dead_code)]
 mod stats;
-#[allow(dead_code)]
 mod storage;
-#[allow(dead_code)]
 mod store;
 mod streaming;
 

@@ -73,7 +73,7 @@ pub struct ContainerImage {
     /// A digest reference for ContainerStatus.image_ref.
     pub digest_ref: String,
     pub config: ImageConfiguration,
-    /// Unpacked layer directories, base layer first.
+    /// Unpacked layer directories, topmost first (overlayfs `lowerdir=` order).
     pub layers: Vec<PathBuf>,
 }
 
@@ -477,6 +477,8 @@ impl ContainerManager {
         }
         let runtime = self.runtime(&record.handler)?.clone();
         let start_id = id.clone();
+        // Taken before the start: a short process can finish before start returns.
+        let started_at = now_ns();
         tokio::task::spawn_blocking(move || runtime.start(&start_id))
             .await
             .map_err(|e| ContainerError::Internal {
@@ -488,7 +490,7 @@ impl ContainerManager {
             if r.state == State::Created {
                 r.state = State::Running;
             }
-            r.started_at = now_ns();
+            r.started_at = started_at;
         })?;
         self.emit(&updated, EventKind::Started);
         Ok(())

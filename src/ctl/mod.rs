@@ -2,6 +2,7 @@
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
 mod containers;
+mod images;
 mod pods;
 mod runtime;
 mod streaming;
@@ -40,6 +41,19 @@ pub enum CtlCommand {
     Version,
     /// Print the runtime's status conditions and configuration as JSON.
     Info,
+    /// Pull an image.
+    Pull(images::PullArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Show an image's status and config as JSON.
+    Inspecti { image: String },
+    /// Remove images (a tag, an id or a digest reference).
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the image filesystem's usage as JSON.
+    Imagefsinfo,
     /// Run a pod sandbox from a crictl-style JSON config; prints its id.
     Runp(pods::RunpArgs),
     /// Stop pod sandboxes.
@@ -87,10 +101,15 @@ pub async fn run(args: CtlArgs) -> Result<()> {
 async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
     let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
     let mut rt = RuntimeServiceClient::new(channel.clone());
-    let _images = ImageServiceClient::new(channel);
+    let mut im = ImageServiceClient::new(channel);
     match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,
+        CtlCommand::Pull(a) => images::pull(&mut im, a).await,
+        CtlCommand::Images(a) => images::images(&mut im, a).await,
+        CtlCommand::Inspecti { image } => images::inspect(&mut im, &image).await,
+        CtlCommand::Rmi { images } => images::remove(&mut im, &images).await,
+        CtlCommand::Imagefsinfo => images::fs_info(&mut im).await,
         CtlCommand::Runp(a) => pods::runp(&mut rt, a).await,
         CtlCommand::Stopp { ids } => pods::stopp(&mut rt, ids).await,
         CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,

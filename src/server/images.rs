@@ -1,60 +1,256 @@
 //! The ImageService: pull, list, inspect and remove images.
 
+use std::collections::HashMap;
+
+use base64::Engine;
 use criox_proto::v1::image_service_server::ImageService;
 use criox_proto::v1::*;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
-use super::{CriServer, unimplemented};
+use super::CriServer;
+use crate::image::client::ClientError;
+use crate::image::fetch::FetchError;
+use crate::image::fetch_error_is_integrity;
+use crate::image::{Credentials, ImageError, ImageRecord, PullError};
+
+/// Maps an image error to the gRPC code a client can act on; the message names the
+/// image and the cause.
+fn status(e: ImageError) -> Status {
+    let code = match &e {
+        ImageError::Reference(_) => Code::InvalidArgument,
+        ImageError::NotFound { .. } => Code::NotFound,
+        ImageError::Policy(_) | ImageError::Registries(_) => Code::FailedPrecondition,
+        ImageError::Timeout { .. } => Code::DeadlineExceeded,
+        ImageError::Pull { source, .. } => match source {
+            PullError::Client(ClientError::NotFound { .. }) => Code::NotFound,
+            PullError::Client(ClientError::Unauthorized { .. }) => Code::Unauthenticated,
+            PullError::Client(ClientError::Connect { .. }) => Code::Unavailable,
+            PullError::Client(ClientError::TlsUnsupported { .. }) => Code::Unimplemented,
+            PullError::Manifest(_) | PullError::NestedIndex(_) => Code::FailedPrecondition,
+            PullError::ManifestDigest { .. } => Code::DataLoss,
+            PullError::Fetch(f) if fetch_error_is_integrity(f) => Code::DataLoss,
+            PullError::Fetch(FetchError::Unpack { source, .. }) if !source.is_io() => {
+                Code::FailedPrecondition
+            }
+            _ => Code::Internal,
+        },
+        _ => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+fn image_name(spec: Option<&ImageSpec>, field: &str) -> Result<String, Status> {
+    match spec.map(|s| s.image.trim()) {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err(Status::invalid_argument(format!("{field} is required"))),
+    }
+}
+
+fn credentials(auth: Option<&AuthConfig>) -> Result<Option<Credentials>, Status> {
+    let Some(auth) = auth else { return Ok(None) };
+    if !auth.registry_token.is_empty() {
+        return Ok(Some(Credentials::Bearer(auth.registry_token.clone())));
+    }
+    if !auth.identity_token.is_empty() {
+        return Err(Status::unimplemented(
+            "auth.identity_token (an OAuth2 refresh token) is not supported yet: use username and password or registry_token",
+        ));
+    }
+    if !auth.username.is_empty() || !auth.password.is_empty() {
+        return Ok(Some(Credentials::Basic {
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        }));
+    }
+    if !auth.auth.is_empty() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.auth.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| Status::invalid_argument("auth.auth is not base64 of user:password"))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| Status::invalid_argument("auth.auth is not base64 of user:password"))?;
+        return Ok(Some(Credentials::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    Ok(None)
+}
+
+/// CRI's uid or username from the image's `USER` (`uid[:gid]` or `name[:group]`).
+fn user_of(user: &str) -> (Option<Int64Value>, String) {
+    let user = user.split(':').next().unwrap_or("");
+    if user.is_empty() {
+        return (None, String::new());
+    }
+    match user.parse::<i64>() {
+        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
+        Err(_) => (None, user.to_string()),
+    }
+}
+
+impl CriServer {
+    fn cri_image(
+        &self,
+        record: &ImageRecord,
+    ) -> Result<(Image, Option<crate::image::ImageConfig>), Status> {
+        let config = self.images.config(record).map_err(status)?;
+        let (uid, username) = user_of(&config.config.user);
+        let image = Image {
+            id: record.id.clone(),
+            repo_tags: record.repo_tags.clone(),
+            repo_digests: record.repo_digests.clone(),
+            size: record.size,
+            uid,
+            username,
+            spec: Some(ImageSpec {
+                image: record.id.clone(),
+                ..Default::default()
+            }),
+            pinned: false,
+        };
+        Ok((image, Some(config)))
+    }
+}
 
 #[tonic::async_trait]
 impl ImageService for CriServer {
     async fn list_images(
         &self,
-        _request: Request<ListImagesRequest>,
+        request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
-        Err(unimplemented(
-            "ListImages",
-            "the image service (pull, store, unpack) is not available",
-        ))
+        let filter = request
+            .into_inner()
+            .filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .filter(|s| !s.is_empty());
+        let records = match filter {
+            Some(name) => self.images.find(&name).into_iter().collect(),
+            None => self.images.list(),
+        };
+        let mut images = Vec::with_capacity(records.len());
+        for record in &records {
+            images.push(self.cri_image(record)?.0);
+        }
+        Ok(Response::new(ListImagesResponse { images }))
     }
 
     async fn image_status(
         &self,
-        _request: Request<ImageStatusRequest>,
+        request: Request<ImageStatusRequest>,
     ) -> Result<Response<ImageStatusResponse>, Status> {
-        Err(unimplemented(
-            "ImageStatus",
-            "the image service (pull, store, unpack) is not available",
-        ))
+        let request = request.into_inner();
+        let name = image_name(request.image.as_ref(), "image.image")?;
+        // CRI: an unknown image is not an error, just no image.
+        let Some(record) = self.images.find(&name) else {
+            return Ok(Response::new(ImageStatusResponse::default()));
+        };
+        let (image, config) = self.cri_image(&record)?;
+        let mut info = HashMap::new();
+        if request.verbose {
+            let detail = serde_json::json!({
+                "id": record.id,
+                "manifestDigest": record.manifest_digest,
+                "chainIDs": record.chain_ids,
+                "pulledAt": record.pulled_at,
+                "imageSpec": config,
+            });
+            info.insert("info".to_string(), detail.to_string());
+        }
+        Ok(Response::new(ImageStatusResponse {
+            image: Some(image),
+            info,
+        }))
     }
 
     async fn pull_image(
         &self,
-        _request: Request<PullImageRequest>,
+        request: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        Err(unimplemented(
-            "PullImage",
-            "the image service (pull, store, unpack) is not available",
-        ))
+        let request = request.into_inner();
+        let name = image_name(request.image.as_ref(), "image.image")?;
+        let credentials = credentials(request.auth.as_ref())?;
+        let record = self.images.pull(&name, credentials).await.map_err(status)?;
+        Ok(Response::new(PullImageResponse {
+            image_ref: record.id,
+        }))
     }
 
     async fn remove_image(
         &self,
-        _request: Request<RemoveImageRequest>,
+        request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        Err(unimplemented(
-            "RemoveImage",
-            "the image service (pull, store, unpack) is not available",
-        ))
+        let name = image_name(request.into_inner().image.as_ref(), "image.image")?;
+        match self.images.remove(&name).await {
+            // CRI: removing an image that is not there succeeds.
+            Ok(_) | Err(ImageError::NotFound { .. }) => Ok(Response::new(RemoveImageResponse {})),
+            Err(e) => Err(status(e)),
+        }
     }
 
     async fn image_fs_info(
         &self,
         _request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        Err(unimplemented(
-            "ImageFsInfo",
-            "the image service (pull, store, unpack) is not available",
-        ))
+        let images = self.images.clone();
+        let (usage, mountpoint) = tokio::task::spawn_blocking(move || images.usage())
+            .await
+            .map_err(|e| Status::internal(format!("measuring the image store: {e}")))?;
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let fs = FilesystemUsage {
+            timestamp,
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: mountpoint.display().to_string(),
+            }),
+            used_bytes: Some(UInt64Value { value: usage.bytes }),
+            inodes_used: Some(UInt64Value {
+                value: usage.inodes,
+            }),
+        };
+        Ok(Response::new(ImageFsInfoResponse {
+            image_filesystems: vec![fs],
+            container_filesystems: vec![],
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_maps_to_uid_or_name() {
+        assert_eq!(user_of("1000:1000").0.unwrap().value, 1000);
+        assert_eq!(user_of("daemon").1, "daemon");
+        assert_eq!(user_of("daemon:daemon").1, "daemon");
+        assert!(user_of("").0.is_none());
+    }
+
+    #[test]
+    fn auth_config_forms() {
+        let a = AuthConfig {
+            auth: base64::engine::general_purpose::STANDARD.encode("u:p:x"),
+            ..Default::default()
+        };
+        match credentials(Some(&a)).unwrap() {
+            Some(Credentials::Basic { username, password }) => {
+                assert_eq!((username.as_str(), password.as_str()), ("u", "p:x"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let t = AuthConfig {
+            identity_token: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            credentials(Some(&t)).unwrap_err().code(),
+            Code::Unimplemented
+        );
     }
 }

@@ -21,6 +21,7 @@ use tonic::Status;
 use crate::config::{Config, EMBEDDED_HANDLER};
 use crate::container::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
 use crate::container::spec::{NodeFacts, PodNamespace, PodPid, PodSpecContext};
+use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::network::NetworkManager;
 use crate::sandbox::{NamespaceMode, PodState, SandboxManager};
@@ -32,6 +33,7 @@ pub struct CriServer {
     config: Arc<Config>,
     #[allow(dead_code)]
     metrics: Arc<Metrics>,
+    images: Arc<ImageManager>,
     streaming: Arc<crate::streaming::StreamingServer>,
     containers: Arc<ContainerManager>,
     cpu_rate: Arc<CpuRate>,
@@ -40,6 +42,8 @@ pub struct CriServer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("image service: {0}")]
+    Images(#[from] crate::image::ImageError),
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
     #[error("cannot open the container store: {0}")]
@@ -50,6 +54,11 @@ pub enum StartError {
 
 impl CriServer {
     pub async fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<CriServer, StartError> {
+        let images = Arc::new(ImageManager::open(
+            &config.root,
+            &config.image.registries_config,
+            &config.image.signature_policy,
+        )?);
         let streaming = Arc::new(streaming::start(&config).await?);
         let containers = ContainerManager::open(
             &config.root,
@@ -81,6 +90,7 @@ impl CriServer {
         Ok(CriServer {
             config,
             metrics,
+            images,
             streaming,
             containers,
             cpu_rate: Arc::new(CpuRate::default()),
@@ -136,9 +146,27 @@ impl CriServer {
         })
     }
 
-    /// The image a new container is made from.
+    /// The image a new container is made from: its config and unpacked layers.
     fn container_image(&self, image: &str) -> Result<ContainerImage, Status> {
-        Err(Status::not_found(format!("image {image:?} not found")))
+        let rootfs = self.images.rootfs(image).map_err(|e| match e {
+            crate::image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
+            other => Status::internal(other.to_string()),
+        })?;
+        let record = self
+            .images
+            .find(image)
+            .ok_or_else(|| Status::not_found(format!("image {image:?} not found")))?;
+        // The image store keeps the config in the OCI format the spec builder reads.
+        let config = serde_json::to_value(&rootfs.config)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Status::internal(format!("image {image}: config: {e}")))?;
+        Ok(ContainerImage {
+            name: image.to_string(),
+            id: rootfs.id,
+            digest_ref: record.repo_digests.first().cloned().unwrap_or_default(),
+            config,
+            layers: rootfs.lower_dirs,
+        })
     }
 
     /// The pod's status for a container event.

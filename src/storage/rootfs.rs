@@ -51,7 +51,8 @@ impl Rootfs {
         }
     }
 
-    /// Mounts `layers` (ordered base first, as images list them) under the upper directory.
+    /// Mounts `layers` (topmost first, the order `lowerdir=` takes) under the upper
+    /// directory.
     pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
         for dir in [&self.target, &self.upper, &self.work, &self.empty] {
             std::fs::create_dir_all(dir).map_err(|source| RootfsError::Create {
@@ -74,7 +75,7 @@ impl Rootfs {
     }
 
     fn options(&self, layers: &[PathBuf]) -> Result<String, RootfsError> {
-        let mut lower: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+        let mut lower: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
         if lower.is_empty() {
             lower.push(&self.empty);
         }
@@ -147,7 +148,7 @@ mod tests {
         std::fs::write(top.join("etc/os"), "top").unwrap();
 
         let rootfs = Rootfs::new(&dir.path().join("ctr"));
-        rootfs.mount(&[base.clone(), top.clone()]).unwrap();
+        rootfs.mount(&[top.clone(), base.clone()]).unwrap();
         struct Unmount<'a>(&'a Rootfs);
         impl Drop for Unmount<'_> {
             fn drop(&mut self) {

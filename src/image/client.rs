@@ -1,0 +1,469 @@
+//! A client for one repository on one registry (the OCI distribution API): manifests and
+//! blobs, following the registry's `WWW-Authenticate` challenge for basic or bearer-token
+//! auth, and blob redirects.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use base64::Engine;
+
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Builds the connection pool shared by all pulls.
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+const MAX_MANIFEST: usize = 4 << 20;
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// A registry token, sent as `Authorization: Bearer`.
+    Bearer(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "registry {host}: HTTPS registries are not supported yet; mark it insecure in the registries configuration to use plain HTTP"
+    )]
+    TlsUnsupported { host: String },
+    #[error("cannot reach registry {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("registry {host}: reading the response: {source}")]
+    Body {
+        host: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("registry {host}: {what} not found")]
+    NotFound { host: String, what: String },
+    #[error("registry {host}: authentication failed for {what}: {detail}")]
+    Unauthorized {
+        host: String,
+        what: String,
+        detail: String,
+    },
+    #[error("registry {host}: {what}: unexpected status {status}")]
+    Status {
+        host: String,
+        what: String,
+        status: StatusCode,
+    },
+    #[error("registry {host}: {what}: {detail}")]
+    Protocol {
+        host: String,
+        what: String,
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying the next mirror or search registry may help.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::NotFound { .. })
+    }
+}
+
+pub struct RepoClient {
+    http: HttpClient,
+    /// Host as the user knows it, for messages.
+    host: String,
+    base: String,
+    repository: String,
+    credentials: Option<Credentials>,
+    authorization: tokio::sync::RwLock<Option<HeaderValue>>,
+}
+
+/// Docker Hub's API is not served at its name.
+fn api_host(host: &str) -> &str {
+    if host == super::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        host
+    }
+}
+
+impl RepoClient {
+    pub fn new(
+        http: HttpClient,
+        host: &str,
+        repository: &str,
+        insecure: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<RepoClient, ClientError> {
+        if !insecure {
+            return Err(ClientError::TlsUnsupported {
+                host: host.to_string(),
+            });
+        }
+        Ok(RepoClient {
+            http,
+            host: host.to_string(),
+            base: format!("http://{}", api_host(host)),
+            repository: repository.to_string(),
+            credentials,
+            authorization: tokio::sync::RwLock::new(None),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn protocol(&self, what: &str, detail: impl Into<String>) -> ClientError {
+        ClientError::Protocol {
+            host: self.host.clone(),
+            what: what.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    async fn send(
+        &self,
+        uri: &Uri,
+        accept: Option<&str>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut req = Request::get(uri.clone());
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        let req = req
+            .header(header::USER_AGENT, "criox")
+            .body(Empty::new())
+            .map_err(|e| self.protocol("request", e.to_string()))?;
+        self.http
+            .request(req)
+            .await
+            .map_err(|source| ClientError::Connect {
+                host: self.host.clone(),
+                source,
+            })
+    }
+
+    /// GET with auth and up to five redirects; `what` names the object for errors.
+    async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut uri: Uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| self.protocol(what, e.to_string()))?;
+        let origin = uri.authority().cloned();
+        let mut authenticated = false;
+        for _ in 0..6 {
+            let auth = if uri.authority() == origin.as_ref() {
+                self.authorization.read().await.clone()
+            } else {
+                None
+            };
+            let resp = self.send(&uri, accept, auth.as_ref()).await?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                authenticated = true;
+                let challenge = resp
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .unwrap_or_default();
+                self.authenticate(&challenge, what).await?;
+                continue;
+            }
+            if status.is_redirection() {
+                let location = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| self.protocol(what, "redirect without a location"))?;
+                uri = resolve_location(&uri, location)
+                    .ok_or_else(|| self.protocol(what, format!("bad redirect {location:?}")))?;
+                if uri.scheme_str() == Some("https") {
+                    return Err(ClientError::TlsUnsupported {
+                        host: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+                    });
+                }
+                continue;
+            }
+            return match status {
+                s if s.is_success() => Ok(resp),
+                StatusCode::NOT_FOUND => Err(ClientError::NotFound {
+                    host: self.host.clone(),
+                    what: what.to_string(),
+                }),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    Err(ClientError::Unauthorized {
+                        host: self.host.clone(),
+                        what: what.to_string(),
+                        detail: format!("the registry answered {status}"),
+                    })
+                }
+                status => Err(ClientError::Status {
+                    host: self.host.clone(),
+                    what: what.to_string(),
+                    status,
+                }),
+            };
+        }
+        Err(self.protocol(what, "too many redirects"))
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: basic with the credentials, or a bearer
+    /// token from the realm the registry names.
+    async fn authenticate(&self, challenge: &str, what: &str) -> Result<(), ClientError> {
+        let unauthorized = |detail: String| ClientError::Unauthorized {
+            host: self.host.clone(),
+            what: what.to_string(),
+            detail,
+        };
+        let (scheme, params) = parse_challenge(challenge);
+        let value = match (scheme.to_ascii_lowercase().as_str(), &self.credentials) {
+            ("basic", Some(Credentials::Basic { username, password })) => basic(username, password),
+            ("basic", _) => {
+                return Err(unauthorized(
+                    "the registry requires a username and password".into(),
+                ));
+            }
+            ("bearer", Some(Credentials::Bearer(token))) => format!("Bearer {token}"),
+            ("bearer", _) => format!("Bearer {}", self.fetch_token(&params, what).await?),
+            _ => {
+                return Err(unauthorized(format!(
+                    "unsupported authentication challenge {challenge:?}"
+                )));
+            }
+        };
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| unauthorized("credentials are not a valid header".into()))?;
+        *self.authorization.write().await = Some(value);
+        Ok(())
+    }
+
+    async fn fetch_token(
+        &self,
+        params: &[(String, String)],
+        what: &str,
+    ) -> Result<String, ClientError> {
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let realm = param("realm")
+            .ok_or_else(|| self.protocol(what, "bearer challenge without a realm"))?;
+        let mut query = Vec::new();
+        if let Some(service) = param("service") {
+            query.push(format!("service={}", encode(service)));
+        }
+        let scope = param("scope")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+        query.push(format!("scope={}", encode(&scope)));
+        let sep = if realm.contains('?') { '&' } else { '?' };
+        let url = format!("{realm}{sep}{}", query.join("&"));
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| self.protocol(what, format!("bad token realm {realm:?}")))?;
+        if uri.scheme_str() == Some("https") {
+            return Err(ClientError::TlsUnsupported {
+                host: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+            });
+        }
+        let auth = match &self.credentials {
+            Some(Credentials::Basic { username, password }) => {
+                HeaderValue::from_str(&basic(username, password)).ok()
+            }
+            _ => None,
+        };
+        let resp = self.send(&uri, None, auth.as_ref()).await?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Unauthorized {
+                host: self.host.clone(),
+                what: what.to_string(),
+                detail: format!("the token service {realm} answered {}", resp.status()),
+            });
+        }
+        let body = self.read_limited(resp, 1 << 20, "token").await?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| self.protocol("token", format!("bad token answer: {e}")))?;
+        answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| self.protocol("token", "token answer without a token"))
+    }
+
+    async fn read_limited(
+        &self,
+        resp: Response<Incoming>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| ClientError::Body {
+                host: self.host.clone(),
+                source,
+            })?;
+            if let Ok(data) = frame.into_data() {
+                out.extend_from_slice(&data);
+                if out.len() > limit {
+                    return Err(self.protocol(what, format!("larger than {limit} bytes")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A manifest or index by tag or digest: its bytes and media type (from the
+    /// document, else the Content-Type header).
+    pub async fn manifest(&self, reference: &str) -> Result<(Vec<u8>, String), ClientError> {
+        let what = format!("manifest {}:{reference}", self.repository);
+        let resp = self
+            .get(
+                &format!("/v2/{}/manifests/{reference}", self.repository),
+                Some(&MANIFEST_TYPES.join(", ")),
+                &what,
+            )
+            .await?;
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let body = self.read_limited(resp, MAX_MANIFEST, &what).await?;
+        Ok((body, content_type))
+    }
+
+    /// A blob's response, to be streamed by the caller.
+    pub async fn blob(&self, digest: &str) -> Result<Incoming, ClientError> {
+        let what = format!("blob {digest} of {}", self.repository);
+        let resp = self
+            .get(
+                &format!("/v2/{}/blobs/{digest}", self.repository),
+                None,
+                &what,
+            )
+            .await?;
+        Ok(resp.into_body())
+    }
+}
+
+fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.parse().ok();
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?;
+    format!("{scheme}://{authority}{location}").parse().ok()
+}
+
+/// `Bearer realm="x",service="y"` into the scheme and its parameters.
+pub fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        params.push((key.trim().to_string(), value));
+    }
+    (scheme.to_string(), params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="registry",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(scheme, "Bearer");
+        assert_eq!(
+            params,
+            vec![
+                ("realm".into(), "http://127.0.0.1:1/token".into()),
+                ("service".into(), "registry".into()),
+                ("scope".into(), "repository:a/b:pull,push".into()),
+            ]
+        );
+        let (scheme, params) = parse_challenge(r#"Basic realm="criox-test""#);
+        assert_eq!(scheme, "Basic");
+        assert_eq!(params[0].1, "criox-test");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+    }
+}

@@ -1,0 +1,442 @@
+//! Images: pulling from registries (mirrors, auth, trust policy), the content store, and
+//! the unpacked layers that containers use as overlayfs lower dirs.
+//!
+//! The container side calls [`ImageManager::rootfs`] to get an image's config and its
+//! lower dirs.
+
+pub mod client;
+pub mod fetch;
+pub mod manifest;
+pub mod policy;
+pub mod reference;
+pub mod registries;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use client::Credentials;
+use client::{ClientError, HttpClient, RepoClient};
+use fetch::FetchError;
+pub use manifest::ImageConfig;
+use manifest::{Descriptor, Fetched, ManifestError, Platform};
+use policy::{Policy, PolicyError};
+use reference::{Reference, ReferenceError};
+use registries::{RegistriesConf, RegistriesError};
+pub use store::ImageRecord;
+use store::{ContentStore, StoreError};
+
+use crate::storage::{LayerStore, StorageError, Usage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Registries(#[from] RegistriesError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("image {image} not found")]
+    NotFound { image: String },
+    #[error("pulling {image}: {source}")]
+    Pull {
+        image: String,
+        #[source]
+        source: PullError,
+    },
+    #[error("pulling {image}: timed out after {seconds} s")]
+    Timeout { image: String, seconds: u64 },
+    #[error("image {image}: its stored {what} is unreadable: {detail}")]
+    Damaged {
+        image: String,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+/// Why one pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("manifest {reference}: digest mismatch, the registry sent {actual}")]
+    ManifestDigest { reference: String, actual: String },
+    #[error("an index refers to another index ({0}), which is not supported")]
+    NestedIndex(String),
+}
+
+/// An image ready to run: what the container side needs.
+#[allow(dead_code)] // read by container creation
+#[derive(Debug, Clone)]
+pub struct ImageRootfs {
+    pub id: String,
+    pub config: ImageConfig,
+    /// Overlayfs lower dirs, topmost layer first (the order `lowerdir=` takes).
+    pub lower_dirs: Vec<PathBuf>,
+}
+
+type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+pub struct ImageManager {
+    store: ContentStore,
+    layers: Arc<LayerStore>,
+    registries_path: PathBuf,
+    policy_path: PathBuf,
+    http: HttpClient,
+    platform: Platform,
+    timeout: Duration,
+    /// One pull per image name and one download per layer at a time; the second waiter
+    /// finds the work done.
+    pull_locks: Locks,
+    layer_locks: Locks,
+    /// Pulls read, removals write: a removal never deletes a layer a pull relies on.
+    gc: tokio::sync::RwLock<()>,
+}
+
+fn lock_for(locks: &Locks, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut map = locks.lock().unwrap_or_else(|e| e.into_inner());
+    map.retain(|_, l| Arc::strong_count(l) > 1);
+    map.entry(key.to_string()).or_default().clone()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+const MAX_CONFIG: u64 = 8 << 20;
+
+impl ImageManager {
+    /// Opens the stores under `root` (`root/images`, `root/storage`). The registries
+    /// configuration and trust policy are read at each pull, so edits apply at once.
+    pub fn open(
+        root: &Path,
+        registries_path: &Path,
+        policy_path: &Path,
+    ) -> Result<ImageManager, ImageError> {
+        let store = ContentStore::open(&root.join("images"))?;
+        let layers = Arc::new(LayerStore::open(&root.join("storage"))?);
+        // A crash between unpacking and recording leaves layers no image uses.
+        for record in store.list() {
+            if let Err(e) = layers.lower_dirs(&record.chain_ids) {
+                tracing::warn!(image = %record.id, error = %e, "image has missing layers");
+            }
+        }
+        RegistriesConf::load(registries_path)?;
+        Ok(ImageManager {
+            store,
+            layers,
+            registries_path: registries_path.to_path_buf(),
+            policy_path: policy_path.to_path_buf(),
+            http: client::http_client(),
+            platform: Platform::host(),
+            timeout: Duration::from_secs(30 * 60),
+            pull_locks: Mutex::default(),
+            layer_locks: Mutex::default(),
+            gc: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// Fully qualified names a user's name can stand for (short names expand through the
+    /// search registries).
+    fn names_for(&self, name: &str) -> Vec<String> {
+        let Ok(reference) = Reference::parse(name) else {
+            return Vec::new();
+        };
+        let conf = RegistriesConf::load(&self.registries_path).unwrap_or_default();
+        let qualified = match &reference.registry {
+            Some(_) => vec![reference],
+            None => conf
+                .candidates(&reference)
+                .map(|c| c.into_iter().map(|s| s.reference).collect())
+                .unwrap_or_default(),
+        };
+        qualified.iter().map(|r| r.to_string()).collect()
+    }
+
+    /// An image by id, unique id prefix, tag or digest reference.
+    pub fn find(&self, name: &str) -> Option<ImageRecord> {
+        self.store.find(name, &self.names_for(name))
+    }
+
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.store.list()
+    }
+
+    pub fn config(&self, record: &ImageRecord) -> Result<ImageConfig, ImageError> {
+        let data = self.store.blob(&record.id)?;
+        ImageConfig::parse(&data).map_err(|e| ImageError::Damaged {
+            image: record.id.clone(),
+            what: "config",
+            detail: e.to_string(),
+        })
+    }
+
+    /// The config and overlayfs lower dirs of an image, for creating a container.
+    #[allow(dead_code)] // called by container creation
+    pub fn rootfs(&self, name: &str) -> Result<ImageRootfs, ImageError> {
+        let record = self.find(name).ok_or_else(|| ImageError::NotFound {
+            image: name.to_string(),
+        })?;
+        let config = self.config(&record)?;
+        let lower_dirs = self.layers.lower_dirs(&record.chain_ids)?;
+        Ok(ImageRootfs {
+            id: record.id,
+            config,
+            lower_dirs,
+        })
+    }
+
+    /// Space used by blobs, records and layers, and the directory holding them.
+    pub fn usage(&self) -> (Usage, PathBuf) {
+        let mut total = crate::storage::usage(self.store.root());
+        let layers = crate::storage::usage(self.layers.root());
+        total.bytes += layers.bytes;
+        total.inodes += layers.inodes;
+        let root = self
+            .store
+            .root()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        (total, root)
+    }
+
+    /// Removes a name (a tag of several: only that tag) or a whole image (by id, digest,
+    /// or its last tag), then the layers no image uses any more.
+    pub async fn remove(&self, name: &str) -> Result<ImageRecord, ImageError> {
+        let _gc = self.gc.write().await;
+        let record = self.find(name).ok_or_else(|| ImageError::NotFound {
+            image: name.to_string(),
+        })?;
+        let names = self.names_for(name);
+        let tag = names.iter().find(|n| record.repo_tags.contains(n));
+        let removed = match tag {
+            Some(tag) if record.repo_tags.len() > 1 => self.store.untag(&record.id, tag)?,
+            _ => self.store.remove(&record.id)?,
+        };
+        if let Some(gone) = &removed {
+            for chain in &gone.chain_ids {
+                if !self.store.layer_in_use(chain) {
+                    self.layers.remove(chain)?;
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// Pulls an image and returns its record (id = config digest).
+    pub async fn pull(
+        &self,
+        name: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, ImageError> {
+        let reference = Reference::parse(name)?;
+        let seconds = self.timeout.as_secs();
+        let result = tokio::time::timeout(self.timeout, self.pull_any(&reference, credentials))
+            .await
+            .map_err(|_| ImageError::Timeout {
+                image: name.to_string(),
+                seconds,
+            })
+            .and_then(|r| r);
+        if result.is_err() {
+            // Layers a failed pull unpacked belong to no image: do not keep them.
+            self.remove_unused_layers().await;
+        }
+        result
+    }
+
+    async fn remove_unused_layers(&self) {
+        let _gc = self.gc.write().await;
+        for chain in self.layers.list() {
+            if !self.store.layer_in_use(&chain)
+                && let Err(e) = self.layers.remove(&chain)
+            {
+                tracing::warn!(layer = %chain, error = %e, "cannot remove unused layer");
+            }
+        }
+    }
+
+    async fn pull_any(
+        &self,
+        reference: &Reference,
+        credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, ImageError> {
+        let conf = RegistriesConf::load(&self.registries_path)?;
+        let policy = Policy::load(&self.policy_path)?;
+        let mut last: Option<ImageError> = None;
+        for source in conf.candidates(reference)? {
+            let shown = source.reference.to_string();
+            policy.check(
+                &source.reference.name(),
+                source.reference.tag.as_deref(),
+                &shown,
+            )?;
+            let lock = lock_for(&self.pull_locks, &shown);
+            let _one_at_a_time = lock.lock().await;
+            let _gc = self.gc.read().await;
+            for endpoint in &source.endpoints {
+                tracing::info!(image = %shown, registry = %endpoint.host, "pulling image");
+                let attempt = match RepoClient::new(
+                    self.http.clone(),
+                    &endpoint.host,
+                    &endpoint.repository,
+                    endpoint.insecure,
+                    credentials.clone(),
+                ) {
+                    Ok(client) => self.pull_from(&client, &source.reference).await,
+                    Err(e) => Err(PullError::Client(e)),
+                };
+                match attempt {
+                    Ok(record) => {
+                        tracing::info!(image = %shown, id = %record.id, "image pulled");
+                        return Ok(record);
+                    }
+                    Err(e) => {
+                        // The next mirror (or search registry) may have it: only a
+                        // missing image or an unreachable registry moves on.
+                        let next = matches!(
+                            &e,
+                            PullError::Client(c) if c.is_not_found()
+                                || matches!(c, ClientError::Connect { .. } | ClientError::TlsUnsupported { .. })
+                        );
+                        tracing::warn!(image = %shown, registry = %endpoint.host, error = %e, "pull failed");
+                        let err = ImageError::Pull {
+                            image: shown.clone(),
+                            source: e,
+                        };
+                        if !next {
+                            return Err(err);
+                        }
+                        last = Some(err);
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or(ImageError::NotFound {
+            image: reference.to_string(),
+        }))
+    }
+
+    async fn manifest(
+        &self,
+        client: &RepoClient,
+        wanted: &str,
+        expected: Option<&str>,
+    ) -> Result<(Vec<u8>, String, String), PullError> {
+        let (body, content_type) = client.manifest(wanted).await?;
+        let actual = format!("sha256:{:x}", Sha256::digest(&body));
+        if let Some(expected) = expected
+            && expected != actual
+        {
+            return Err(PullError::ManifestDigest {
+                reference: wanted.to_string(),
+                actual,
+            });
+        }
+        Ok((body, content_type, actual))
+    }
+
+    async fn pull_from(
+        &self,
+        client: &RepoClient,
+        reference: &Reference,
+    ) -> Result<ImageRecord, PullError> {
+        let wanted = reference.manifest_ref();
+        let (mut body, content_type, mut manifest_digest) = self
+            .manifest(client, wanted, reference.digest.as_deref())
+            .await?;
+        let repo_digest = reference.with_digest(&manifest_digest);
+        let manifest = match manifest::parse(&body, &content_type)? {
+            Fetched::Manifest(m) => m,
+            Fetched::Index(entries) => {
+                let chosen = manifest::select(&entries, &self.platform)?;
+                let (b, ct, d) = self
+                    .manifest(client, &chosen.digest, Some(&chosen.digest))
+                    .await?;
+                body = b;
+                manifest_digest = d;
+                match manifest::parse(&body, &ct)? {
+                    Fetched::Manifest(m) => m,
+                    Fetched::Index(_) => return Err(PullError::NestedIndex(chosen.digest)),
+                }
+            }
+        };
+        let config_bytes = fetch::small_blob(client, &manifest.config, MAX_CONFIG).await?;
+        let config = ImageConfig::parse(&config_bytes)?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(ManifestError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: manifest.layers.len(),
+            }
+            .into());
+        }
+        let chain_ids = crate::storage::chain_ids(diff_ids);
+        let jobs =
+            manifest.layers.iter().zip(diff_ids).zip(&chain_ids).map(
+                |((desc, diff_id), chain_id)| self.ensure_layer(client, desc, diff_id, chain_id),
+            );
+        futures_util::future::try_join_all(jobs).await?;
+
+        self.store
+            .put_blob(&manifest.config.digest, &config_bytes)?;
+        self.store.put_blob(&manifest_digest, &body)?;
+        let size = manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+        let record = ImageRecord {
+            id: manifest.config.digest.clone(),
+            repo_tags: reference.tagged().into_iter().collect(),
+            repo_digests: vec![repo_digest],
+            manifest_digest,
+            size,
+            chain_ids,
+            pulled_at: now(),
+        };
+        Ok(self.store.add(record)?)
+    }
+
+    async fn ensure_layer(
+        &self,
+        client: &RepoClient,
+        desc: &Descriptor,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<(), PullError> {
+        let lock = lock_for(&self.layer_locks, chain_id);
+        let _one_download = lock.lock().await;
+        if self.layers.has(chain_id) {
+            tracing::debug!(layer = %desc.digest, "layer already present");
+            return Ok(());
+        }
+        fetch::layer(client, self.layers.clone(), desc, diff_id, chain_id).await?;
+        Ok(())
+    }
+}
+
+/// Whether a layer failed because its bytes were wrong (digest, size, diff id), as
+/// opposed to a transport or disk problem.
+pub fn fetch_error_is_integrity(e: &FetchError) -> bool {
+    matches!(
+        e,
+        FetchError::DigestMismatch { .. }
+            | FetchError::SizeMismatch { .. }
+            | FetchError::DiffIdMismatch { .. }
+    )
+}

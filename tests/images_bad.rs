@@ -1,0 +1,197 @@
+//! Pulls that must fail: each with a clear error naming the image and the cause, the
+//! store left as it was, and no half-made layer left behind.
+
+mod common;
+
+use common::{Daemon, fixtures};
+use criox_proto::v1::*;
+use tonic::Code;
+
+async fn daemon() -> (Daemon, tempfile::TempDir) {
+    let fx = fixtures();
+    let conf = tempfile::tempdir().unwrap();
+    let registries = conf.path().join("registries.conf");
+    // 127.0.0.1:9 (discard) is closed on a test machine: an unreachable registry.
+    std::fs::write(
+        &registries,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"127.0.0.1:9\"\ninsecure = true\n",
+            fx["CRIOX_TEST_REGISTRY"]
+        ),
+    )
+    .unwrap();
+    let policy = conf.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .config(&format!(
+            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+            registries.display().to_string(),
+            policy.display().to_string()
+        ))
+        .start()
+        .await;
+    (daemon, conf)
+}
+
+async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn bad_pulls_fail_clearly_and_leave_the_store_as_it_was() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon().await;
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    // One good image first: failures must not disturb it.
+    let good = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+        .await
+        .unwrap();
+    let layers_before = entries(&daemon.root.join("storage/layers"));
+    assert_eq!(layers_before.len(), 1);
+
+    let unknown = format!("{registry}/criox/no-such-image:latest");
+    let cases: Vec<(String, Code, &str)> = vec![
+        (unknown, Code::NotFound, "not found"),
+        (
+            format!("{registry}/criox/busybox:no-such-tag"),
+            Code::NotFound,
+            "not found",
+        ),
+        (
+            "127.0.0.1:9/criox/busybox:latest".to_string(),
+            Code::Unavailable,
+            "cannot reach registry 127.0.0.1:9",
+        ),
+        (
+            fx["CRIOX_TEST_IMAGE_CORRUPT"].clone(),
+            Code::DataLoss,
+            "digest mismatch",
+        ),
+        (
+            fx["CRIOX_TEST_IMAGE_TRUNCATED"].clone(),
+            Code::DataLoss,
+            "bytes",
+        ),
+        (
+            fx["CRIOX_TEST_IMAGE_ODD_MEDIA"].clone(),
+            Code::FailedPrecondition,
+            "application/vnd.criox.test.unknown",
+        ),
+        (
+            fx["CRIOX_TEST_IMAGE_ESCAPE_DOTDOT"].clone(),
+            Code::FailedPrecondition,
+            "escapes the layer directory",
+        ),
+        (
+            fx["CRIOX_TEST_IMAGE_ESCAPE_SYMLINK"].clone(),
+            Code::FailedPrecondition,
+            "escapes the layer directory",
+        ),
+        (
+            format!("{registry}/criox/busybox@sha256:{}", "0".repeat(64)),
+            Code::NotFound,
+            "not found",
+        ),
+        (
+            "Not/A/Valid:Name".to_string(),
+            Code::InvalidArgument,
+            "invalid image reference",
+        ),
+    ];
+    for (image, code, cause) in &cases {
+        let e = pull(&daemon, image).await.unwrap_err();
+        assert_eq!(e.code(), *code, "{image}: {e}");
+        assert!(e.message().contains(cause), "{image}: {e}");
+        if *code != Code::InvalidArgument {
+            assert!(
+                e.message().contains(image.as_str()),
+                "error must name {image}: {e}"
+            );
+        }
+    }
+
+    // Nothing escaped the layer directory.
+    assert!(!std::path::Path::new("/criox-escape").exists());
+    assert!(!std::path::Path::new("/tmp/criox-escape").exists());
+    assert!(!daemon.root.join("criox-escape").exists());
+    // The store holds exactly what it held before: no record, no layer, no temp dir.
+    let images = daemon
+        .images()
+        .await
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].id, good);
+    assert_eq!(entries(&daemon.root.join("storage/layers")), layers_before);
+    assert!(entries(&daemon.root.join("storage/tmp")).is_empty());
+    assert_eq!(entries(&daemon.root.join("images/records")).len(), 1);
+
+    // The next good pull still works.
+    pull(&daemon, &fx["CRIOX_TEST_IMAGE_PAUSE"]).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_one_image_share_the_work() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon().await;
+    let image = fx["CRIOX_TEST_IMAGE_LAYERS"].clone();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let socket = daemon.socket.clone();
+        let image = image.clone();
+        tasks.push(tokio::spawn(async move {
+            let channel = common::connect(&socket).await.unwrap();
+            criox_proto::v1::image_service_client::ImageServiceClient::new(channel)
+                .pull_image(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image,
+                        ..Default::default()
+                    }),
+                    auth: None,
+                    sandbox_config: None,
+                })
+                .await
+                .map(|r| r.into_inner().image_ref)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().unwrap());
+    }
+    assert!(ids.iter().all(|i| i == &ids[0]));
+    assert_eq!(entries(&daemon.root.join("storage/layers")).len(), 3);
+    assert!(entries(&daemon.root.join("storage/tmp")).is_empty());
+    // Each layer was downloaded once: the log has one "layer pulled" line per layer.
+    let log = daemon.log();
+    assert_eq!(log.matches("layer pulled and unpacked").count(), 3, "{log}");
+}

@@ -1,0 +1,575 @@
+//! Pulling, listing, inspecting and removing images through the real daemon, from the
+//! loopback registries that `hack/fixtures` serves.
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use common::{Daemon, fixtures};
+use criox_proto::v1::*;
+use tonic::Code;
+
+/// A daemon whose registries configuration marks the fixture registries insecure (plain
+/// HTTP) and searches the main one for short names, plus `extra` TOML.
+async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, tempfile::TempDir) {
+    let fx = fixtures();
+    let conf = tempfile::tempdir().unwrap();
+    let registries = conf.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!(
+            "unqualified-search-registries = [\"{r}\"]\n\
+             [[registry]]\nlocation = \"{r}\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n{extra_registries}",
+            r = fx["CRIOX_TEST_REGISTRY"],
+            a = fx["CRIOX_TEST_AUTH_REGISTRY"],
+        ),
+    )
+    .unwrap();
+    let policy_path = conf.path().join("policy.json");
+    std::fs::write(
+        &policy_path,
+        policy.unwrap_or(r#"{"default": [{"type": "insecureAcceptAnything"}]}"#),
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .config(&format!(
+            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+            registries.display().to_string(),
+            policy_path.display().to_string()
+        ))
+        .start()
+        .await;
+    (daemon, conf)
+}
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
+    pull_auth(daemon, image, None).await
+}
+
+async fn pull_auth(
+    daemon: &Daemon,
+    image: &str,
+    auth: Option<AuthConfig>,
+) -> Result<String, tonic::Status> {
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn status(daemon: &Daemon, image: &str, verbose: bool) -> ImageStatusResponse {
+    daemon
+        .images()
+        .await
+        .image_status(ImageStatusRequest {
+            image: spec(image),
+            verbose,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn list(daemon: &Daemon) -> Vec<Image> {
+    daemon
+        .images()
+        .await
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images
+}
+
+async fn remove(daemon: &Daemon, image: &str) {
+    daemon
+        .images()
+        .await
+        .remove_image(RemoveImageRequest { image: spec(image) })
+        .await
+        .unwrap();
+}
+
+fn layer_dirs(daemon: &Daemon) -> Vec<PathBuf> {
+    let dir = daemon.root.join("storage/layers");
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn layer_dir(daemon: &Daemon, chain_id: &str) -> PathBuf {
+    daemon
+        .root
+        .join("storage/layers")
+        .join(chain_id.trim_start_matches("sha256:"))
+}
+
+fn verbose_info(resp: &ImageStatusResponse) -> serde_json::Value {
+    serde_json::from_str(&resp.info["info"]).unwrap()
+}
+
+async fn fs_used(daemon: &Daemon) -> (u64, u64) {
+    let r = daemon
+        .images()
+        .await
+        .image_fs_info(ImageFsInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let fs = &r.image_filesystems[0];
+    assert!(!fs.fs_id.as_ref().unwrap().mountpoint.is_empty());
+    (
+        fs.used_bytes.as_ref().unwrap().value,
+        fs.inodes_used.as_ref().unwrap().value,
+    )
+}
+
+#[tokio::test]
+async fn pull_status_list_and_remove_by_every_name() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let image = &fx["CRIOX_TEST_IMAGE_BUSYBOX"];
+    let (bytes_before, _) = fs_used(&daemon).await;
+    let id = pull(&daemon, image).await.unwrap();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+
+    let by_tag = status(&daemon, image, false).await.image.unwrap();
+    assert_eq!(by_tag.id, id);
+    assert_eq!(by_tag.repo_tags, vec![image.clone()]);
+    assert_eq!(by_tag.repo_digests.len(), 1);
+    let digest_ref = by_tag.repo_digests[0].clone();
+    assert!(digest_ref.starts_with(&format!(
+        "{}/criox/busybox@sha256:",
+        fx["CRIOX_TEST_REGISTRY"]
+    )));
+    for name in [&id, &id[7..19], &digest_ref] {
+        let found = status(&daemon, name, false).await.image;
+        assert_eq!(found.map(|i| i.id), Some(id.clone()), "lookup by {name}");
+    }
+    assert!(status(&daemon, "sha256:0000", false).await.image.is_none());
+    assert!(by_tag.size > 500_000, "size {}", by_tag.size);
+
+    // Several tags of one image: one image, one set of layers.
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    for tag in ["1.36", "stable"] {
+        assert_eq!(
+            pull(&daemon, &format!("{registry}/criox/busybox:{tag}"))
+                .await
+                .unwrap(),
+            id
+        );
+    }
+    let all = list(&daemon).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].repo_tags.len(), 3);
+    assert_eq!(layer_dirs(&daemon).len(), 1);
+    let (bytes_pulled, inodes_pulled) = fs_used(&daemon).await;
+    assert!(bytes_pulled > bytes_before + 500_000);
+    assert!(
+        inodes_pulled > 250,
+        "busybox has hundreds of applet links: {inodes_pulled}"
+    );
+
+    // A filter returns just that image.
+    let filtered = daemon
+        .images()
+        .await
+        .list_images(ListImagesRequest {
+            filter: Some(ImageFilter { image: spec(image) }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(filtered.len(), 1);
+
+    // Removing one tag of several keeps the image and its other tags.
+    remove(&daemon, &format!("{registry}/criox/busybox:1.36")).await;
+    let left = status(&daemon, &id, false).await.image.unwrap();
+    assert_eq!(left.repo_tags.len(), 2);
+    assert!(!left.repo_tags.iter().any(|t| t.ends_with(":1.36")));
+    assert_eq!(layer_dirs(&daemon).len(), 1);
+
+    // Removing by id takes the image and its layers.
+    remove(&daemon, &id).await;
+    assert!(list(&daemon).await.is_empty());
+    assert!(layer_dirs(&daemon).is_empty());
+    assert!(status(&daemon, image, false).await.image.is_none());
+    // Removing what is gone is not an error (CRI).
+    remove(&daemon, &id).await;
+
+    // Records survive a restart.
+    let mut daemon = daemon;
+    pull(&daemon, image).await.unwrap();
+    daemon.stop();
+    daemon.spawn().await;
+    assert_eq!(status(&daemon, image, false).await.image.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn docker_oci_zstd_and_multi_platform_images_share_layers() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let id = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+        .await
+        .unwrap();
+    for key in [
+        "CRIOX_TEST_IMAGE_BUSYBOX_DOCKER",
+        "CRIOX_TEST_IMAGE_MULTI",
+        "CRIOX_TEST_IMAGE_MULTI_DOCKER",
+        "CRIOX_TEST_IMAGE_BUSYBOX_ZSTD",
+    ] {
+        let got = pull(&daemon, &fx[key])
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        // The same config: the index chose this node's platform (amd64), not arm64.
+        assert_eq!(got, id, "{key}");
+    }
+    let image = status(&daemon, &id, true).await;
+    let info = verbose_info(&image);
+    assert_eq!(info["imageSpec"]["architecture"], "amd64");
+    // Each name keeps the name the user pulled.
+    let tags = image.image.unwrap().repo_tags;
+    assert_eq!(tags.len(), 5, "{tags:?}");
+    assert!(tags.contains(&fx["CRIOX_TEST_IMAGE_MULTI_DOCKER"]));
+    assert_eq!(layer_dirs(&daemon).len(), 1, "layers are stored once");
+    let busybox = layer_dirs(&daemon)[0].join("bin/busybox");
+    assert!(std::fs::metadata(busybox).unwrap().len() > 500_000);
+}
+
+#[tokio::test]
+async fn image_config_gives_user_and_process_defaults() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let uid_image = &fx["CRIOX_TEST_IMAGE_CONFIG_UID"];
+    pull(&daemon, uid_image).await.unwrap();
+    let resp = status(&daemon, uid_image, true).await;
+    let image = resp.image.as_ref().unwrap();
+    assert_eq!(image.uid.as_ref().map(|u| u.value), Some(1000));
+    assert_eq!(image.username, "");
+    let config = &verbose_info(&resp)["imageSpec"]["config"];
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["echo hello"]));
+    assert_eq!(config["WorkingDir"], "/work");
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&"CRIOX_TEST=image-env".into())
+    );
+    assert!(config["Volumes"].get("/data").is_some());
+    assert_eq!(config["Labels"]["org.criox.test"], "config");
+
+    let name_image = &fx["CRIOX_TEST_IMAGE_CONFIG_NAME"];
+    pull(&daemon, name_image).await.unwrap();
+    let image = status(&daemon, name_image, false).await.image.unwrap();
+    assert_eq!(image.uid, None);
+    assert_eq!(image.username, "daemon");
+    // Both tags of one repository are separate images.
+    assert_eq!(list(&daemon).await.len(), 2);
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64];
+    // SAFETY: valid strings and a 64-byte buffer.
+    let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+/// Unmounts on drop, so that a failed assertion leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn whiteouts_ownership_and_special_files_survive_into_overlayfs() {
+    let fx = fixtures();
+    let (daemon, conf) = daemon_with("", None).await;
+    let image = &fx["CRIOX_TEST_IMAGE_LAYERS"];
+    pull(&daemon, image).await.unwrap();
+    let info = verbose_info(&status(&daemon, image, true).await);
+    let chains: Vec<String> = info["chainIDs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(chains.len(), 3);
+    let l2 = layer_dir(&daemon, &chains[1]);
+    let l3 = layer_dir(&daemon, &chains[2]);
+
+    // The unpacked layers hold overlay whiteouts, not OCI ones.
+    let wh = std::fs::symlink_metadata(l3.join("etc/old-file")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert!(!l3.join("etc/.wh.old-file").exists());
+    assert_eq!(
+        xattr(&l3.join("opaque"), "trusted.overlay.opaque"),
+        Some(b"y".to_vec())
+    );
+    let owned = std::fs::metadata(l2.join("data/owned")).unwrap();
+    assert_eq!(
+        (owned.uid(), owned.gid(), owned.mode() & 0o7777),
+        (1000, 2000, 0o640)
+    );
+    assert_eq!(
+        std::fs::metadata(l2.join("data/a")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        std::fs::metadata(l2.join("data/a")).unwrap().ino(),
+        std::fs::metadata(l2.join("data/a-hardlink")).unwrap().ino()
+    );
+    assert_eq!(
+        std::fs::read_link(l2.join("data/abs-symlink")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert!(
+        std::fs::symlink_metadata(l2.join("data/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let null = std::fs::symlink_metadata(l2.join("dev/criox-null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+
+    // The container's view: the layers stacked by overlayfs, topmost first.
+    let lowers: Vec<String> = chains
+        .iter()
+        .rev()
+        .map(|c| layer_dir(&daemon, c).display().to_string())
+        .collect();
+    let merged = conf.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!("lowerdir={}", lowers.join(":")))
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount overlay");
+    let _mounted = Mounted(merged.clone());
+    assert_eq!(
+        std::fs::read_to_string(merged.join("data/a")).unwrap(),
+        "two\n"
+    );
+    assert!(
+        !merged.join("etc/old-file").exists(),
+        "whiteout hides the file"
+    );
+    assert!(!merged.join("data/dir/removed").exists());
+    assert!(merged.join("data/dir").is_dir());
+    assert!(
+        !merged.join("opaque/old").exists(),
+        "opaque dir hides lower content"
+    );
+    assert!(!merged.join("opaque/sub").exists());
+    assert_eq!(
+        std::fs::read_to_string(merged.join("opaque/new")).unwrap(),
+        "new\n"
+    );
+    assert!(merged.join("bin/busybox").exists());
+}
+
+#[tokio::test]
+async fn short_names_and_mirrors_keep_the_users_name() {
+    let fx = fixtures();
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    // example.invalid cannot be reached; its mirror (the fixture registry) serves it.
+    let mirrors = format!(
+        "[[registry]]\nprefix = \"example.invalid/mirrored\"\nlocation = \"127.0.0.1:9/nothing\"\ninsecure = true\n\
+         [[registry.mirror]]\nlocation = \"{registry}/absent\"\ninsecure = true\n\
+         [[registry.mirror]]\nlocation = \"{registry}/criox\"\ninsecure = true\n"
+    );
+    let (daemon, _conf) = daemon_with(&mirrors, None).await;
+    let id = pull(&daemon, "criox/busybox:stable").await.unwrap();
+    let image = status(&daemon, "criox/busybox:stable", false)
+        .await
+        .image
+        .unwrap();
+    assert_eq!(image.id, id);
+    assert_eq!(
+        image.repo_tags,
+        vec![format!("{registry}/criox/busybox:stable")]
+    );
+
+    assert_eq!(
+        pull(&daemon, "example.invalid/mirrored/busybox:1.36")
+            .await
+            .unwrap(),
+        id
+    );
+    let image = status(&daemon, &id, false).await.image.unwrap();
+    assert!(
+        image
+            .repo_tags
+            .contains(&"example.invalid/mirrored/busybox:1.36".to_string())
+    );
+    assert!(
+        image
+            .repo_digests
+            .iter()
+            .any(|d| d.starts_with("example.invalid/mirrored/busybox@sha256:")),
+        "{:?}",
+        image.repo_digests
+    );
+    assert!(!image.repo_tags.iter().any(|t| t.contains("/criox/criox")));
+}
+
+#[tokio::test]
+async fn ctl_pull_images_inspecti_rmi_imagefsinfo() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let image = &fx["CRIOX_TEST_IMAGE_BUSYBOX"];
+    let run = |args: &[&str]| {
+        let out = daemon.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let pulled = run(&["pull", image]);
+    assert!(
+        pulled.starts_with("Image is up to date for sha256:"),
+        "{pulled}"
+    );
+    let table = run(&["images"]);
+    assert!(
+        table.contains(&format!("{}/criox/busybox", fx["CRIOX_TEST_REGISTRY"])),
+        "{table}"
+    );
+    assert!(table.contains("latest"), "{table}");
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspecti", image])).unwrap();
+    assert_eq!(inspect["status"]["repoTags"][0], image.as_str());
+    assert!(inspect["info"]["imageSpec"]["rootfs"]["diff_ids"].is_array());
+    let fsinfo: serde_json::Value = serde_json::from_str(&run(&["imagefsinfo"])).unwrap();
+    let used: u64 = fsinfo["status"]["imageFilesystems"][0]["usedBytes"]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(used > 500_000);
+    run(&["rmi", image]);
+    assert_eq!(run(&["images", "-q"]).trim(), "");
+    let out = daemon.ctl(&["inspecti", image]);
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn basic_auth_registry_needs_the_right_password() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_AUTH_REGISTRY"]);
+    let e = pull(&daemon, &image).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    assert!(e.message().contains(&image), "{e}");
+    let wrong = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: "wrong".into(),
+        ..Default::default()
+    };
+    let e = pull_auth(&daemon, &image, Some(wrong)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    assert!(list(&daemon).await.is_empty());
+    let right = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: fx["CRIOX_TEST_AUTH_PASSWORD"].clone(),
+        ..Default::default()
+    };
+    pull_auth(&daemon, &image, Some(right)).await.unwrap();
+    // The `auth` form (base64 of user:password) works too.
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        fx["CRIOX_TEST_AUTH_USER"], fx["CRIOX_TEST_AUTH_PASSWORD"]
+    ));
+    let image2 = format!("{}/criox/busybox:stable", fx["CRIOX_TEST_AUTH_REGISTRY"]);
+    pull_auth(
+        &daemon,
+        &image2,
+        Some(AuthConfig {
+            auth: encoded,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    let ctl = daemon.ctl(&[
+        "pull",
+        "--creds",
+        &format!(
+            "{}:{}",
+            fx["CRIOX_TEST_AUTH_USER"], fx["CRIOX_TEST_AUTH_PASSWORD"]
+        ),
+        &format!("{}/criox/pause:latest", fx["CRIOX_TEST_AUTH_REGISTRY"]),
+    ]);
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+}
+
+#[tokio::test]
+async fn trust_policy_refuses_and_stores_nothing() {
+    let fx = fixtures();
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    let policy = format!(
+        r#"{{"default": [{{"type": "reject"}}],
+            "transports": {{"docker": {{
+              "{registry}/criox/busybox": [{{"type": "insecureAcceptAnything"}}],
+              "{registry}/criox/pause": [{{"type": "sigstoreSigned", "keyPath": "/nonexistent.pub"}}],
+              "{registry}/criox/config": [{{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/nonexistent.gpg"}}]
+            }}}}}}"#
+    );
+    let (daemon, _conf) = daemon_with("", Some(&policy)).await;
+    pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+        .await
+        .unwrap();
+    let cases: HashMap<&str, &str> = [
+        ("CRIOX_TEST_IMAGE_LAYERS", "\"reject\""),
+        ("CRIOX_TEST_IMAGE_PAUSE", "sigstoreSigned"),
+        ("CRIOX_TEST_IMAGE_CONFIG_UID", "signedBy"),
+    ]
+    .into_iter()
+    .collect();
+    for (key, why) in cases {
+        let e = pull(&daemon, &fx[key]).await.unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{key}: {e}");
+        assert!(
+            e.message().contains(why) && e.message().contains(&fx[key]),
+            "{key}: {e}"
+        );
+    }
+    assert_eq!(list(&daemon).await.len(), 1);
+    assert_eq!(layer_dirs(&daemon).len(), 1);
+}
