@@ -50,6 +50,7 @@ pub async fn remove_pod_sandbox(
     req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
     if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
+        server.cpu_rate.forget(&pod.id);
         server
             .containers
             .remove_pod_containers(&pod.id)
