@@ -73,43 +73,60 @@ async fn run_stop_remove_cycles_leak_nothing() {
     assert_eq!(before.mounts, 0);
 
     let host_port = 40000 + (std::process::id() % 20000) as i32;
+    // Four lanes run their cycles side by side: the daemon must keep concurrent pods
+    // apart too. Lane 0 maps a host port; even cycles share a PID namespace.
+    const LANES: usize = 4;
+    let per_lane = cycles().div_ceil(LANES);
+    let mut lanes = Vec::new();
+    for lane in 0..LANES {
+        let mut rt = rt.clone();
+        let cgroup_root = cgroup_root.clone();
+        lanes.push(tokio::spawn(async move {
+            let mut infra_pids = Vec::new();
+            for i in 0..per_lane {
+                let mut config = pod_config(&format!("cycle-{lane}-{i}"), &common::unique("uc"));
+                if lane == 0 {
+                    config.port_mappings = vec![PortMapping {
+                        protocol: 0,
+                        container_port: 80,
+                        host_port,
+                        host_ip: String::new(),
+                    }];
+                }
+                config.linux = Some(LinuxPodSandboxConfig {
+                    cgroup_parent: format!("{cgroup_root}/pod{lane}-{i}"),
+                    sysctls: labels(&[("net.ipv4.ip_unprivileged_port_start", "0")]),
+                    security_context: Some(LinuxSandboxSecurityContext {
+                        namespace_options: Some(NamespaceOption {
+                            pid: if i % 2 == 0 { 0 } else { 1 },
+                            ..NamespaceOption::default()
+                        }),
+                        ..LinuxSandboxSecurityContext::default()
+                    }),
+                    ..LinuxPodSandboxConfig::default()
+                });
+                let id = run_pod(&mut rt, config).await;
+                if i == 0 {
+                    let (st, info) = status(&mut rt, &id).await;
+                    assert!(!st.network.unwrap().ip.is_empty());
+                    assert!(!cgroup_dirs(&format!("{cgroup_root}/pod{lane}-0")).is_empty());
+                    infra_pids.push(info["infraPid"].as_i64().unwrap());
+                }
+                rt.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await
+                .unwrap();
+                rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .await
+                    .unwrap();
+            }
+            infra_pids
+        }));
+    }
     let mut infra_pids = Vec::new();
-    for i in 0..cycles() {
-        let mut config = pod_config(&format!("cycle-{i}"), &common::unique("uc"));
-        config.port_mappings = vec![PortMapping {
-            protocol: 0,
-            container_port: 80,
-            host_port,
-            host_ip: String::new(),
-        }];
-        config.linux = Some(LinuxPodSandboxConfig {
-            cgroup_parent: format!("{cgroup_root}/pod{i}"),
-            sysctls: labels(&[("net.ipv4.ip_unprivileged_port_start", "0")]),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    // Every other pod shares a PID namespace (with an infra process).
-                    pid: if i % 2 == 0 { 0 } else { 1 },
-                    ..NamespaceOption::default()
-                }),
-                ..LinuxSandboxSecurityContext::default()
-            }),
-            ..LinuxPodSandboxConfig::default()
-        });
-        let id = run_pod(&mut rt, config).await;
-        if i == 0 {
-            let (st, info) = status(&mut rt, &id).await;
-            assert!(!st.network.unwrap().ip.is_empty());
-            assert!(!cgroup_dirs(&format!("{cgroup_root}/pod0")).is_empty());
-            infra_pids.push(info["infraPid"].as_i64().unwrap());
-        }
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
-        rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+    for lane in lanes {
+        infra_pids.extend(lane.await.unwrap());
     }
     let after = footprint(&daemon, &net, &cgroup_root);
     assert_eq!(before, after);

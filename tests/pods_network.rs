@@ -321,3 +321,34 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
         "infra process {pid} still running"
     );
 }
+
+#[tokio::test]
+async fn a_dual_stack_pod_reports_both_addresses() {
+    let daemon = Daemon::start().await;
+    let net = TestNetwork::new(&daemon.dir);
+    let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
+    let v6 = format!("fd00:{:x}::", std::process::id() % 0xffff);
+    list["plugins"][0]["ipam"]["ranges"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!([{ "subnet": format!("{v6}/64") }]));
+    std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
+    let mut rt = daemon.runtime().await;
+    let id = run_pod(&mut rt, pod_config("dual", &common::unique("ud"))).await;
+    let (st, info) = status(&mut rt, &id).await;
+    let network = st.network.unwrap();
+    assert!(network.ip.starts_with(&net.prefix), "{network:?}");
+    assert_eq!(network.additional_ips.len(), 1, "{network:?}");
+    let ip6 = &network.additional_ips[0].ip;
+    assert!(ip6.starts_with(&v6), "{ip6} not in {v6}/64");
+    let netns = info["namespaces"]["network"].as_str().unwrap();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "-o", "-6", "addr", "show", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("inet6 {ip6}/64")), "{text}");
+    stop_and_remove(&mut rt, &id).await;
+    assert!(net.allocations().is_empty());
+}

@@ -109,13 +109,15 @@ pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, Cgrou
             .collect();
         missing.reverse();
         for dir in missing {
-            if let Err(source) = std::fs::create_dir(&dir)
-                && source.kind() != std::io::ErrorKind::AlreadyExists
-            {
-                let _ = remove(&cgroup);
-                return Err(CgroupError::Create { path: dir, source });
+            match std::fs::create_dir(&dir) {
+                Ok(()) => cgroup.created.push(dir),
+                // Another pod made the same parent at the same moment; it is theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    let _ = remove(&cgroup);
+                    return Err(CgroupError::Create { path: dir, source });
+                }
             }
-            cgroup.created.push(dir);
         }
         if let Some(limits) = limits
             && let Err(e) = apply(&hierarchy, &full, layout, limits)
@@ -171,14 +173,23 @@ fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<
 }
 
 /// Removes the directories this pod created, deepest first. Processes that are still
-/// exiting keep a cgroup busy for a moment, so busy directories are retried briefly.
+/// exiting keep the pod's cgroup busy for a moment, so it is retried briefly; a parent
+/// this pod made that other pods' cgroups now live in is left to them.
 pub fn remove(cgroup: &PodCgroup) -> Result<(), CgroupError> {
+    let own = Path::new(cgroup.path.trim_start_matches('/'));
     for dir in cgroup.created.iter().rev() {
+        let shared_parent = !dir.ends_with(own);
         let mut tries = 0;
         loop {
             match std::fs::remove_dir(dir) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e)
+                    if shared_parent
+                        && matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) =>
+                {
+                    break;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));

@@ -81,7 +81,7 @@ pub struct PodSpec {
     pub ipc_mode: NamespaceMode,
     pub runtime_handler: String,
     pub limits: Option<PodLimits>,
-    /// The pod may hold privileged containers.
+    /// `linux.security_context.privileged`: privileged containers need it.
     #[serde(default)]
     pub privileged: bool,
 }

@@ -20,11 +20,11 @@ use tonic::Status;
 
 use crate::config::{Config, EMBEDDED_HANDLER};
 use crate::container::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
-use crate::container::spec::{NodeFacts, PodNamespace, PodPid, PodSpecContext};
+use crate::container::spec::NodeFacts;
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::network::NetworkManager;
-use crate::sandbox::{NamespaceMode, PodState, SandboxManager};
+use crate::sandbox::{PodState, SandboxManager};
 use crate::stats::cpu_rate::CpuRate;
 
 /// Shared state of both services; cheap to clone.
@@ -58,21 +58,8 @@ impl CriServer {
             &config.root,
             &config.image.registries_config,
             &config.image.signature_policy,
+            &config.image.certs_dir,
         )?);
-        let streaming = Arc::new(streaming::start(&config).await?);
-        let containers = ContainerManager::open(
-            &config.root,
-            &config.state,
-            runtimes(&config),
-            NodeFacts::detect(),
-        )
-        .await?;
-        let population = containers.clone();
-        metrics.set_population_source(Box::new(move || crate::metrics::Population {
-            pods: Vec::new(),
-            containers: population.counts(),
-            monitors: 0,
-        }));
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
             &config.network.cni_plugin_dirs,
@@ -87,14 +74,29 @@ impl CriServer {
             config.runtime.default_handler.clone(),
         )
         .await?;
+        let pods = Arc::new(pods);
+        let containers = ContainerManager::open(
+            &config.root,
+            &config.state,
+            runtimes(&config),
+            NodeFacts::detect(),
+        )
+        .await?;
+        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
+        let population = containers.clone();
+        metrics.set_population_source(Box::new(move || crate::metrics::Population {
+            pods: Vec::new(),
+            containers: population.counts(),
+            monitors: 0,
+        }));
         Ok(CriServer {
             config,
             metrics,
             images,
             streaming,
+            pods,
             containers,
             cpu_rate: Arc::new(CpuRate::default()),
-            pods: Arc::new(pods),
         })
     }
 
@@ -107,41 +109,10 @@ impl CriServer {
                 pod.id
             )));
         }
-        let namespace = |pinned: &Option<PathBuf>| match pinned {
-            Some(path) => PodNamespace::Path(path.clone()),
-            None => PodNamespace::Node,
-        };
-        let pid = match (pod.spec.pid_mode, pod.infra_pid) {
-            (NamespaceMode::Pod, Some(infra_pid)) => PodPid::Pod {
-                infra_pid: infra_pid as u32,
-            },
-            (NamespaceMode::Node, _) => PodPid::Node,
-            _ => PodPid::Container,
-        };
-        let existing = |path: &PathBuf| path.exists().then(|| path.clone());
-        let context = PodSpecContext {
-            id: pod.id.clone(),
-            name: pod.spec.name.clone(),
-            namespace: pod.spec.namespace.clone(),
-            uid: pod.spec.uid.clone(),
-            hostname: pod.hostname.clone(),
-            network: namespace(&pod.paths.namespaces.network),
-            ipc: namespace(&pod.paths.namespaces.ipc),
-            uts: namespace(&pod.paths.namespaces.uts),
-            pid,
-            hostname_path: existing(&pod.paths.hostname),
-            hosts_path: existing(&pod.paths.hosts),
-            resolv_conf_path: existing(&pod.paths.resolv_conf),
-            shm_path: existing(&pod.paths.shm),
-            cgroup_parent: pod.cgroup_parent().to_string(),
-            sysctls: pod.spec.sysctls.clone(),
-            runtime_handler: pod.spec.runtime_handler.clone(),
-            privileged: pod.spec.privileged,
-        };
         let log_directory =
             (!pod.spec.log_directory.is_empty()).then(|| PathBuf::from(&pod.spec.log_directory));
         Ok(ContainerPod {
-            context,
+            context: pods::container_context(&pod),
             log_directory,
         })
     }

@@ -6,6 +6,7 @@ use criox_proto::v1::*;
 use tonic::Status;
 
 use super::CriServer;
+use crate::container::spec::PodSpecContext;
 use crate::network::{Dns, PortMapping as PodPort};
 use crate::sandbox::{
     self, Invalid, NamespaceMode as Mode, Pod, PodFilter, PodLimits, PodSpec, PodState,
@@ -21,10 +22,18 @@ pub async fn run_pod_sandbox(
         .ok_or_else(|| Status::invalid_argument("config: a pod sandbox config is required"))?;
     let spec = spec_from(config, req.runtime_handler)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let id = server.pods.run(spec).await.map_err(status_of)?;
+    let span = tracing::info_span!("RunPodSandbox", pod = %spec.full_name());
+    let id = tracing::Instrument::instrument(server.pods.run(spec), span.clone())
+        .await
+        .map_err(|e| {
+            span.in_scope(|| tracing::warn!("refused: {e}"));
+            status_of(e)
+        })?;
+    span.in_scope(|| tracing::info!(id = %id, "pod sandbox ready"));
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn stop_pod_sandbox(
     server: &CriServer,
     req: StopPodSandboxRequest,
@@ -45,6 +54,7 @@ pub async fn stop_pod_sandbox(
     Ok(StopPodSandboxResponse {})
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn remove_pod_sandbox(
     server: &CriServer,
     req: RemovePodSandboxRequest,
@@ -65,6 +75,7 @@ pub async fn remove_pod_sandbox(
     Ok(RemovePodSandboxResponse {})
 }
 
+#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn pod_sandbox_status(
     server: &CriServer,
     req: PodSandboxStatusRequest,
@@ -304,6 +315,41 @@ fn metadata(pod: &Pod) -> PodSandboxMetadata {
     }
 }
 
+/// What CreateContainer needs of the pod: namespaces to join, files to mount, cgroup.
+pub(super) fn container_context(pod: &Pod) -> crate::container::spec::PodSpecContext {
+    use crate::container::spec::{PodNamespace, PodPid};
+    let joined = |mode: Mode, pinned: &Option<std::path::PathBuf>| match (mode, pinned) {
+        (Mode::Node, _) => PodNamespace::Node,
+        (_, Some(path)) => PodNamespace::Path(path.clone()),
+        (_, None) => PodNamespace::New,
+    };
+    let ns = &pod.paths.namespaces;
+    PodSpecContext {
+        id: pod.id.clone(),
+        name: pod.spec.name.clone(),
+        namespace: pod.spec.namespace.clone(),
+        uid: pod.spec.uid.clone(),
+        hostname: pod.hostname.clone(),
+        network: joined(pod.spec.network_mode, &ns.network),
+        ipc: joined(pod.spec.ipc_mode, &ns.ipc),
+        uts: joined(pod.spec.network_mode, &ns.uts),
+        pid: match (pod.spec.pid_mode, &pod.paths.pid_namespace, pod.infra_pid) {
+            (Mode::Node, _, _) => PodPid::Node,
+            (Mode::Pod, Some(pinned), _) => PodPid::Pod(pinned.clone()),
+            (Mode::Pod, None, Some(pid)) => PodPid::of_infra(pid as u32),
+            _ => PodPid::Container,
+        },
+        hostname_path: Some(pod.paths.hostname.clone()),
+        hosts_path: Some(pod.paths.hosts.clone()),
+        resolv_conf_path: Some(pod.paths.resolv_conf.clone()),
+        shm_path: pod.paths.shm_mounted.then(|| pod.paths.shm.clone()),
+        cgroup_parent: pod.cgroup_parent().to_string(),
+        sysctls: pod.spec.sysctls.clone(),
+        runtime_handler: pod.spec.runtime_handler.clone(),
+        privileged: pod.spec.privileged,
+    }
+}
+
 fn to_hash(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
@@ -335,4 +381,96 @@ fn verbose_info(pod: &Pod, network_check: Result<(), String>) -> String {
         },
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::spec::{PodNamespace, PodPid};
+
+    fn request(json: &str) -> PodSandboxConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn crictl_configs_become_pod_specs_with_fields_named_on_error() {
+        let spec = spec_from(
+            request(
+                r#"{"metadata":{"name":"web","namespace":"ns","uid":"u"},
+                    "port_mappings":[{"protocol":1,"container_port":53,"host_port":5353}],
+                    "linux":{"cgroup_parent":"/kubepods/pod-u",
+                             "security_context":{"namespace_options":{"network":2,"pid":1}},
+                             "resources":{"memory_limit_in_bytes":1000},
+                             "overhead":{"memory_limit_in_bytes":24}}}"#,
+            ),
+            String::new(),
+        )
+        .unwrap();
+        assert_eq!(spec.port_mappings[0].protocol, "UDP");
+        assert_eq!(spec.network_mode, Mode::Node);
+        assert_eq!(spec.pid_mode, Mode::Container);
+        assert_eq!(spec.limits.unwrap().memory_limit, 1024);
+        let err = spec_from(request(r#"{"hostname":"x"}"#), String::new()).unwrap_err();
+        assert_eq!(err.field, "config.metadata");
+        let err = spec_from(
+            request(
+                r#"{"metadata":{"name":"a"},"linux":{"security_context":{"namespace_options":{"ipc":9}}}}"#,
+            ),
+            String::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.field,
+            "config.linux.security_context.namespace_options.ipc"
+        );
+    }
+
+    #[test]
+    fn the_container_side_gets_the_pods_paths() {
+        let spec = spec_from(
+            request(r#"{"metadata":{"name":"web","namespace":"ns","uid":"u"}}"#),
+            "embedded".into(),
+        )
+        .unwrap();
+        let pod = Pod {
+            id: "p1".into(),
+            spec,
+            hostname: "web".into(),
+            state: PodState::Ready,
+            phase: sandbox::Phase::Created,
+            created_at: 1,
+            ips: vec![],
+            paths: sandbox::PodPaths {
+                dir: "/run/criox/pods/p1".into(),
+                namespaces: sandbox::Pinned {
+                    network: Some("/run/criox/pods/p1/ns/net".into()),
+                    ipc: Some("/run/criox/pods/p1/ns/ipc".into()),
+                    uts: Some("/run/criox/pods/p1/ns/uts".into()),
+                },
+                pid_namespace: Some("/run/criox/pods/p1/ns/pid".into()),
+                hostname: "/run/criox/pods/p1/hostname".into(),
+                hosts: "/run/criox/pods/p1/hosts".into(),
+                resolv_conf: "/run/criox/pods/p1/resolv.conf".into(),
+                shm: "/run/criox/pods/p1/shm".into(),
+                shm_mounted: true,
+            },
+            cgroup: sandbox::PodCgroup {
+                path: "/criox-pods/p1".into(),
+                created: vec![],
+            },
+            infra_pid: Some(42),
+            full_name: "web_ns_u_0".into(),
+        };
+        let ctx = container_context(&pod);
+        assert_eq!(
+            ctx.network,
+            PodNamespace::Path("/run/criox/pods/p1/ns/net".into())
+        );
+        assert_eq!(ctx.pid, PodPid::Pod { infra_pid: 42 });
+        assert_eq!(
+            ctx.shm_path.unwrap().to_str(),
+            Some("/run/criox/pods/p1/shm")
+        );
+        assert_eq!(ctx.cgroup_parent, "/criox-pods/p1");
+    }
 }

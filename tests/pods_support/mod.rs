@@ -74,7 +74,7 @@ impl TestNetwork {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("10."))
+                    .filter(|n| n.starts_with("10.") || n.starts_with("fd"))
                     .collect()
             })
             .unwrap_or_default()
