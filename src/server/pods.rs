@@ -466,7 +466,7 @@ mod tests {
             ctx.network,
             PodNamespace::Path("/run/criox/pods/p1/ns/net".into())
         );
-        assert_eq!(ctx.pid, PodPid::Pod { infra_pid: 42 });
+        assert_eq!(ctx.pid, PodPid::Pod("/run/criox/pods/p1/ns/pid".into()));
         assert_eq!(
             ctx.shm_path.unwrap().to_str(),
             Some("/run/criox/pods/p1/shm")
