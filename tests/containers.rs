@@ -566,3 +566,153 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         "mounts left behind"
     );
 }
+
+#[path = "streaming_support/mod.rs"]
+mod streaming_support;
+
+async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+    rt.exec(ExecRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    })
+    .await
+    .expect("Exec")
+    .into_inner()
+    .url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_exec_and_attach_reach_the_container() {
+    use streaming_support::client;
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let pod_config = host_network_pod("stream", &daemon.dir.join("logs"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let mut config = container(
+        "shell",
+        &["sh", "-c", "while read line; do echo got:$line; done"],
+    );
+    config.stdin = true;
+    let id = create(&mut rt, &pod, &pod_config, config).await;
+    start(&mut rt, &id).await;
+
+    // Exec over SPDY and WebSocket: output, stderr kept apart, stdin, exit codes.
+    for proto in ["spdy", "ws"] {
+        let url = exec_url(
+            &mut rt,
+            &id,
+            &["sh", "-c", "cat; echo err >&2; exit 3"],
+            true,
+            false,
+        )
+        .await;
+        let out = client(
+            &[
+                "exec", "-proto", proto, "-url", &url, "-stdin", "-stdout", "-stderr",
+            ],
+            b"fed\n",
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{proto}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "fed\n", "{proto}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("err"),
+            "{proto}"
+        );
+    }
+
+    // A terminal: the size the client asked for, seen inside.
+    let url = exec_url(&mut rt, &id, &["stty", "size"], false, true).await;
+    let out = client(
+        &["exec", "-url", &url, "-stdout", "-tty", "-resize", "100x30"],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("30 100"),
+        "{:?}",
+        out
+    );
+
+    // Attach: stdin reaches the container's process, its output comes back.
+    let url = rt
+        .attach(AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let attached = std::process::Command::new(streaming_support::streamclient())
+        .args(["attach", "-proto", "ws", "-url", &url, "-stdin", "-stdout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attached_stdin = attached.stdin.as_ref().unwrap();
+    use std::io::Write;
+    attached_stdin.write_all(b"ping\n").unwrap();
+    // The container's own log shows the line went in, whatever the attach prints.
+    let log = daemon.dir.join("logs/shell.log");
+    let mut seen = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("got:ping")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !seen {
+        let out = streaming_support::wait_output(attached, Duration::from_secs(1));
+        panic!("attached stdin did not reach the container: {out:?}");
+    }
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    let out = streaming_support::wait_output(attached, Duration::from_secs(20));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got:ping"),
+        "{out:?}"
+    );
+
+    // Exec into a stopped container is refused when the URL is asked for.
+    let err = rt
+        .exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".to_string()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+}

@@ -612,7 +612,7 @@ impl ContainerManager {
         })
     }
 
-    fn running(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+    pub fn running_record(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
         let record = self.get(id)?;
         if record.state != State::Running {
             return Err(ContainerError::FailedPrecondition {
@@ -649,7 +649,7 @@ impl ContainerManager {
         cmd: &[String],
         timeout: Option<Duration>,
     ) -> Result<criox_runtime::ExecOutput, ContainerError> {
-        let record = self.running(id)?;
+        let record = self.running_record(id)?;
         let process = self.exec_process(&record.id, cmd, false)?;
         let runtime = self.runtime(&record.handler)?.clone();
         let exec_id = record.id.clone();
@@ -672,7 +672,7 @@ impl ContainerManager {
 
     /// ReopenContainerLog: the monitor reopens the log file after rotation.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
-        let record = self.running(id)?;
+        let record = self.running_record(id)?;
         let state_dir = self.state_dir(&record.id);
         let reopen_id = record.id.clone();
         tokio::task::spawn_blocking(move || {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod exec_stream;
 mod exit_watch;
 pub mod manager;
 pub mod mounts;

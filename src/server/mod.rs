@@ -5,6 +5,7 @@
 mod containers;
 mod images;
 mod pods;
+mod relay;
 mod runtime;
 mod stats;
 mod status;
@@ -82,7 +83,8 @@ impl CriServer {
             NodeFacts::detect(),
         )
         .await?;
-        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
+        let streaming =
+            Arc::new(streaming::start(&config, pods.clone(), containers.clone()).await?);
         let population = containers.clone();
         metrics.set_population_source(Box::new(move || crate::metrics::Population {
             pods: Vec::new(),
