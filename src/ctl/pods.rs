@@ -59,37 +59,6 @@ pub fn read_config(path: &Path) -> Result<PodSandboxConfig> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_and_yaml_configs_read_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("pod.json");
-        std::fs::write(
-            &json,
-            r#"{"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
-                "port_mappings": [{"protocol": 1, "container_port": 53, "host_port": 5353}],
-                "labels": {"app": "web"}}"#,
-        )
-        .unwrap();
-        let yaml = dir.path().join("pod.yaml");
-        std::fs::write(
-            &yaml,
-            "metadata:\n  name: web\n  namespace: default\n  uid: u1\nport_mappings:\n  - protocol: 1\n    container_port: 53\n    host_port: 5353\nlabels:\n  app: web\n",
-        )
-        .unwrap();
-        let a = read_config(&json).unwrap();
-        let b = read_config(&yaml).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(b.port_mappings[0].host_port, 5353);
-        std::fs::write(&yaml, "metadata: [not, a, map]\n").unwrap();
-        let err = format!("{:#}", read_config(&yaml).unwrap_err());
-        assert!(err.contains("YAML"), "{err}");
-    }
-}
-
 pub async fn runp(rt: &mut RuntimeServiceClient<Channel>, args: RunpArgs) -> Result<()> {
     let config = read_config(&args.config)?;
     let id = rt
@@ -192,4 +161,35 @@ pub async fn inspectp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) 
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_yaml_configs_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("pod.json");
+        std::fs::write(
+            &json,
+            r#"{"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+                "port_mappings": [{"protocol": 1, "container_port": 53, "host_port": 5353}],
+                "labels": {"app": "web"}}"#,
+        )
+        .unwrap();
+        let yaml = dir.path().join("pod.yaml");
+        std::fs::write(
+            &yaml,
+            "metadata:\n  name: web\n  namespace: default\n  uid: u1\nport_mappings:\n  - protocol: 1\n    container_port: 53\n    host_port: 5353\nlabels:\n  app: web\n",
+        )
+        .unwrap();
+        let a = read_config(&json).unwrap();
+        let b = read_config(&yaml).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b.port_mappings[0].host_port, 5353);
+        std::fs::write(&yaml, "metadata: [not, a, map]\n").unwrap();
+        let err = format!("{:#}", read_config(&yaml).unwrap_err());
+        assert!(err.contains("YAML"), "{err}");
+    }
 }
