@@ -18,6 +18,7 @@ fn ok(out: std::process::Output) -> String {
 #[tokio::test]
 async fn ctl_runs_lists_inspects_stops_and_removes_a_pod() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let config = daemon.dir.join("pod.yaml");

@@ -38,6 +38,7 @@ async fn stop_and_remove(
 #[tokio::test]
 async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -114,6 +115,7 @@ async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
 #[tokio::test]
 async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -179,6 +181,7 @@ async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
 #[tokio::test]
 async fn network_ready_flips_when_a_configuration_appears() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let mut rt = daemon.runtime().await;
     let network_ready = |resp: criox_proto::v1::StatusResponse| {
         resp.status
@@ -227,6 +230,7 @@ async fn network_ready_flips_when_a_configuration_appears() {
 #[tokio::test]
 async fn pods_and_their_ips_survive_a_daemon_crash() {
     let mut daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -270,6 +274,7 @@ async fn pods_and_their_ips_survive_a_daemon_crash() {
 #[tokio::test]
 async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -325,6 +330,7 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
 #[tokio::test]
 async fn a_dual_stack_pod_reports_both_addresses() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
     let v6 = format!("fd00:{:x}::", std::process::id() % 0xffff);

@@ -220,3 +220,49 @@ pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// On drop (also when a test fails), ends the infra processes and removes the cgroups of
+/// pods the test left in the daemon's store: those outlive the daemon by design.
+pub struct PodLeftovers {
+    records: PathBuf,
+}
+
+impl PodLeftovers {
+    pub fn new(root: &Path) -> PodLeftovers {
+        PodLeftovers {
+            records: root.join("pods"),
+        }
+    }
+}
+
+impl Drop for PodLeftovers {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.records) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Ok(pod) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if let Some(pid) = pod["infra_pid"].as_i64() {
+                let cmdline =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.contains("pod-infra") {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            if let Some(dirs) = pod["cgroup"]["created"].as_array() {
+                for dir in dirs.iter().rev().filter_map(|d| d.as_str()) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
+    }
+}
