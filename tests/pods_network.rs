@@ -358,3 +358,43 @@ async fn a_dual_stack_pod_reports_both_addresses() {
     stop_and_remove(&mut rt, &id).await;
     assert!(net.allocations().is_empty());
 }
+
+#[tokio::test]
+async fn an_infra_process_ends_when_its_pod_state_is_wiped() {
+    let mut daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
+    let net = TestNetwork::new(&daemon.dir);
+    net.install(&daemon.cni_dir);
+    let mut rt = daemon.runtime().await;
+    // No namespace options: PID mode POD, so the pod has an infra process.
+    let id = run_pod(&mut rt, pod_config("wiped", &common::unique("uw"))).await;
+    let (_, info) = status(&mut rt, &id).await;
+    let pid = info["infraPid"].as_i64().unwrap();
+    daemon.kill();
+    common::unmount_below(&daemon.state);
+    std::fs::remove_dir_all(daemon.state.join("pods")).unwrap();
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .contains("pod-infra")
+    };
+    assert!(running());
+    for _ in 0..150 {
+        if !running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!running(), "infra {pid} outlived its pod's state");
+
+    // The pod's namespace is gone; stop and remove still release its address. (The
+    // bridge plugin finds its masquerade rule through the namespace, so that rule stays
+    // here; after a reboot, the one real way to lose the namespace, it is gone anyway.)
+    daemon.spawn().await;
+    let mut rt = daemon.runtime().await;
+    let (st, _) = status(&mut rt, &id).await;
+    assert_eq!(st.state, 1, "a pod without its namespace is not ready");
+    stop_and_remove(&mut rt, &id).await;
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    assert!(dir_entries(&daemon.root.join("network")).is_empty());
+}

@@ -101,6 +101,29 @@ impl TestNetwork {
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
+        // Masquerade rules of pods a failed test did not remove.
+        let rules = Command::new("iptables")
+            .args(["-t", "nat", "-S", "POSTROUTING"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let marker = format!("name: \\\"{}\\\"", self.name);
+        for rule in rules.lines().filter(|l| l.contains(&marker)) {
+            let delete = rule.replacen("-A ", "-D ", 1);
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("iptables -t nat {delete}"))
+                .output();
+            if let Some(chain) = rule.split(" -j ").nth(1) {
+                let chain = chain.trim();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-F", chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-X", chain])
+                    .output();
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
