@@ -57,6 +57,8 @@ pub struct Config {
 pub struct ImageConfig {
     pub registries_config: PathBuf,
     pub signature_policy: PathBuf,
+    /// Extra CA certificates per registry: `<dir>/<host[:port]>/*.crt`.
+    pub certs_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +156,7 @@ impl Default for ImageConfig {
         ImageConfig {
             registries_config: PathBuf::from("/etc/containers/registries.conf"),
             signature_policy: PathBuf::from("/etc/containers/policy.json"),
+            certs_dir: PathBuf::from("/etc/containers/certs.d"),
         }
     }
 }
@@ -348,6 +351,12 @@ impl Config {
             "Image trust policy, in containers-policy.json(5) format.",
             "signature_policy",
             &q(&self.image.signature_policy),
+        );
+        line(
+            &mut out,
+            "CA certificates trusted for registries, as <dir>/<host[:port]>/*.crt (containers-certs.d(5)).",
+            "certs_dir",
+            &q(&self.image.certs_dir),
         );
 
         out.push_str("\n[network]\n");

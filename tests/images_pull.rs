@@ -14,6 +14,14 @@ use tonic::Code;
 /// A daemon whose registries configuration marks the fixture registries insecure (plain
 /// HTTP) and searches the main one for short names, plus `extra` TOML.
 async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, tempfile::TempDir) {
+    daemon_with_certs(extra_registries, policy, "/nonexistent").await
+}
+
+async fn daemon_with_certs(
+    extra_registries: &str,
+    policy: Option<&str>,
+    certs_dir: &str,
+) -> (Daemon, tempfile::TempDir) {
     let fx = fixtures();
     let conf = tempfile::tempdir().unwrap();
     let registries = conf.path().join("registries.conf");
@@ -22,9 +30,11 @@ async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, t
         format!(
             "unqualified-search-registries = [\"{r}\"]\n\
              [[registry]]\nlocation = \"{r}\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n{extra_registries}",
+             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"{t}\"\ninsecure = true\n{extra_registries}",
             r = fx["CRIOX_TEST_REGISTRY"],
             a = fx["CRIOX_TEST_AUTH_REGISTRY"],
+            t = fx["CRIOX_TEST_TOKEN_REGISTRY"],
         ),
     )
     .unwrap();
@@ -36,7 +46,7 @@ async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, t
     .unwrap();
     let daemon = Daemon::builder()
         .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\ncerts_dir = {certs_dir:?}\n",
             registries.display().to_string(),
             policy_path.display().to_string()
         ))
@@ -572,4 +582,78 @@ async fn trust_policy_refuses_and_stores_nothing() {
     }
     assert_eq!(list(&daemon).await.len(), 1);
     assert_eq!(layer_dirs(&daemon).len(), 1);
+}
+
+#[tokio::test]
+async fn https_registry_is_trusted_through_certs_d_only() {
+    let fx = fixtures();
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TLS_REGISTRY"]);
+    // Without its CA the registry's certificate is refused.
+    let (daemon, _conf) = daemon_with("", None).await;
+    let e = pull(&daemon, &image).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e}");
+    assert!(e.message().contains(&image), "{e}");
+    assert!(list(&daemon).await.is_empty());
+    drop(daemon);
+
+    let (daemon, _conf) = daemon_with_certs("", None, &fx["CRIOX_TEST_TLS_CERTS_DIR"]).await;
+    let id = pull(&daemon, &image).await.unwrap();
+    assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn bearer_token_registry_gets_a_token_from_its_issuer() {
+    let fx = fixtures();
+    let (daemon, _conf) = daemon_with("", None).await;
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TOKEN_REGISTRY"]);
+    let wrong = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: "wrong".into(),
+        ..Default::default()
+    };
+    let e = pull_auth(&daemon, &image, Some(wrong)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    assert!(e.message().contains("token service"), "{e}");
+    let right = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: fx["CRIOX_TEST_AUTH_PASSWORD"].clone(),
+        ..Default::default()
+    };
+    let id = pull_auth(&daemon, &image, Some(right)).await.unwrap();
+    assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn sigstore_signatures_are_verified_with_the_policy_key() {
+    let fx = fixtures();
+    let registry = &fx["CRIOX_TEST_REGISTRY"];
+    let key = &fx["CRIOX_TEST_SIGSTORE_KEY"];
+    let policy = format!(
+        r#"{{"default": [{{"type": "insecureAcceptAnything"}}],
+            "transports": {{"docker": {{
+              "{registry}/criox/signed": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}],
+              "{registry}/criox/badsig": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}],
+              "{registry}/criox/busybox": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}]
+            }}}}}}"#
+    );
+    let (daemon, _conf) = daemon_with("", Some(&policy)).await;
+    pull(&daemon, &fx["CRIOX_TEST_IMAGE_SIGNED"]).await.unwrap();
+    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BADSIG"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("does not match the key"), "{e}");
+    assert!(e.message().contains(&fx["CRIOX_TEST_IMAGE_BADSIG"]), "{e}");
+    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("no sigstore signature"), "{e}");
+    // Only the signed image is stored.
+    let images = list(&daemon).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        images[0].repo_tags,
+        vec![fx["CRIOX_TEST_IMAGE_SIGNED"].clone()]
+    );
 }

@@ -279,6 +279,24 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     assert!(launched.pid > 0 && launched.monitor_pid > 0);
     let state_dir = env.state_dir(&id);
     assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups");
+    // The monitor confines itself with a seccomp filter once the container exists.
+    let seccomp_mode = || {
+        std::fs::read_to_string(format!("/proc/{}/status", launched.monitor_pid))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+    };
+    for _ in 0..500 {
+        if seccomp_mode().as_deref() == Some("2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        seccomp_mode().as_deref(),
+        Some("2"),
+        "monitor runs under a filter"
+    );
     assert_eq!(env.rt.state(&id).unwrap().pid, launched.pid);
     env.delete(&id);
     assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());
@@ -312,6 +330,38 @@ fn pause_resume_and_update(kind: Kind) {
         .into_iter()
         .find_map(|d| std::fs::read_to_string(d.join("pids.max")).ok());
     assert_eq!(limit.as_deref().map(str::trim), Some("77"));
+}
+
+/// SCMP_CMP_MASKED_EQ means `arg & value == valueTwo` (value is the mask), as runc has it.
+fn seccomp_masked_eq_takes_value_as_the_mask(kind: Kind) {
+    let env = Env::new(kind, "maskedeq");
+    let id = env.id(1);
+    env.run(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "kill -CONT $$ && echo sent-18; kill -0 $$ && echo sent-0; true",
+        ],
+        |v| {
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{
+                    "names": ["kill"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 1, "value": 3, "valueTwo": 2, "op": "SCMP_CMP_MASKED_EQ"}]
+                }]
+            });
+        },
+    );
+    assert_eq!(env.wait_exit(&id).exit_code, 0);
+    let log = env.log(&id);
+    assert!(log.contains("stdout F sent-0"), "{log}");
+    assert!(
+        !log.contains("sent-18"),
+        "18 & 3 == 2 must be refused: {log}"
+    );
 }
 
 /// The monitor outlives the process that launched it: a child test process launches a
@@ -416,4 +466,5 @@ both!(
     delete_removes_cgroup_and_state,
     pause_resume_and_update,
     monitor_survives_the_launcher,
+    seccomp_masked_eq_takes_value_as_the_mask,
 );

@@ -451,3 +451,39 @@ fn expired_tokens_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_process_that_stopped_cannot_be_attached() {
+    let mut server = HostServer::start();
+    let reply = server
+        .call(json!({"op": "spawn", "id": "short", "cmd": ["sh", "-c", "read line; echo done"]}));
+    assert_eq!(reply["ok"], true, "{reply}");
+    let attach = json!({"op": "attach", "id": "short", "stdin": true, "stdout": true});
+    let first = server.url(attach.clone());
+    let later: Vec<String> = PROTOCOLS
+        .iter()
+        .map(|_| server.url(attach.clone()))
+        .collect();
+    // The first session ends the process.
+    let out = client(&["attach", "-url", &first, "-stdin", "-stdout"], b"go\n");
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+    // URLs issued while it ran report that it stopped, on the error stream.
+    for (proto, url) in PROTOCOLS.iter().zip(&later) {
+        let out = client(
+            &["attach", "-proto", proto, "-url", url, "-stdin", "-stdout"],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(255), "{proto}");
+        assert!(
+            text(&out.stderr).contains("container short is not running"),
+            "{proto}: {}",
+            text(&out.stderr)
+        );
+    }
+    // And no new URL is issued for it.
+    let reply = server.call(attach);
+    assert!(
+        reply["error"].as_str().unwrap().contains("is not running"),
+        "{reply}"
+    );
+}

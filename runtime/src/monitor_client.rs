@@ -31,9 +31,25 @@ pub fn process_running(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits until the exit record appears; `None` after `timeout` (or forever with `None`).
+/// Waits until the exit record appears; `None` after `timeout` (or never with `None`).
+/// While the monitor runs this sleeps on its socket, which the monitor closes right after
+/// writing the record; without a monitor it polls.
 pub fn wait_exit(state_dir: &Path, timeout: Option<Duration>) -> Option<ExitRecord> {
     let start = Instant::now();
+    if let Ok(mut stream) = UnixStream::connect(state_dir.join(files::SOCKET))
+        && stream.write_all(b"attach\n").is_ok()
+    {
+        let _ = stream.set_read_timeout(timeout);
+        let mut sink = [0u8; 16 * 1024];
+        loop {
+            match std::io::Read::read(&mut stream, &mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
     loop {
         if let Ok(Some(rec)) = ExitRecord::read(state_dir) {
             return Some(rec);

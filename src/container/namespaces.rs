@@ -26,10 +26,18 @@ pub enum PodNamespace {
 pub enum PodPid {
     /// Every container has its own PID namespace.
     Container,
-    /// The pod shares one, whose PID 1 is the pod's infra process.
-    Pod { infra_pid: u32 },
+    /// The pod shares one, joined by this path: the pod's pinned PID namespace, or
+    /// [`PodPid::of_infra`] for the namespace of its infra process.
+    Pod(PathBuf),
     /// The node's PID namespace.
     Node,
+}
+
+impl PodPid {
+    /// The shared PID namespace of the pod whose PID 1 is `infra_pid`.
+    pub fn of_infra(infra_pid: u32) -> PodPid {
+        PodPid::Pod(PathBuf::from(format!("/proc/{infra_pid}/ns/pid")))
+    }
 }
 
 /// The namespace list of the spec and what else the choice implies.
@@ -126,10 +134,7 @@ pub fn plan(
         NamespaceMode::Node => {}
         NamespaceMode::Container => out.push(ns(LinuxNamespaceType::Pid, None)?),
         NamespaceMode::Pod => match pod.pid {
-            PodPid::Pod { infra_pid } => {
-                let path = PathBuf::from(format!("/proc/{infra_pid}/ns/pid"));
-                out.push(ns(LinuxNamespaceType::Pid, Some(&path))?);
-            }
+            PodPid::Pod(path) => out.push(ns(LinuxNamespaceType::Pid, Some(path))?),
             PodPid::Node => {}
             PodPid::Container => {
                 return Err(SpecError::invalid(
@@ -186,7 +191,7 @@ mod tests {
             network: &net,
             ipc: &ipc,
             uts: &uts,
-            pid: &PodPid::Pod { infra_pid: 42 },
+            pid: &PodPid::of_infra(42),
         };
         let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
         let plan = plan(Some(&o), &pod, None, false).unwrap();

@@ -11,15 +11,77 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use base64::Engine;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
+use std::sync::Arc;
 
-pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// Builds the connection pool shared by all pulls.
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new()).build(connector)
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("registry CA certificate {path}: {detail}")]
+    Certificate { path: String, detail: String },
+    #[error("TLS setup: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Trusted roots: the system's, plus every `*.crt` under `certs_dir/<host>/`
+/// (containers-certs.d(5)).
+fn roots(certs_dir: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot load a system CA certificate");
+    }
+    roots.add_parsable_certificates(native.certs);
+    let Ok(hosts) = std::fs::read_dir(certs_dir) else {
+        return Ok(roots);
+    };
+    for host in hosts.flatten() {
+        let Ok(files) = std::fs::read_dir(host.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("crt") {
+                continue;
+            }
+            let fail = |detail: String| TlsError::Certificate {
+                path: path.display().to_string(),
+                detail,
+            };
+            let certs = CertificateDer::pem_file_iter(&path)
+                .map_err(|e| fail(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(e.to_string()))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| fail(e.to_string()))?;
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// Builds the connection pool shared by all pulls: HTTPS with rustls, and plain HTTP for
+/// registries configured insecure.
+pub fn http_client(certs_dir: &Path) -> Result<HttpClient, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(certs_dir)?)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -43,10 +105,6 @@ pub enum Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "registry {host}: HTTPS registries are not supported yet; mark it insecure in the registries configuration to use plain HTTP"
-    )]
-    TlsUnsupported { host: String },
     #[error("cannot reach registry {host}: {source}")]
     Connect {
         host: String,
@@ -115,15 +173,11 @@ impl RepoClient {
         insecure: bool,
         credentials: Option<Credentials>,
     ) -> Result<RepoClient, ClientError> {
-        if !insecure {
-            return Err(ClientError::TlsUnsupported {
-                host: host.to_string(),
-            });
-        }
+        let scheme = if insecure { "http" } else { "https" };
         Ok(RepoClient {
             http,
             host: host.to_string(),
-            base: format!("http://{}", api_host(host)),
+            base: format!("{scheme}://{}", api_host(host)),
             repository: repository.to_string(),
             credentials,
             authorization: tokio::sync::RwLock::new(None),
@@ -207,11 +261,6 @@ impl RepoClient {
                     .ok_or_else(|| self.protocol(what, "redirect without a location"))?;
                 uri = resolve_location(&uri, location)
                     .ok_or_else(|| self.protocol(what, format!("bad redirect {location:?}")))?;
-                if uri.scheme_str() == Some("https") {
-                    return Err(ClientError::TlsUnsupported {
-                        host: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-                    });
-                }
                 continue;
             }
             return match status {
@@ -288,11 +337,6 @@ impl RepoClient {
         let uri: Uri = url
             .parse()
             .map_err(|_| self.protocol(what, format!("bad token realm {realm:?}")))?;
-        if uri.scheme_str() == Some("https") {
-            return Err(ClientError::TlsUnsupported {
-                host: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-            });
-        }
         let auth = match &self.credentials {
             Some(Credentials::Basic { username, password }) => {
                 HeaderValue::from_str(&basic(username, password)).ok()

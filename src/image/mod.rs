@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod policy;
 pub mod reference;
 pub mod registries;
+pub mod sigstore;
 pub mod store;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub enum ImageError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Tls(#[from] client::TlsError),
     #[error("image {image} not found")]
     NotFound { image: String },
     #[error("pulling {image}: {source}")]
@@ -77,6 +80,8 @@ pub enum PullError {
     ManifestDigest { reference: String, actual: String },
     #[error("an index refers to another index ({0}), which is not supported")]
     NestedIndex(String),
+    #[error("refused by the trust policy's sigstoreSigned requirement: {0}")]
+    Signature(#[from] sigstore::SigstoreError),
 }
 
 /// An image ready to run: what the container side needs.
@@ -129,6 +134,7 @@ impl ImageManager {
         root: &Path,
         registries_path: &Path,
         policy_path: &Path,
+        certs_dir: &Path,
     ) -> Result<ImageManager, ImageError> {
         let store = ContentStore::open(&root.join("images"))?;
         let layers = Arc::new(LayerStore::open(&root.join("storage"))?);
@@ -144,7 +150,7 @@ impl ImageManager {
             layers,
             registries_path: registries_path.to_path_buf(),
             policy_path: policy_path.to_path_buf(),
-            http: client::http_client(),
+            http: client::http_client(certs_dir)?,
             platform: Platform::host(),
             timeout: Duration::from_secs(30 * 60),
             pull_locks: Mutex::default(),
@@ -284,7 +290,7 @@ impl ImageManager {
         let mut last: Option<ImageError> = None;
         for source in conf.candidates(reference)? {
             let shown = source.reference.to_string();
-            policy.check(
+            let keys = policy.check(
                 &source.reference.name(),
                 source.reference.tag.as_deref(),
                 &shown,
@@ -301,7 +307,7 @@ impl ImageManager {
                     endpoint.insecure,
                     credentials.clone(),
                 ) {
-                    Ok(client) => self.pull_from(&client, &source.reference).await,
+                    Ok(client) => self.pull_from(&client, &source.reference, &keys).await,
                     Err(e) => Err(PullError::Client(e)),
                 };
                 match attempt {
@@ -315,7 +321,7 @@ impl ImageManager {
                         let next = matches!(
                             &e,
                             PullError::Client(c) if c.is_not_found()
-                                || matches!(c, ClientError::Connect { .. } | ClientError::TlsUnsupported { .. })
+                                || matches!(c, ClientError::Connect { .. })
                         );
                         tracing::warn!(image = %shown, registry = %endpoint.host, error = %e, "pull failed");
                         let err = ImageError::Pull {
@@ -358,11 +364,18 @@ impl ImageManager {
         &self,
         client: &RepoClient,
         reference: &Reference,
+        keys: &[sigstore::PublicKey],
     ) -> Result<ImageRecord, PullError> {
         let wanted = reference.manifest_ref();
         let (mut body, content_type, mut manifest_digest) = self
             .manifest(client, wanted, reference.digest.as_deref())
             .await?;
+        // Signatures sign what the name resolved to (an index or a manifest), and are
+        // checked before any layer is fetched. They come from where the image comes
+        // from and must name the repository the user asked for.
+        for key in keys {
+            sigstore::verify(client, &manifest_digest, &reference.name(), key).await?;
+        }
         let repo_digest = reference.with_digest(&manifest_digest);
         let manifest = match manifest::parse(&body, &content_type)? {
             Fetched::Manifest(m) => m,

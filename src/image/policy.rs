@@ -1,13 +1,17 @@
 //! containers-policy.json(5): whether an image may be pulled. The most specific scope of
 //! the `docker` transport wins (repository:tag, repository, namespaces, host), then the
 //! transport's `""` scope, then `default`. Every requirement of the chosen list must
-//! accept. Requirements that need signature verification refuse the image with an error
-//! that says so: criox never accepts what it did not check.
+//! accept. `sigstoreSigned` with a public key is checked against the registry's
+//! signatures during the pull; `signedBy` (GPG) refuses the image with an error that
+//! says so: criox never accepts what it did not check.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use base64::Engine;
 use serde::Deserialize;
+
+use super::sigstore::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -44,7 +48,12 @@ pub enum Requirement {
     #[serde(rename = "signedBy")]
     SignedBy {},
     #[serde(rename = "sigstoreSigned")]
-    SigstoreSigned {},
+    SigstoreSigned {
+        #[serde(rename = "keyPath")]
+        key_path: Option<String>,
+        #[serde(rename = "keyData")]
+        key_data: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,8 +129,14 @@ impl Policy {
         (&self.file.default, "default".to_string())
     }
 
-    /// Decides for an image before any layer is fetched.
-    pub fn check(&self, name: &str, tag: Option<&str>, shown: &str) -> Result<(), PolicyError> {
+    /// Decides for an image before any layer is fetched. Returns the keys whose sigstore
+    /// signatures the image must carry (each one).
+    pub fn check(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        shown: &str,
+    ) -> Result<Vec<PublicKey>, PolicyError> {
         let (reqs, scope) = self.requirements(name, tag);
         let refuse = |reason: &str| PolicyError::Refused {
             image: shown.to_string(),
@@ -135,6 +150,7 @@ impl Policy {
                 scope,
             });
         }
+        let mut keys = Vec::new();
         for req in reqs {
             match req {
                 Requirement::InsecureAcceptAnything => {}
@@ -144,14 +160,36 @@ impl Policy {
                         "requirement \"signedBy\" needs GPG signature verification, which criox does not support yet",
                     ));
                 }
-                Requirement::SigstoreSigned {} => {
-                    return Err(refuse(
-                        "requirement \"sigstoreSigned\" needs sigstore signature verification, which criox does not support yet",
-                    ));
+                Requirement::SigstoreSigned { key_path, key_data } => {
+                    let (pem, source) = match (key_path, key_data) {
+                        (Some(path), None) => (
+                            std::fs::read_to_string(path)
+                                .map_err(|e| refuse(&format!("sigstoreSigned key {path}: {e}")))?,
+                            path.clone(),
+                        ),
+                        (None, Some(data)) => (
+                            base64::engine::general_purpose::STANDARD
+                                .decode(data)
+                                .ok()
+                                .and_then(|b| String::from_utf8(b).ok())
+                                .ok_or_else(|| {
+                                    refuse("sigstoreSigned keyData is not base64 PEM")
+                                })?,
+                            "keyData".to_string(),
+                        ),
+                        _ => {
+                            return Err(refuse(
+                                "requirement \"sigstoreSigned\" needs exactly one of keyPath and keyData (Fulcio certificates are not supported)",
+                            ));
+                        }
+                    };
+                    let key = PublicKey::from_pem(&pem, &source)
+                        .map_err(|e| refuse(&format!("sigstoreSigned: {e}")))?;
+                    keys.push(key);
                 }
             }
         }
-        Ok(())
+        Ok(keys)
     }
 }
 
@@ -184,7 +222,7 @@ mod tests {
         let e = p
             .check("127.0.0.1:5000/criox/busybox", Some("signed"), "img")
             .unwrap_err();
-        assert!(e.to_string().contains("sigstoreSigned"), "{e}");
+        assert!(e.to_string().contains("/k.pub"), "{e}");
         p.check("reg.example.com/a", None, "x").unwrap();
         assert!(p.check("other.io/a", None, "x").is_err());
     }

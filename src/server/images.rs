@@ -25,8 +25,9 @@ fn status(e: ImageError) -> Status {
             PullError::Client(ClientError::NotFound { .. }) => Code::NotFound,
             PullError::Client(ClientError::Unauthorized { .. }) => Code::Unauthenticated,
             PullError::Client(ClientError::Connect { .. }) => Code::Unavailable,
-            PullError::Client(ClientError::TlsUnsupported { .. }) => Code::Unimplemented,
-            PullError::Manifest(_) | PullError::NestedIndex(_) => Code::FailedPrecondition,
+            PullError::Manifest(_) | PullError::NestedIndex(_) | PullError::Signature(_) => {
+                Code::FailedPrecondition
+            }
             PullError::ManifestDigest { .. } => Code::DataLoss,
             PullError::Fetch(f) if fetch_error_is_integrity(f) => Code::DataLoss,
             PullError::Fetch(FetchError::Unpack { source, .. }) if !source.is_io() => {

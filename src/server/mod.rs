@@ -49,8 +49,8 @@ impl CriServer {
             &config.root,
             &config.image.registries_config,
             &config.image.signature_policy,
+            &config.image.certs_dir,
         )?);
-        let streaming = Arc::new(streaming::start(&config).await?);
         let network = Arc::new(NetworkManager::new(
             &config.network.cni_config_dir,
             &config.network.cni_plugin_dirs,
@@ -65,12 +65,14 @@ impl CriServer {
             config.runtime.default_handler.clone(),
         )
         .await?;
+        let pods = Arc::new(pods);
+        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
         Ok(CriServer {
             config,
             metrics,
             images,
             streaming,
-            pods: Arc::new(pods),
+            pods,
         })
     }
 

@@ -305,11 +305,10 @@ pub(super) fn container_context(pod: &Pod) -> crate::container::spec::PodSpecCon
         network: joined(pod.spec.network_mode, &ns.network),
         ipc: joined(pod.spec.ipc_mode, &ns.ipc),
         uts: joined(pod.spec.network_mode, &ns.uts),
-        pid: match (pod.spec.pid_mode, pod.infra_pid) {
-            (Mode::Node, _) => PodPid::Node,
-            (Mode::Pod, Some(pid)) => PodPid::Pod {
-                infra_pid: pid as u32,
-            },
+        pid: match (pod.spec.pid_mode, &pod.paths.pid_namespace, pod.infra_pid) {
+            (Mode::Node, _, _) => PodPid::Node,
+            (Mode::Pod, Some(pinned), _) => PodPid::Pod(pinned.clone()),
+            (Mode::Pod, None, Some(pid)) => PodPid::of_infra(pid as u32),
             _ => PodPid::Container,
         },
         hostname_path: Some(pod.paths.hostname.clone()),
@@ -439,7 +438,7 @@ mod tests {
             ctx.network,
             PodNamespace::Path("/run/criox/pods/p1/ns/net".into())
         );
-        assert_eq!(ctx.pid, PodPid::Pod { infra_pid: 42 });
+        assert_eq!(ctx.pid, PodPid::Pod("/run/criox/pods/p1/ns/pid".into()));
         assert_eq!(
             ctx.shm_path.unwrap().to_str(),
             Some("/run/criox/pods/p1/shm")

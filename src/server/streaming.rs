@@ -9,22 +9,45 @@ use tonic::Status;
 
 use super::CriServer;
 use crate::config::Config;
+use crate::sandbox::{Pod, PodState, SandboxError, SandboxManager};
 use crate::streaming::runtime::{BoxFuture, ProcessIo};
 use crate::streaming::{Request, RuntimeError, StreamingError, StreamingRuntime, StreamingServer};
 
-/// Starts the streaming server on the configured address for the daemon's containers.
-pub async fn start(config: &Config) -> Result<StreamingServer, StreamingError> {
+/// Starts the streaming server on the configured address for the daemon's pods and
+/// containers.
+pub async fn start(
+    config: &Config,
+    pods: Arc<SandboxManager>,
+) -> Result<StreamingServer, StreamingError> {
     StreamingServer::start(
         &config.streaming.address,
         config.streaming.port,
-        Arc::new(DaemonContainers),
+        Arc::new(DaemonContainers { pods }),
     )
     .await
 }
 
-/// The daemon's side of the streaming seam. The daemon does not manage containers or pods
-/// yet, so every id is unknown; the container and pod managers plug in here.
-struct DaemonContainers;
+/// The daemon's side of the streaming seam. Port forwarding dials into the pod's pinned
+/// network namespace; the daemon does not run containers yet, so every container id is
+/// unknown until the container manager plugs in here.
+struct DaemonContainers {
+    pods: Arc<SandboxManager>,
+}
+
+impl DaemonContainers {
+    async fn ready_pod(&self, pod_id: &str) -> Result<Pod, RuntimeError> {
+        let pod = self.pods.get(pod_id).await.map_err(|e| match e {
+            SandboxError::NotFound(_) | SandboxError::Ambiguous(_) => {
+                RuntimeError::PodNotFound(pod_id.to_string())
+            }
+            other => RuntimeError::Failed(other.to_string()),
+        })?;
+        if pod.state != PodState::Ready {
+            return Err(RuntimeError::PodNotReady(pod.id));
+        }
+        Ok(pod)
+    }
+}
 
 impl StreamingRuntime for DaemonContainers {
     fn check_container<'a>(
@@ -35,7 +58,7 @@ impl StreamingRuntime for DaemonContainers {
     }
 
     fn check_pod<'a>(&'a self, pod_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move { Err(RuntimeError::PodNotFound(pod_id.to_string())) })
+        Box::pin(async move { self.ready_pod(pod_id).await.map(|_| ()) })
     }
 
     fn exec<'a>(
@@ -59,7 +82,10 @@ impl StreamingRuntime for DaemonContainers {
         &'a self,
         pod_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, RuntimeError>> {
-        Box::pin(async move { Err(RuntimeError::PodNotFound(pod_id.to_string())) })
+        Box::pin(async move {
+            let pod = self.ready_pod(pod_id).await?;
+            Ok(pod.paths.namespaces.network)
+        })
     }
 }
 
@@ -74,6 +100,9 @@ fn to_status(e: StreamingError) -> Status {
         }
         StreamingError::Runtime(RuntimeError::NotRunning(id)) => {
             Status::failed_precondition(format!("container {id} is not running"))
+        }
+        StreamingError::Runtime(RuntimeError::PodNotReady(id)) => {
+            Status::failed_precondition(format!("pod sandbox {id} is not ready"))
         }
         StreamingError::Cache(e) => Status::resource_exhausted(e.to_string()),
         other => Status::internal(other.to_string()),

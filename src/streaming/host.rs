@@ -358,10 +358,15 @@ impl StreamingRuntime for HostRuntime {
         container_id: &'a str,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            if container_id == HOST || self.attachable(container_id).is_some() {
-                Ok(())
-            } else {
-                Err(RuntimeError::NotFound(container_id.to_string()))
+            if container_id == HOST {
+                return Ok(());
+            }
+            match self.attachable(container_id) {
+                Some(a) if *a.exited.borrow() => {
+                    Err(RuntimeError::NotRunning(container_id.to_string()))
+                }
+                Some(_) => Ok(()),
+                None => Err(RuntimeError::NotFound(container_id.to_string())),
             }
         })
     }
@@ -402,6 +407,9 @@ impl StreamingRuntime for HostRuntime {
                 .ok_or_else(|| RuntimeError::NotFound(container_id.to_string()))?;
             let mut output = target.output.subscribe();
             let mut exited = target.exited.clone();
+            if *exited.borrow() {
+                return Err(RuntimeError::NotRunning(container_id.to_string()));
+            }
             let feed = async {
                 if let Some(mut rx) = io.stdin {
                     while let Some(data) = rx.recv().await {

@@ -245,6 +245,13 @@ fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
             }
         }
     }
+    // Two channels per port, numbered by one byte, and 255 is reserved.
+    if ports.len() > 127 {
+        return Err(format!(
+            "{} ports requested; at most 127 fit the channel numbers",
+            ports.len()
+        ));
+    }
     Ok(ports)
 }
 
@@ -296,7 +303,7 @@ fn upgrade_websocket(
     let forward_ports = match &request {
         Request::PortForward { ports, .. } => match query_ports(req.uri().query()) {
             Ok(q) if !q.is_empty() => Some(q),
-            Ok(_) if !ports.is_empty() => Some(ports.clone()),
+            Ok(_) if !ports.is_empty() && ports.len() <= 127 => Some(ports.clone()),
             Ok(_) => {
                 return text(
                     StatusCode::BAD_REQUEST,
@@ -369,6 +376,8 @@ mod tests {
         assert_eq!(query_ports(Some("port=80,81")).unwrap(), vec![80, 81]);
         assert_eq!(query_ports(None).unwrap(), Vec::<u16>::new());
         assert!(query_ports(Some("port=http")).is_err());
+        let many: Vec<String> = (1..=128).map(|p| p.to_string()).collect();
+        assert!(query_ports(Some(&format!("port={}", many.join(",")))).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,12 +43,17 @@ impl Out {
 
 /// Serves port forwarding on an upgraded SPDY connection until the client leaves.
 pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spdy::Connection) {
-    let mut pending: HashMap<String, (Option<SpdyStream>, Option<SpdyStream>)> = HashMap::new();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut forwards = JoinSet::new();
+    let mut sweep = tokio::time::interval(PAIR_TIMEOUT / 4);
     loop {
         let stream = tokio::select! {
             s = conn.accept() => match s { Some(s) => s, None => break },
             Some(_) = forwards.join_next(), if !forwards.is_empty() => continue,
+            _ = sweep.tick() => {
+                expire_unpaired(&mut pending).await;
+                continue;
+            }
         };
         let kind = stream.header("streamtype").unwrap_or_default().to_string();
         let request_id = stream
@@ -56,7 +62,7 @@ pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spd
             // Clients that predate request ids pair streams by their ids.
             .unwrap_or_else(|| {
                 let base = if kind == "data" {
-                    stream.id - 2
+                    stream.id.saturating_sub(2)
                 } else {
                     stream.id
                 };
@@ -67,14 +73,25 @@ pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spd
             continue;
         }
         let _ = stream.writer.reply().await;
-        let entry = pending.entry(request_id.clone()).or_default();
+        let entry = pending
+            .entry(request_id.clone())
+            .or_insert_with(|| Pending {
+                since: Instant::now(),
+                data: None,
+                error: None,
+            });
         if kind == "data" {
-            entry.0 = Some(stream);
+            entry.data = Some(stream);
         } else {
-            entry.1 = Some(stream);
+            entry.error = Some(stream);
         }
-        if let (Some(_), Some(_)) = entry {
-            let Some((Some(data), Some(error))) = pending.remove(&request_id) else {
+        if entry.data.is_some() && entry.error.is_some() {
+            let Some(Pending {
+                data: Some(data),
+                error: Some(error),
+                ..
+            }) = pending.remove(&request_id)
+            else {
                 continue;
             };
             let netns = netns.clone();
@@ -85,6 +102,37 @@ pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spd
     // Dropping the set cancels forwards whose client is gone.
     drop(forwards);
     conn.shutdown().await;
+}
+
+/// How long one stream of a pair waits for the other.
+const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Half of a forwarded connection, waiting for its other stream.
+struct Pending {
+    since: Instant,
+    data: Option<SpdyStream>,
+    error: Option<SpdyStream>,
+}
+
+async fn expire_unpaired(pending: &mut HashMap<String, Pending>) {
+    let expired: Vec<String> = pending
+        .iter()
+        .filter(|(_, p)| p.since.elapsed() >= PAIR_TIMEOUT)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in expired {
+        let Some(p) = pending.remove(&id) else {
+            continue;
+        };
+        if let Some(error) = p.error {
+            let msg = format!("timed out waiting for the data stream of request {id}");
+            let _ = error.writer.write(Bytes::from(msg)).await;
+            let _ = error.writer.finish().await;
+        }
+        if let Some(data) = p.data {
+            let _ = data.writer.reset(spdy::frame::RST_REFUSED_STREAM).await;
+        }
+    }
 }
 
 async fn forward_spdy(

@@ -40,8 +40,9 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("pod sandbox {0} not found")]
     PodNotFound(String),
-    /// For the container manager to report a container that exists but has stopped.
-    #[allow(dead_code)]
+    #[error("pod sandbox {0} is not ready")]
+    PodNotReady(String),
+    /// A container that exists but has stopped.
     #[error("container {0} is not running")]
     NotRunning(String),
     #[error("{0}")]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompOperator, Spec};
 
 /// Returns the adjusted spec, or `None` when `spec` can be used as it is.
 pub fn apply(spec: &Spec, id: &str, bundle: &Path, caller_oom_score_adj: i32) -> Option<Spec> {
@@ -43,6 +43,40 @@ pub fn apply(spec: &Spec, id: &str, bundle: &Path, caller_oom_score_adj: i32) ->
             changed = true;
         }
         spec.set_process(Some(process));
+    }
+
+    // libcontainer 0.7 takes SCMP_CMP_MASKED_EQ's valueTwo as the mask and value as the
+    // datum; the spec (and runc, crun) mean value & mask == valueTwo with value the mask.
+    if let Some(mut linux) = spec.linux().clone()
+        && let Some(mut seccomp) = linux.seccomp().clone()
+        && let Some(mut syscalls) = seccomp.syscalls().clone()
+    {
+        let mut swapped = false;
+        for syscall in &mut syscalls {
+            let Some(mut args) = syscall.args().clone() else {
+                continue;
+            };
+            for arg in &mut args {
+                if arg.op() == LinuxSeccompOperator::ScmpCmpMaskedEq
+                    && let Ok(fixed) = LinuxSeccompArgBuilder::default()
+                        .index(arg.index())
+                        .value(arg.value_two().unwrap_or(0))
+                        .value_two(arg.value())
+                        .op(arg.op())
+                        .build()
+                {
+                    *arg = fixed;
+                    swapped = true;
+                }
+            }
+            syscall.set_args(Some(args));
+        }
+        if swapped {
+            seccomp.set_syscalls(Some(syscalls));
+            linux.set_seccomp(Some(seccomp));
+            spec.set_linux(Some(linux));
+            changed = true;
+        }
     }
 
     // A relative or missing cgroupsPath makes libcontainer build `/:youki:<id>` names.
@@ -114,6 +148,24 @@ mod tests {
             fixed.linux().as_ref().unwrap().cgroups_path().as_deref(),
             Some(Path::new("/c9"))
         );
+    }
+
+    #[test]
+    fn swaps_masked_eq_operands_for_libcontainer() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/nonexistent"},
+            "process":{"cwd":"/","args":["true"],"user":{"uid":0,"gid":0},"env":["HOME=/"]},
+            "linux":{"cgroupsPath":"/x","seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+              {"names":["clone"],"action":"SCMP_ACT_ALLOW",
+               "args":[{"index":0,"value":2114060288,"op":"SCMP_CMP_MASKED_EQ"}]}]}}}"#,
+        );
+        let fixed = apply(&s, "c", Path::new("/b"), 0).unwrap();
+        let seccomp = fixed.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        let arg = seccomp.syscalls().as_ref().unwrap()[0]
+            .args()
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!((arg.value(), arg.value_two()), (0, Some(2114060288)));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod args;
 mod attach;
+mod confine;
 mod console;
 pub mod cri_log;
 pub mod exit_record;
@@ -42,6 +43,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    // Whatever the launcher's stdio is (a terminal, a pipe someone reads to its end), the
+    // monitor must not hold it: results travel through the sync descriptor and the state
+    // directory.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+        }
+    }
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     match run::run(parsed) {

@@ -384,6 +384,12 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
         .map_err(sys("signalfd"))?;
 
     let mut oom = OomWatcher::for_pid(c.pid);
+    // Creation allocated far more than supervising needs; give it back to the kernel so
+    // an idle monitor stays small.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    // Best effort: a kernel without seccomp still gets a working monitor.
+    let _ = super::confine::confine();
     let Created {
         pid,
         mut outputs,

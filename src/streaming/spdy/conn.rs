@@ -313,9 +313,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Err(e) => return Err(e.into()),
         }
         let head = FrameHead::parse(raw);
-        if let FrameHead::Control { len, .. } = head
-            && len > frame::MAX_CONTROL_LEN
-        {
+        let limit = match head {
+            FrameHead::Control { .. } => frame::MAX_CONTROL_LEN,
+            FrameHead::Data { .. } => frame::MAX_DATA_LEN,
+        };
+        let len = head.len();
+        if len > limit {
             send(Outgoing::GoAway {
                 last_good_stream_id: last_peer_stream,
                 status: frame::GOAWAY_PROTOCOL_ERROR,
@@ -610,6 +613,26 @@ mod tests {
         );
         peer.syn_stream(5, 0, &[("streamtype", "stdout")]).await;
         assert!(conn.accept().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_data_frame_ends_the_connection() {
+        let (mut peer, mut conn) = Peer::pair();
+        peer.syn_stream(1, 0, &[("streamtype", "stdin")]).await;
+        let _stream = conn.accept().await.unwrap();
+        peer.send(|o| {
+            o.put_u32(1);
+            o.put_u32((frame::MAX_DATA_LEN + 1) as u32);
+        })
+        .await;
+        assert!(matches!(
+            peer.next().await,
+            Frame::GoAway {
+                status: frame::GOAWAY_PROTOCOL_ERROR,
+                ..
+            }
+        ));
+        conn.closed().await;
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@ pub const FLAG_FIN: u8 = 0x01;
 pub const MAX_DATA_CHUNK: usize = 32 * 1024;
 /// Largest control frame accepted from a peer: header blocks of the protocols here are tiny.
 pub const MAX_CONTROL_LEN: usize = 1024 * 1024;
+/// Largest DATA frame accepted from a peer (clients send at most 32 KiB at a time); the
+/// 24-bit length would otherwise let each connection make the server hold 16 MiB.
+pub const MAX_DATA_LEN: usize = 1024 * 1024;
 
 pub const TYPE_SYN_STREAM: u16 = 1;
 pub const TYPE_SYN_REPLY: u16 = 2;
