@@ -53,6 +53,7 @@ fn footprint(daemon: &Daemon, net: &TestNetwork, cgroup_root: &str) -> Footprint
 #[tokio::test]
 async fn run_stop_remove_cycles_leak_nothing() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;

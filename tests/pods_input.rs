@@ -39,6 +39,7 @@ fn assert_nothing_left(daemon: &Daemon) {
 #[tokio::test]
 async fn invalid_configs_are_refused_with_the_field_named() {
     let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -147,6 +148,7 @@ async fn a_failing_or_hanging_plugin_leaves_nothing_and_frees_the_name() {
         )
         .start()
         .await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     let mut rt = daemon.runtime().await;
     let uid = common::unique("uf");
@@ -194,6 +196,15 @@ async fn a_failing_or_hanging_plugin_leaves_nothing_and_frees_the_name() {
         .expect_err("a live pod holds its name");
     assert_eq!(dup.code(), tonic::Code::AlreadyExists);
     assert!(dup.message().contains(&id), "{dup:?}");
+    rt.stop_pod_sandbox(criox_proto::v1::StopPodSandboxRequest {
+        pod_sandbox_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(criox_proto::v1::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
+    assert_nothing_left(&daemon);
 }
 
 #[tokio::test]
@@ -221,6 +232,7 @@ async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
         )
         .start()
         .await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
     list["plugins"][1] = serde_json::json!({"type": "stall-plugin"});

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 #[derive(Debug, Args)]
 pub struct RunpArgs {
-    /// Pod sandbox config in crictl's JSON format (proto field names).
+    /// Pod sandbox config in crictl's JSON or YAML format (proto field names).
     pub config: std::path::PathBuf,
     /// Runtime handler (RuntimeClass); empty for the default.
     #[arg(long, default_value = "")]
@@ -26,9 +26,9 @@ pub struct PodsArgs {
     /// Only the pod with this id or unique id prefix.
     #[arg(long, default_value = "")]
     pub id: String,
-    /// ready or notready.
-    #[arg(long)]
-    pub state: Option<String>,
+    /// ready or notready (crictl's `--state`; that long name is the daemon's state dir).
+    #[arg(short = 's', long = "pod-state")]
+    pub pod_state: Option<String>,
     /// key=value label selector; repeatable.
     #[arg(long)]
     pub label: Vec<String>,
@@ -40,8 +40,23 @@ pub struct PodsArgs {
 pub fn read_config(path: &Path) -> Result<PodSandboxConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read pod config {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("pod config {} is not valid JSON", path.display()))
+    let is_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    if is_json {
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "pod config {} is not a valid JSON pod config",
+                path.display()
+            )
+        })
+    } else {
+        serde_norway::from_str(&text).with_context(|| {
+            format!(
+                "pod config {} is not a valid YAML pod config",
+                path.display()
+            )
+        })
+    }
 }
 
 pub async fn runp(rt: &mut RuntimeServiceClient<Channel>, args: RunpArgs) -> Result<()> {
@@ -81,11 +96,11 @@ pub async fn rmp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Re
 }
 
 pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Result<()> {
-    let state = match args.state.as_deref() {
+    let state = match args.pod_state.as_deref() {
         None => None,
         Some("ready") => Some(PodSandboxStateValue { state: 0 }),
         Some("notready") => Some(PodSandboxStateValue { state: 1 }),
-        Some(other) => bail!("--state must be ready or notready, not {other:?}"),
+        Some(other) => bail!("--pod-state must be ready or notready, not {other:?}"),
     };
     let mut label_selector = HashMap::new();
     for label in &args.label {
@@ -146,4 +161,35 @@ pub async fn inspectp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) 
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_yaml_configs_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("pod.json");
+        std::fs::write(
+            &json,
+            r#"{"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+                "port_mappings": [{"protocol": 1, "container_port": 53, "host_port": 5353}],
+                "labels": {"app": "web"}}"#,
+        )
+        .unwrap();
+        let yaml = dir.path().join("pod.yaml");
+        std::fs::write(
+            &yaml,
+            "metadata:\n  name: web\n  namespace: default\n  uid: u1\nport_mappings:\n  - protocol: 1\n    container_port: 53\n    host_port: 5353\nlabels:\n  app: web\n",
+        )
+        .unwrap();
+        let a = read_config(&json).unwrap();
+        let b = read_config(&yaml).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b.port_mappings[0].host_port, 5353);
+        std::fs::write(&yaml, "metadata: [not, a, map]\n").unwrap();
+        let err = format!("{:#}", read_config(&yaml).unwrap_err());
+        assert!(err.contains("YAML"), "{err}");
+    }
 }

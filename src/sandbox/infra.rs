@@ -27,12 +27,17 @@ pub enum InfraError {
     Failed(String),
 }
 
+/// How often PID 1 checks that its pod still exists.
+const POD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts the infra process in the namespaces pinned at `namespaces` (net, ipc, uts, any
-/// of them absent meaning the host's) and returns the host pid of its PID 1.
-pub fn spawn(namespaces: &[(&str, &Path)]) -> Result<i32, InfraError> {
+/// of them absent meaning the host's) and returns the host pid of its PID 1. The process
+/// ends by itself once `pod_dir` is gone, so a pod whose state was wiped without a
+/// RemovePodSandbox leaves no process behind.
+pub fn spawn(namespaces: &[(&str, &Path)], pod_dir: &Path) -> Result<i32, InfraError> {
     let exe = std::env::current_exe().map_err(InfraError::Spawn)?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg(SUBCOMMAND);
+    cmd.arg(SUBCOMMAND).arg("--pod-dir").arg(pod_dir);
     for (kind, path) in namespaces {
         cmd.arg(format!("--{kind}")).arg(path);
     }
@@ -92,8 +97,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 fn run(args: Vec<OsString>) -> Result<(), String> {
     let mut joins: Vec<(CloneFlags, PathBuf)> = Vec::new();
+    let mut pod_dir = None;
     let mut iter = args.into_iter().skip(1);
     while let Some(flag) = iter.next() {
+        if flag == "--pod-dir" {
+            pod_dir = Some(PathBuf::from(iter.next().ok_or("--pod-dir needs a path")?));
+            continue;
+        }
         let kind = match flag.to_str() {
             Some("--net") => CloneFlags::CLONE_NEWNET,
             Some("--ipc") => CloneFlags::CLONE_NEWIPC,
@@ -116,11 +126,11 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
             writeln!(out, "{child}").map_err(|e| e.to_string())?;
             Ok(())
         }
-        ForkResult::Child => reap_forever(),
+        ForkResult::Child => reap_forever(pod_dir.as_deref()),
     }
 }
 
-fn reap_forever() -> ! {
+fn reap_forever(pod_dir: Option<&Path>) -> ! {
     let _ = nix::unistd::setsid();
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -135,15 +145,21 @@ fn reap_forever() -> ! {
     }
     let all = SigSet::all();
     let _ = all.thread_block();
+    let timeout = libc::timespec {
+        tv_sec: POD_CHECK_INTERVAL.as_secs() as libc::time_t,
+        tv_nsec: 0,
+    };
     loop {
-        match all.wait() {
-            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => std::process::exit(0),
-            _ => {
-                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    if status == nix::sys::wait::WaitStatus::StillAlive {
-                        break;
-                    }
-                }
+        // SAFETY: sigtimedwait on a valid, initialised set and timeout.
+        let signal = unsafe { libc::sigtimedwait(all.as_ref(), std::ptr::null_mut(), &timeout) };
+        match signal {
+            libc::SIGTERM | libc::SIGINT => std::process::exit(0),
+            -1 if pod_dir.is_some_and(|dir| !dir.exists()) => std::process::exit(0),
+            _ => {}
+        }
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                break;
             }
         }
     }

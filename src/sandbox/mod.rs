@@ -454,10 +454,11 @@ impl SandboxManager {
             .into_iter()
             .filter_map(|(k, p)| p.map(|p| (k, p)))
             .collect();
+            let pod_dir = pod.paths.dir.clone();
             let pid = tokio::task::spawn_blocking(move || {
                 let refs: Vec<(&str, &Path)> =
                     joins.iter().map(|(k, p)| (*k, p.as_path())).collect();
-                infra::spawn(&refs)
+                infra::spawn(&refs, &pod_dir)
             })
             .await
             .map_err(|e| setup_err(e.to_string()))?

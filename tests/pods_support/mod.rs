@@ -101,6 +101,29 @@ impl TestNetwork {
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
+        // Masquerade rules of pods a failed test did not remove.
+        let rules = Command::new("iptables")
+            .args(["-t", "nat", "-S", "POSTROUTING"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let marker = format!("name: \\\"{}\\\"", self.name);
+        for rule in rules.lines().filter(|l| l.contains(&marker)) {
+            let delete = rule.replacen("-A ", "-D ", 1);
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("iptables -t nat {delete}"))
+                .output();
+            if let Some(chain) = rule.split(" -j ").nth(1) {
+                let chain = chain.trim();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-F", chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-X", chain])
+                    .output();
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
@@ -219,4 +242,50 @@ pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// On drop (also when a test fails), ends the infra processes and removes the cgroups of
+/// pods the test left in the daemon's store: those outlive the daemon by design.
+pub struct PodLeftovers {
+    records: PathBuf,
+}
+
+impl PodLeftovers {
+    pub fn new(root: &Path) -> PodLeftovers {
+        PodLeftovers {
+            records: root.join("pods"),
+        }
+    }
+}
+
+impl Drop for PodLeftovers {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.records) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Ok(pod) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if let Some(pid) = pod["infra_pid"].as_i64() {
+                let cmdline =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.contains("pod-infra") {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            if let Some(dirs) = pod["cgroup"]["created"].as_array() {
+                for dir in dirs.iter().rev().filter_map(|d| d.as_str()) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,69 @@
+//! `criox ctl runp|pods|inspectp|stopp|rmp` against the daemon, with a crictl YAML config.
+
+mod common;
+mod pods_support;
+
+use common::Daemon;
+use pods_support::*;
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn ctl_runs_lists_inspects_stops_and_removes_a_pod() {
+    let daemon = Daemon::start().await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
+    let net = TestNetwork::new(&daemon.dir);
+    net.install(&daemon.cni_dir);
+    let config = daemon.dir.join("pod.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata:\n  name: ctl-pod\n  namespace: test\n  uid: {}\nhostname: ctl-pod\nlabels:\n  tier: web\n",
+            common::unique("ucl")
+        ),
+    )
+    .unwrap();
+    let id = ok(daemon.ctl(&["runp", config.to_str().unwrap()]))
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let listed = ok(daemon.ctl(&["pods", "--label", "tier=web"]));
+    assert!(
+        listed.contains(&id[..13]) && listed.contains("Ready"),
+        "{listed}"
+    );
+    assert!(ok(daemon.ctl(&["pods", "-q", "--label", "tier=db"])).is_empty());
+
+    let inspected: serde_json::Value =
+        serde_json::from_str(&ok(daemon.ctl(&["inspectp", &id[..10]]))).unwrap();
+    assert_eq!(inspected["status"]["id"], id.as_str());
+    let ip = inspected["status"]["network"]["ip"].as_str().unwrap();
+    assert!(ip.starts_with(&net.prefix), "{inspected}");
+    assert!(
+        inspected["info"]["namespaces"]["network"]
+            .as_str()
+            .unwrap()
+            .starts_with(daemon.state.to_str().unwrap())
+    );
+
+    ok(daemon.ctl(&["stopp", &id]));
+    let stopped = ok(daemon.ctl(&["pods", "-s", "notready", "-q"]));
+    assert_eq!(stopped.trim(), id);
+    ok(daemon.ctl(&["rmp", &id]));
+    assert!(ok(daemon.ctl(&["pods", "-q"])).is_empty());
+    let missing = daemon.ctl(&["inspectp", &id]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
