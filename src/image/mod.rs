@@ -139,6 +139,12 @@ impl ImageManager {
         let store = ContentStore::open(&root.join("images"))?;
         let layers = Arc::new(LayerStore::open(&root.join("storage"))?);
         // A crash between unpacking and recording leaves layers no image uses.
+        for chain in layers.list() {
+            if !store.layer_in_use(&chain) {
+                tracing::info!(layer = %chain, "removing a layer no image uses");
+                layers.remove(&chain)?;
+            }
+        }
         for record in store.list() {
             if let Err(e) = layers.lower_dirs(&record.chain_ids) {
                 tracing::warn!(image = %record.id, error = %e, "image has missing layers");
