@@ -31,6 +31,11 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "state directory {path} is too long: container sockets below it would exceed the \
+         108-byte unix socket limit (at most {max} bytes for this configuration)"
+    )]
+    StateTooLong { path: PathBuf, max: usize },
     #[error("socket directory {0} does not exist")]
     SocketDirMissing(PathBuf),
     #[error("cannot open lock file {path}: {source}")]
@@ -75,6 +80,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if socket_dir != config.state && !socket_dir.is_dir() {
         return Err(DaemonError::SocketDirMissing(socket_dir));
     }
+    check_socket_room(&config)?;
     let created = create_dirs(&[("root", &config.root), ("state", &config.state)])?;
     let result = serve_locked(config, &listen).await;
     if result.is_err() {
@@ -151,6 +157,31 @@ async fn shutdown_signal(
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     }
+}
+
+/// The longest socket path below the state directory is a runtime's per-container
+/// socket, `<state>/r/<handler>/<64-char id>/notify.sock`; the monitor's
+/// `<state>/c/<id>/monitor.sock` is shorter.
+fn check_socket_room(config: &Config) -> Result<(), DaemonError> {
+    const SUN_PATH_MAX: usize = 107;
+    const ID: usize = 64;
+    let longest_handler = config
+        .runtime
+        .handlers
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    let below = ("/r/".len() + longest_handler + 1 + ID + "/notify.sock".len())
+        .max("/c/".len() + ID + "/monitor.sock".len());
+    let max = SUN_PATH_MAX.saturating_sub(below);
+    if config.state.as_os_str().len() > max {
+        return Err(DaemonError::StateTooLong {
+            path: config.state.clone(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Binds the socket with mode 0660, replacing a stale socket file but never a live one.

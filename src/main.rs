@@ -13,10 +13,8 @@ mod metrics;
 mod network;
 mod sandbox;
 mod server;
-#[allow(dead_code)]
 mod stats;
 mod storage;
-#[allow(dead_code)]
 mod store;
 mod streaming;
 

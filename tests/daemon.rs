@@ -201,7 +201,7 @@ fn config_prints_the_effective_configuration_with_drop_ins_and_flags() {
 
 #[test]
 fn start_fails_cleanly_on_bad_paths() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new().prefix("cx").tempdir().unwrap();
     let base = dir.path();
 
     // Unreadable config: a directory where the file should be.
@@ -216,7 +216,7 @@ fn start_fails_cleanly_on_bad_paths() {
 
     // A socket path in a missing directory.
     let root = base.join("root1");
-    let state = base.join("state1");
+    let state = base.join("s1");
     let out = run_criox(&[
         "--config",
         empty.to_str().unwrap(),
@@ -242,7 +242,7 @@ fn start_fails_cleanly_on_bad_paths() {
     )
     .unwrap();
     let _unmount = UnmountOnDrop(ro.clone());
-    let state = base.join("state2");
+    let state = base.join("s2");
     let root = ro.join("root");
     let out = run_criox(&[
         "--config",
@@ -254,6 +254,19 @@ fn start_fails_cleanly_on_bad_paths() {
     ]);
     assert_one_line_failure(&out, root.to_str().unwrap());
     assert!(!state.exists(), "state directory left behind");
+
+    // A state directory too long for the unix sockets that containers need below it.
+    let long_state = base.join("a-state-directory-whose-name-is-far-too-long");
+    let out = run_criox(&[
+        "--config",
+        empty.to_str().unwrap(),
+        "--root",
+        base.join("root3").to_str().unwrap(),
+        "--state",
+        long_state.to_str().unwrap(),
+    ]);
+    assert_one_line_failure(&out, long_state.to_str().unwrap());
+    assert!(!long_state.exists() && !base.join("root3").exists());
 }
 
 #[test]

@@ -364,6 +364,40 @@ fn seccomp_masked_eq_takes_value_as_the_mask(kind: Kind) {
     );
 }
 
+/// The shape CRI specs have (seccomp, and noNewPrivileges present but false): the
+/// container and processes exec'd into it run, and state reports the caller's bundle.
+fn exec_with_seccomp_and_no_new_privileges_false(kind: Kind) {
+    let env = Env::new(kind, "nnpfalse");
+    let id = env.id(1);
+    let bundle = env.bundle(&id, &["sleep", "1000"], |v| {
+        v["process"]["noNewPrivileges"] = json!(false);
+        v["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    env.launch(&env.request(&id, &bundle)).unwrap();
+    env.rt.start(&id).unwrap();
+    let state = env.rt.state(&id).unwrap();
+    assert_eq!(state.bundle, bundle);
+    assert_eq!(state.rootfs, bundle.join("rootfs"));
+    let mut process: criox_runtime::oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", "echo ok"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"], "noNewPrivileges": false
+    }))
+    .unwrap();
+    process.set_terminal(Some(false));
+    let out = env
+        .rt
+        .exec_sync(&id, &process, Some(Duration::from_secs(30)), 4096)
+        .unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_slice()),
+        (0, &b"ok\n"[..]),
+        "{out:?}"
+    );
+}
+
 /// The monitor outlives the process that launched it: a child test process launches a
 /// container and exits; the exit is still recorded.
 fn monitor_survives_the_launcher(kind: Kind) {
@@ -467,4 +501,5 @@ both!(
     pause_resume_and_update,
     monitor_survives_the_launcher,
     seccomp_masked_eq_takes_value_as_the_mask,
+    exec_with_seccomp_and_no_new_privileges_false,
 );

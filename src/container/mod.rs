@@ -1,12 +1,16 @@
-//! Containers: the translation of a CRI container request into an OCI runtime spec.
+//! Containers: CRI container lifecycle over the OCI runtime, and the translation of a CRI
+//! container request into an OCI runtime spec.
 //!
-//! `spec` is the entry point; the sibling modules each own one part of the translation.
+//! `spec` is the entry point of the translation; the sibling modules each own one part.
 
-// The container manager is the consumer of this translation layer; until it is wired to
-// the CRI service, the builder and its helpers are only exercised by their tests.
 #![allow(dead_code)]
 
+pub mod events;
+pub mod exec_stream;
+mod exit_watch;
+pub mod manager;
 pub mod mounts;
+pub mod record;
 pub mod spec;
 
 mod capabilities;
@@ -14,6 +18,7 @@ mod devices;
 mod error;
 mod namespaces;
 mod process;
+mod propagation;
 mod resources;
 mod rootfs_path;
 mod seccomp;
@@ -22,3 +27,6 @@ mod user;
 
 #[cfg(test)]
 mod runc_tests;
+
+#[cfg(test)]
+mod manager_tests;

@@ -136,12 +136,9 @@ pub fn plan(
         NamespaceMode::Pod => match pod.pid {
             PodPid::Pod(path) => out.push(ns(LinuxNamespaceType::Pid, Some(path))?),
             PodPid::Node => {}
-            PodPid::Container => {
-                return Err(SpecError::invalid(
-                    format!("{FIELD}.pid"),
-                    "the pod has no shared PID namespace",
-                ));
-            }
+            // POD is the proto default, so a config that says nothing lands here: in a
+            // pod without a shared PID namespace that means one of the container's own.
+            PodPid::Container => out.push(ns(LinuxNamespaceType::Pid, None)?),
         },
         NamespaceMode::Target => {
             let path = target_pid.ok_or_else(|| {
@@ -281,8 +278,13 @@ mod tests {
             Some(Path::new("/proc/7/ns/pid"))
         );
 
+        // POD in a pod without a shared PID namespace: a namespace of the container's own.
         let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
-        assert!(plan(Some(&o), &pod, None, false).is_err());
+        let p = plan(Some(&o), &pod, None, false).unwrap();
+        assert_eq!(
+            find(&p, LinuxNamespaceType::Pid).unwrap().path().as_deref(),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `criox ctl`: a CRI client in the same binary, for tests, benchmarks and operators. It
 //! speaks to any CRI endpoint (criox, containerd, CRI-O) and follows crictl's command names.
 
+mod containers;
 mod images;
 mod pods;
 mod runtime;
@@ -63,6 +64,20 @@ pub enum CtlCommand {
     Pods(pods::PodsArgs),
     /// Print the status of pod sandboxes, verbose, as JSON.
     Inspectp { ids: Vec<String> },
+    /// Create a container in a pod: POD-ID CONTAINER-CONFIG.json POD-CONFIG.json
+    Create(containers::CreateArgs),
+    /// Start created containers.
+    Start { ids: Vec<String> },
+    /// Stop running containers.
+    Stop(containers::StopArgs),
+    /// Remove containers (stopping them first).
+    Rm { ids: Vec<String> },
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Print a container's status as JSON.
+    Inspect { id: String },
+    /// Print a container's log.
+    Logs(containers::LogsArgs),
     /// Run a command in a running container.
     Exec(streaming::ExecArgs),
     /// Attach to a running container's main process.
@@ -100,6 +115,18 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
         CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
         CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
         CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
+        CtlCommand::Create(a) => containers::create(&mut rt, a).await,
+        CtlCommand::Start { ids } => containers::start(&mut rt, ids).await,
+        CtlCommand::Stop(a) => containers::stop(&mut rt, a).await,
+        CtlCommand::Rm { ids } => containers::remove(&mut rt, ids).await,
+        CtlCommand::Ps(a) => containers::ps(&mut rt, a).await,
+        CtlCommand::Inspect { id } => containers::inspect(&mut rt, id).await,
+        CtlCommand::Logs(a) => containers::logs(&mut rt, a).await,
+        CtlCommand::Exec(a) if a.sync => {
+            let code = containers::exec_sync(&mut rt, a.container, a.cmd, a.timeout).await?;
+            // The command's own exit status becomes ctl's, as crictl exec does.
+            std::process::exit(code);
+        }
         CtlCommand::Exec(a) => streaming::exec(Some(&mut rt), a).await,
         CtlCommand::Attach(a) => streaming::attach(Some(&mut rt), a).await,
         CtlCommand::PortForward(a) => streaming::port_forward(Some(&mut rt), a).await,

@@ -22,6 +22,12 @@ const CLOSE: u8 = 255;
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Run the command through ExecSync: wait for it and print its output.
+    #[arg(short = 's', long)]
+    pub sync: bool,
+    /// With --sync, seconds before the command is killed; 0 waits forever.
+    #[arg(long, default_value_t = 0)]
+    pub timeout: i64,
     /// Pass stdin to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,

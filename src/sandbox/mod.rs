@@ -82,6 +82,7 @@ pub struct PodSpec {
     pub runtime_handler: String,
     pub limits: Option<PodLimits>,
     /// `linux.security_context.privileged`: privileged containers need it.
+    #[serde(default)]
     pub privileged: bool,
 }
 

@@ -1,95 +1,307 @@
 //! Container lifecycle RPCs, ExecSync and checkpointing.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use criox_proto::v1::*;
 use tonic::Status;
 
 use super::{CriServer, unimplemented};
+use crate::container::manager::ContainerError;
+use crate::container::record::{ContainerRecord, Filter, State};
+use crate::store::StoreError;
+
+pub fn container_error(e: ContainerError) -> Status {
+    match &e {
+        ContainerError::Invalid { .. } | ContainerError::UnknownHandler(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        ContainerError::Spec(spec) if spec.is_invalid_argument() => {
+            Status::invalid_argument(e.to_string())
+        }
+        ContainerError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
+        ContainerError::ExecTimeout { .. } => Status::deadline_exceeded(e.to_string()),
+        ContainerError::Store(StoreError::NotFound(..)) => Status::not_found(e.to_string()),
+        ContainerError::Store(StoreError::Ambiguous(..)) => Status::invalid_argument(e.to_string()),
+        ContainerError::Store(StoreError::NameTaken { .. }) => {
+            Status::already_exists(e.to_string())
+        }
+        ContainerError::Runtime(criox_runtime::RuntimeError::InvalidArgument { .. }) => {
+            Status::invalid_argument(e.to_string())
+        }
+        ContainerError::Runtime(criox_runtime::RuntimeError::NotFound { .. }) => {
+            Status::not_found(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
+}
 
 pub async fn create_container(
-    _server: &CriServer,
-    _req: CreateContainerRequest,
+    server: &CriServer,
+    req: CreateContainerRequest,
 ) -> Result<CreateContainerResponse, Status> {
-    Err(unimplemented(
-        "CreateContainer",
-        "containers are not available",
-    ))
+    let pod_id = required("pod_sandbox_id", &req.pod_sandbox_id)?;
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("config is required"))?;
+    let image_name = config
+        .image
+        .as_ref()
+        .map(|i| i.image.as_str())
+        .unwrap_or_default();
+    required("config.image.image", image_name)?;
+    let pod = server.container_pod(pod_id).await?;
+    let image = server.container_image(image_name)?;
+    let container_id = server
+        .containers
+        .create(&pod, image, config)
+        .await
+        .map_err(container_error)?;
+    Ok(CreateContainerResponse { container_id })
 }
 
 pub async fn start_container(
-    _server: &CriServer,
-    _req: StartContainerRequest,
+    server: &CriServer,
+    req: StartContainerRequest,
 ) -> Result<StartContainerResponse, Status> {
-    Err(unimplemented(
-        "StartContainer",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    server.containers.start(id).await.map_err(container_error)?;
+    Ok(StartContainerResponse {})
 }
 
 pub async fn stop_container(
-    _server: &CriServer,
-    _req: StopContainerRequest,
+    server: &CriServer,
+    req: StopContainerRequest,
 ) -> Result<StopContainerResponse, Status> {
-    Err(unimplemented(
-        "StopContainer",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    if req.timeout < 0 {
+        return Err(Status::invalid_argument("timeout must not be negative"));
+    }
+    server
+        .containers
+        .stop(id, Duration::from_secs(req.timeout as u64))
+        .await
+        .map_err(container_error)?;
+    Ok(StopContainerResponse {})
 }
 
 pub async fn remove_container(
-    _server: &CriServer,
-    _req: RemoveContainerRequest,
+    server: &CriServer,
+    req: RemoveContainerRequest,
 ) -> Result<RemoveContainerResponse, Status> {
-    Err(unimplemented(
-        "RemoveContainer",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    server
+        .containers
+        .remove(id)
+        .await
+        .map_err(container_error)?;
+    Ok(RemoveContainerResponse {})
+}
+
+fn state_of(record: &ContainerRecord) -> ContainerState {
+    match record.state {
+        State::Creating | State::Created => ContainerState::ContainerCreated,
+        State::Running => ContainerState::ContainerRunning,
+        State::Exited => ContainerState::ContainerExited,
+    }
+}
+
+fn filter_state(value: i32) -> Option<State> {
+    match ContainerState::try_from(value).ok()? {
+        ContainerState::ContainerCreated => Some(State::Created),
+        ContainerState::ContainerRunning => Some(State::Running),
+        ContainerState::ContainerExited => Some(State::Exited),
+        // No container is ever reported unknown; such a filter matches nothing.
+        ContainerState::ContainerUnknown => Some(State::Creating),
+    }
+}
+
+fn metadata(record: &ContainerRecord) -> ContainerMetadata {
+    ContainerMetadata {
+        name: record.name.clone(),
+        attempt: record.attempt,
+    }
+}
+
+fn image_spec(record: &ContainerRecord) -> ImageSpec {
+    ImageSpec {
+        image: record.image.clone(),
+        annotations: HashMap::new(),
+        user_specified_image: record.image.clone(),
+        runtime_handler: String::new(),
+    }
+}
+
+pub fn to_container(record: &ContainerRecord) -> Container {
+    Container {
+        id: record.id.clone(),
+        pod_sandbox_id: record.pod_id.clone(),
+        metadata: Some(metadata(record)),
+        image: Some(image_spec(record)),
+        image_ref: record.image_ref.clone(),
+        state: state_of(record) as i32,
+        created_at: record.created_at,
+        labels: record.labels.clone(),
+        annotations: record.annotations.clone(),
+        image_id: record.image_id.clone(),
+    }
+}
+
+pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
+    let (exit_code, finished_at, reason, message) = match &record.exit {
+        Some(exit) => (
+            exit.code,
+            exit.finished_at,
+            exit.reason().to_string(),
+            if exit.unknown {
+                "the container's end was not observed".to_string()
+            } else {
+                String::new()
+            },
+        ),
+        None => (0, 0, String::new(), String::new()),
+    };
+    ContainerStatus {
+        id: record.id.clone(),
+        metadata: Some(metadata(record)),
+        state: state_of(record) as i32,
+        created_at: record.created_at,
+        started_at: record.started_at,
+        finished_at,
+        exit_code,
+        image: Some(image_spec(record)),
+        image_ref: record.image_ref.clone(),
+        reason,
+        message,
+        labels: record.labels.clone(),
+        annotations: record.annotations.clone(),
+        mounts: record
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: m.propagation,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: record
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: None,
+        image_id: record.image_id.clone(),
+        user: None,
+    }
 }
 
 pub async fn list_containers(
-    _server: &CriServer,
-    _req: ListContainersRequest,
+    server: &CriServer,
+    req: ListContainersRequest,
 ) -> Result<ListContainersResponse, Status> {
-    Err(unimplemented(
-        "ListContainers",
-        "containers are not available",
-    ))
+    let filter = match req.filter {
+        Some(f) => Filter {
+            id: (!f.id.is_empty()).then_some(f.id),
+            pod_id: (!f.pod_sandbox_id.is_empty()).then_some(f.pod_sandbox_id),
+            state: f.state.and_then(|s| filter_state(s.state)),
+            labels: f.label_selector,
+        },
+        None => Filter::default(),
+    };
+    let containers = server
+        .containers
+        .list(&filter)
+        .iter()
+        .map(to_container)
+        .collect();
+    Ok(ListContainersResponse { containers })
 }
 
 pub async fn container_status(
-    _server: &CriServer,
-    _req: ContainerStatusRequest,
+    server: &CriServer,
+    req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
-    Err(unimplemented(
-        "ContainerStatus",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    let record = server.containers.get(id).map_err(container_error)?;
+    let mut info = HashMap::new();
+    if req.verbose {
+        let spec = server.containers.spec(&record.id).ok();
+        let verbose = serde_json::json!({
+            "pid": record.pid,
+            "monitorPid": record.monitor_pid,
+            "runtimeHandler": record.handler,
+            "cgroup": record.cgroup,
+            "runtimeSpec": spec,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(ContainerStatusResponse {
+        status: Some(to_status(&record)),
+        info,
+    })
 }
 
 pub async fn update_container_resources(
-    _server: &CriServer,
-    _req: UpdateContainerResourcesRequest,
+    server: &CriServer,
+    req: UpdateContainerResourcesRequest,
 ) -> Result<UpdateContainerResourcesResponse, Status> {
-    Err(unimplemented(
-        "UpdateContainerResources",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    let linux = req
+        .linux
+        .ok_or_else(|| Status::invalid_argument("linux is required"))?;
+    server
+        .containers
+        .update_cri_resources(id, &linux)
+        .await
+        .map_err(container_error)?;
+    Ok(UpdateContainerResourcesResponse {})
 }
 
 pub async fn reopen_container_log(
-    _server: &CriServer,
-    _req: ReopenContainerLogRequest,
+    server: &CriServer,
+    req: ReopenContainerLogRequest,
 ) -> Result<ReopenContainerLogResponse, Status> {
-    Err(unimplemented(
-        "ReopenContainerLog",
-        "containers are not available",
-    ))
+    let id = required("container_id", &req.container_id)?;
+    server
+        .containers
+        .reopen_log(id)
+        .await
+        .map_err(container_error)?;
+    Ok(ReopenContainerLogResponse {})
 }
 
 pub async fn exec_sync(
-    _server: &CriServer,
-    _req: ExecSyncRequest,
+    server: &CriServer,
+    req: ExecSyncRequest,
 ) -> Result<ExecSyncResponse, Status> {
-    Err(unimplemented("ExecSync", "containers are not available"))
+    let id = required("container_id", &req.container_id)?;
+    if req.cmd.is_empty() {
+        return Err(Status::invalid_argument("cmd is required"));
+    }
+    if req.timeout < 0 {
+        return Err(Status::invalid_argument("timeout must not be negative"));
+    }
+    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
+    let output = server
+        .containers
+        .exec_sync(id, &req.cmd, timeout)
+        .await
+        .map_err(container_error)?;
+    Ok(ExecSyncResponse {
+        stdout: output.stdout,
+        stderr: output.stderr,
+        exit_code: output.exit_code,
+    })
 }
 
 pub async fn checkpoint_container(

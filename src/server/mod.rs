@@ -5,22 +5,28 @@
 mod containers;
 mod images;
 mod pods;
+mod relay;
 mod runtime;
 mod stats;
 mod status;
 mod streaming;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use criox_proto::v1::image_service_server::ImageServiceServer;
 use criox_proto::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::Status;
 
-use crate::config::Config;
+use crate::config::{Config, EMBEDDED_HANDLER};
+use crate::container::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
+use crate::container::spec::NodeFacts;
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::network::NetworkManager;
-use crate::sandbox::SandboxManager;
+use crate::sandbox::{PodState, SandboxManager};
+use crate::stats::cpu_rate::CpuRate;
 
 /// Shared state of both services; cheap to clone.
 #[derive(Clone)]
@@ -30,6 +36,8 @@ pub struct CriServer {
     metrics: Arc<Metrics>,
     images: Arc<ImageManager>,
     streaming: Arc<crate::streaming::StreamingServer>,
+    containers: Arc<ContainerManager>,
+    cpu_rate: Arc<CpuRate>,
     pods: Arc<SandboxManager>,
 }
 
@@ -39,6 +47,8 @@ pub enum StartError {
     Images(#[from] crate::image::ImageError),
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
+    #[error("cannot open the container store: {0}")]
+    Containers(#[from] ContainerError),
     #[error("cannot open the pod sandboxes: {0}")]
     Pods(#[from] crate::sandbox::SandboxError),
 }
@@ -66,14 +76,82 @@ impl CriServer {
         )
         .await?;
         let pods = Arc::new(pods);
-        let streaming = Arc::new(streaming::start(&config, pods.clone()).await?);
+        let containers = ContainerManager::open(
+            &config.root,
+            &config.state,
+            runtimes(&config),
+            NodeFacts::detect(),
+        )
+        .await?;
+        let streaming =
+            Arc::new(streaming::start(&config, pods.clone(), containers.clone()).await?);
+        let population = containers.clone();
+        metrics.set_population_source(Box::new(move || crate::metrics::Population {
+            pods: Vec::new(),
+            containers: population.counts(),
+            monitors: 0,
+        }));
         Ok(CriServer {
             config,
             metrics,
             images,
             streaming,
             pods,
+            containers,
+            cpu_rate: Arc::new(CpuRate::default()),
         })
+    }
+
+    /// What the pod contributes to a new container; the pod must be ready.
+    async fn container_pod(&self, pod_id: &str) -> Result<ContainerPod, Status> {
+        let pod = self.pods.get(pod_id).await.map_err(pods::status_of)?;
+        if pod.state != PodState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let log_directory =
+            (!pod.spec.log_directory.is_empty()).then(|| PathBuf::from(&pod.spec.log_directory));
+        Ok(ContainerPod {
+            context: pods::container_context(&pod),
+            log_directory,
+        })
+    }
+
+    /// The image a new container is made from: its config and unpacked layers.
+    fn container_image(&self, image: &str) -> Result<ContainerImage, Status> {
+        let rootfs = self.images.rootfs(image).map_err(|e| match e {
+            crate::image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
+            other => Status::internal(other.to_string()),
+        })?;
+        let record = self
+            .images
+            .find(image)
+            .ok_or_else(|| Status::not_found(format!("image {image:?} not found")))?;
+        // The image store keeps the config in the OCI format the spec builder reads.
+        let config = serde_json::to_value(&rootfs.config)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Status::internal(format!("image {image}: config: {e}")))?;
+        Ok(ContainerImage {
+            name: image.to_string(),
+            id: rootfs.id,
+            digest_ref: record.repo_digests.first().cloned().unwrap_or_default(),
+            config,
+            layers: rootfs.lower_dirs,
+        })
+    }
+
+    /// The pod's status for a container event.
+    async fn pod_status_for_event(
+        &self,
+        pod_id: &str,
+    ) -> Option<criox_proto::v1::PodSandboxStatus> {
+        self.pods
+            .get(pod_id)
+            .await
+            .ok()
+            .map(|pod| pods::pod_status(&pod))
     }
 
     pub fn runtime_service(&self) -> RuntimeServiceServer<CriServer> {
@@ -83,6 +161,26 @@ impl CriServer {
     pub fn image_service(&self) -> ImageServiceServer<CriServer> {
         ImageServiceServer::new(self.clone())
     }
+}
+
+/// One runtime per configured handler, each with its state under `<state>/r/<handler>`
+/// (short, because libcontainer keeps a unix socket per container below it).
+fn runtimes(config: &Config) -> HashMap<String, criox_runtime::Runtime> {
+    config
+        .runtime
+        .handlers
+        .iter()
+        .map(|(name, handler)| {
+            let root = config.state.join("r").join(name);
+            let runtime = match &handler.path {
+                Some(path) if name != EMBEDDED_HANDLER => {
+                    criox_runtime::Runtime::external(path, root)
+                }
+                _ => criox_runtime::Runtime::embedded(root),
+            };
+            (name.clone(), runtime)
+        })
+        .collect()
 }
 
 /// The answer for an RPC whose capability is not built yet: say which, never pretend.

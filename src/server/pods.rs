@@ -38,6 +38,14 @@ pub async fn stop_pod_sandbox(
     server: &CriServer,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
+    // Stopping is idempotent: an unknown pod has nothing left to stop.
+    if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
+        server
+            .containers
+            .stop_pod_containers(&pod.id)
+            .await
+            .map_err(super::containers::container_error)?;
+    }
     server
         .pods
         .stop(&req.pod_sandbox_id)
@@ -51,6 +59,14 @@ pub async fn remove_pod_sandbox(
     server: &CriServer,
     req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
+    if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
+        server.cpu_rate.forget(&pod.id);
+        server
+            .containers
+            .remove_pod_containers(&pod.id)
+            .await
+            .map_err(super::containers::container_error)?;
+    }
     server
         .pods
         .remove(&req.pod_sandbox_id)
@@ -74,6 +90,24 @@ pub async fn pod_sandbox_status(
         let check = server.pods.check_network(&pod).await;
         info.insert("info".to_string(), verbose_info(&pod, check));
     }
+    Ok(PodSandboxStatusResponse {
+        status: Some(pod_status(&pod)),
+        info,
+        containers_statuses: server
+            .containers
+            .list(&crate::container::record::Filter {
+                pod_id: Some(pod.id.clone()),
+                ..Default::default()
+            })
+            .iter()
+            .map(super::containers::to_status)
+            .collect(),
+        timestamp: 0,
+    })
+}
+
+/// The CRI status of a pod, as PodSandboxStatus and container events report it.
+pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
     let (ip, additional_ips) = match pod.ips.split_first() {
         Some((first, rest)) => (
             first.to_string(),
@@ -81,32 +115,27 @@ pub async fn pod_sandbox_status(
         ),
         None => (String::new(), Vec::new()),
     };
-    Ok(PodSandboxStatusResponse {
-        status: Some(PodSandboxStatus {
-            id: pod.id.clone(),
-            metadata: Some(metadata(&pod)),
-            state: state_of(pod.state) as i32,
-            created_at: pod.created_at,
-            network: Some(PodSandboxNetworkStatus { ip, additional_ips }),
-            linux: Some(LinuxPodSandboxStatus {
-                namespaces: Some(Namespace {
-                    options: Some(NamespaceOption {
-                        network: mode_to(pod.spec.network_mode) as i32,
-                        pid: mode_to(pod.spec.pid_mode) as i32,
-                        ipc: mode_to(pod.spec.ipc_mode) as i32,
-                        target_id: String::new(),
-                        userns_options: None,
-                    }),
+    PodSandboxStatus {
+        id: pod.id.clone(),
+        metadata: Some(metadata(pod)),
+        state: state_of(pod.state) as i32,
+        created_at: pod.created_at,
+        network: Some(PodSandboxNetworkStatus { ip, additional_ips }),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(NamespaceOption {
+                    network: mode_to(pod.spec.network_mode) as i32,
+                    pid: mode_to(pod.spec.pid_mode) as i32,
+                    ipc: mode_to(pod.spec.ipc_mode) as i32,
+                    target_id: String::new(),
+                    userns_options: None,
                 }),
             }),
-            labels: to_hash(&pod.spec.labels),
-            annotations: to_hash(&pod.spec.annotations),
-            runtime_handler: pod.spec.runtime_handler.clone(),
         }),
-        info,
-        containers_statuses: Vec::new(),
-        timestamp: 0,
-    })
+        labels: to_hash(&pod.spec.labels),
+        annotations: to_hash(&pod.spec.annotations),
+        runtime_handler: pod.spec.runtime_handler.clone(),
+    }
 }
 
 pub async fn list_pod_sandbox(
@@ -145,7 +174,7 @@ pub async fn list_pod_sandbox(
     Ok(ListPodSandboxResponse { items })
 }
 
-fn status_of(e: SandboxError) -> Status {
+pub fn status_of(e: SandboxError) -> Status {
     let message = e.to_string();
     match e {
         SandboxError::Invalid(_) => Status::invalid_argument(message),
@@ -287,7 +316,6 @@ fn metadata(pod: &Pod) -> PodSandboxMetadata {
 }
 
 /// What CreateContainer needs of the pod: namespaces to join, files to mount, cgroup.
-#[allow(dead_code)]
 pub(super) fn container_context(pod: &Pod) -> crate::container::spec::PodSpecContext {
     use crate::container::spec::{PodNamespace, PodPid};
     let joined = |mode: Mode, pinned: &Option<std::path::PathBuf>| match (mode, pinned) {
@@ -438,7 +466,7 @@ mod tests {
             ctx.network,
             PodNamespace::Path("/run/criox/pods/p1/ns/net".into())
         );
-        assert_eq!(ctx.pid, PodPid::Pod { infra_pid: 42 });
+        assert_eq!(ctx.pid, PodPid::Pod("/run/criox/pods/p1/ns/pid".into()));
         assert_eq!(
             ctx.shm_path.unwrap().to_str(),
             Some("/run/criox/pods/p1/shm")

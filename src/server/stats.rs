@@ -1,59 +1,311 @@
 //! Statistics, metrics and container events.
 
-use super::runtime::ContainerEventStream;
+use std::path::Path;
+use std::time::Instant;
+
 use criox_proto::v1::*;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::containers::{container_error, to_status};
+use super::runtime::ContainerEventStream;
 use super::{CriServer, unimplemented};
+use crate::container::events::{ContainerEvent, EventKind};
+use crate::container::manager::now_ns;
+use crate::container::record::{ContainerRecord, Filter, State};
+use crate::sandbox::{Pod, PodFilter, PodState};
+use crate::stats::cgroup::Hierarchy;
+use crate::stats::{disk, network};
+
+/// CPU and memory of one cgroup, with the CPU rate since the previous sample under `key`.
+/// A cgroup that is gone (its container just exited) gives nothing.
+fn cgroup_usage(
+    server: &CriServer,
+    key: &str,
+    cgroup: &str,
+) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<u64>) {
+    if cgroup.is_empty() {
+        return (None, None, None);
+    }
+    let now = Instant::now();
+    let timestamp = now_ns();
+    let stats = match Hierarchy::host().read(Path::new(cgroup)) {
+        Ok(stats) => stats,
+        Err(e) => {
+            if !e.is_gone() {
+                tracing::warn!(%key, %cgroup, error = %e, "cannot read cgroup statistics");
+            }
+            return (None, None, None);
+        }
+    };
+    let rate = server.cpu_rate.sample(key, now, stats.cpu_usage_ns);
+    let m = &stats.memory;
+    let value = |value| Some(UInt64Value { value });
+    let cpu = CpuUsage {
+        timestamp,
+        usage_core_nano_seconds: value(stats.cpu_usage_ns),
+        usage_nano_cores: rate.and_then(value),
+    };
+    let memory = MemoryUsage {
+        timestamp,
+        working_set_bytes: value(m.working_set_bytes),
+        available_bytes: m.available_bytes().and_then(value),
+        usage_bytes: value(m.usage_bytes),
+        rss_bytes: value(m.rss_bytes),
+        page_faults: value(m.page_faults),
+        major_page_faults: value(m.major_page_faults),
+    };
+    (Some(cpu), Some(memory), stats.processes)
+}
+
+/// One container's figures: CPU and memory from its cgroup, and its writable layer.
+fn container_stats_of(server: &CriServer, record: &ContainerRecord) -> ContainerStats {
+    let timestamp = now_ns();
+    // An exited container's cgroup, until removal, only holds what its last run left.
+    let (cpu, memory, _) = if record.state == State::Exited {
+        (None, None, None)
+    } else {
+        cgroup_usage(server, &record.id, &record.cgroup)
+    };
+    let upper = server.containers.writable_layer(&record.id);
+    let writable_layer = disk::usage(&upper).ok().map(|usage| FilesystemUsage {
+        timestamp,
+        fs_id: Some(FilesystemIdentifier {
+            mountpoint: upper.display().to_string(),
+        }),
+        used_bytes: Some(UInt64Value { value: usage.bytes }),
+        inodes_used: Some(UInt64Value {
+            value: usage.inodes,
+        }),
+    });
+    ContainerStats {
+        attributes: Some(ContainerAttributes {
+            id: record.id.clone(),
+            metadata: Some(ContainerMetadata {
+                name: record.name.clone(),
+                attempt: record.attempt,
+            }),
+            labels: record.labels.clone(),
+            annotations: record.annotations.clone(),
+        }),
+        cpu,
+        memory,
+        writable_layer,
+        swap: None,
+    }
+}
 
 pub async fn container_stats(
-    _server: &CriServer,
-    _req: ContainerStatsRequest,
+    server: &CriServer,
+    req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
-    Err(unimplemented(
-        "ContainerStats",
-        "statistics, events and metrics are not available",
-    ))
+    let record = server
+        .containers
+        .get(&req.container_id)
+        .map_err(container_error)?;
+    let server = server.clone();
+    let stats = tokio::task::spawn_blocking(move || container_stats_of(&server, &record))
+        .await
+        .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    Ok(ContainerStatsResponse { stats: Some(stats) })
 }
 
 pub async fn list_container_stats(
-    _server: &CriServer,
-    _req: ListContainerStatsRequest,
+    server: &CriServer,
+    req: ListContainerStatsRequest,
 ) -> Result<ListContainerStatsResponse, Status> {
-    Err(unimplemented(
-        "ListContainerStats",
-        "statistics, events and metrics are not available",
-    ))
+    let filter = match req.filter {
+        Some(f) => Filter {
+            id: (!f.id.is_empty()).then_some(f.id),
+            pod_id: (!f.pod_sandbox_id.is_empty()).then_some(f.pod_sandbox_id),
+            state: None,
+            labels: f.label_selector,
+        },
+        None => Filter::default(),
+    };
+    let records: Vec<ContainerRecord> = server
+        .containers
+        .list(&filter)
+        .into_iter()
+        .filter(|r| r.state == State::Running || r.state == State::Created)
+        .collect();
+    let server = server.clone();
+    let stats = tokio::task::spawn_blocking(move || {
+        records
+            .iter()
+            .map(|r| container_stats_of(&server, r))
+            .collect()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    Ok(ListContainerStatsResponse { stats })
+}
+
+/// A pod's figures: its cgroup, its network namespace's interfaces, and its containers.
+fn pod_stats_of(server: &CriServer, pod: &Pod, containers: &[ContainerRecord]) -> PodSandboxStats {
+    let timestamp = now_ns();
+    let (cpu, memory, processes) = cgroup_usage(server, &pod.id, pod.cgroup_parent());
+    let network =
+        pod.paths
+            .namespaces
+            .network
+            .as_ref()
+            .and_then(|netns| match network::read(netns) {
+                Ok(interfaces) => {
+                    let interfaces: Vec<NetworkInterfaceUsage> = interfaces
+                        .into_iter()
+                        .map(|i| NetworkInterfaceUsage {
+                            name: i.name,
+                            rx_bytes: Some(UInt64Value { value: i.rx_bytes }),
+                            rx_errors: Some(UInt64Value { value: i.rx_errors }),
+                            tx_bytes: Some(UInt64Value { value: i.tx_bytes }),
+                            tx_errors: Some(UInt64Value { value: i.tx_errors }),
+                        })
+                        .collect();
+                    let default_interface = interfaces
+                        .iter()
+                        .find(|i| i.name == "eth0")
+                        .or(interfaces.first())
+                        .cloned();
+                    Some(NetworkUsage {
+                        timestamp,
+                        default_interface,
+                        interfaces,
+                    })
+                }
+                Err(e) => {
+                    if !e.is_gone() {
+                        tracing::warn!(pod = %pod.id, error = %e, "cannot read network statistics");
+                    }
+                    None
+                }
+            });
+    PodSandboxStats {
+        attributes: Some(PodSandboxAttributes {
+            id: pod.id.clone(),
+            metadata: Some(PodSandboxMetadata {
+                name: pod.spec.name.clone(),
+                uid: pod.spec.uid.clone(),
+                namespace: pod.spec.namespace.clone(),
+                attempt: pod.spec.attempt,
+            }),
+            labels: pod.spec.labels.clone().into_iter().collect(),
+            annotations: pod.spec.annotations.clone().into_iter().collect(),
+        }),
+        linux: Some(LinuxPodSandboxStats {
+            cpu,
+            memory,
+            network,
+            process: processes.map(|value| ProcessUsage {
+                timestamp,
+                process_count: Some(UInt64Value { value }),
+            }),
+            containers: containers
+                .iter()
+                .filter(|c| {
+                    c.pod_id == pod.id && matches!(c.state, State::Created | State::Running)
+                })
+                .map(|c| container_stats_of(server, c))
+                .collect(),
+        }),
+        windows: None,
+    }
 }
 
 pub async fn pod_sandbox_stats(
-    _server: &CriServer,
-    _req: PodSandboxStatsRequest,
+    server: &CriServer,
+    req: PodSandboxStatsRequest,
 ) -> Result<PodSandboxStatsResponse, Status> {
-    Err(unimplemented(
-        "PodSandboxStats",
-        "statistics, events and metrics are not available",
-    ))
+    let pod = server
+        .pods
+        .get(&req.pod_sandbox_id)
+        .await
+        .map_err(super::pods::status_of)?;
+    let containers = server.containers.list(&Filter::default());
+    let server = server.clone();
+    let stats = tokio::task::spawn_blocking(move || pod_stats_of(&server, &pod, &containers))
+        .await
+        .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    Ok(PodSandboxStatsResponse { stats: Some(stats) })
 }
 
 pub async fn list_pod_sandbox_stats(
-    _server: &CriServer,
-    _req: ListPodSandboxStatsRequest,
+    server: &CriServer,
+    req: ListPodSandboxStatsRequest,
 ) -> Result<ListPodSandboxStatsResponse, Status> {
-    Err(unimplemented(
-        "ListPodSandboxStats",
-        "statistics, events and metrics are not available",
-    ))
+    let filter = req.filter.unwrap_or_default();
+    let pods: Vec<Pod> = server
+        .pods
+        .list(&PodFilter {
+            id: filter.id,
+            state: Some(PodState::Ready),
+            labels: filter.label_selector.into_iter().collect(),
+        })
+        .await;
+    let containers = server.containers.list(&Filter::default());
+    let server = server.clone();
+    let stats = tokio::task::spawn_blocking(move || {
+        pods.iter()
+            .map(|pod| pod_stats_of(&server, pod, &containers))
+            .collect()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    Ok(ListPodSandboxStatsResponse { stats })
 }
 
 pub async fn get_container_events(
-    _server: &CriServer,
+    server: &CriServer,
     _req: GetEventsRequest,
 ) -> Result<ContainerEventStream, Status> {
-    Err(unimplemented(
-        "GetContainerEvents",
-        "statistics, events and metrics are not available",
-    ))
+    let server = server.clone();
+    let mut events = server.containers.events().subscribe();
+    // A task per subscriber turns events into responses; it ends when the subscriber
+    // goes away (the send fails) or the daemon stops (the channel closes).
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a container event subscriber fell behind");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let response = event_response(&server, &event).await;
+            if tx.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn event_response(server: &CriServer, event: &ContainerEvent) -> ContainerEventResponse {
+    let kind = match event.kind {
+        EventKind::Created => ContainerEventType::ContainerCreatedEvent,
+        EventKind::Started => ContainerEventType::ContainerStartedEvent,
+        EventKind::Stopped => ContainerEventType::ContainerStoppedEvent,
+        EventKind::Deleted => ContainerEventType::ContainerDeletedEvent,
+    };
+    let pod_filter = Filter {
+        pod_id: Some(event.pod_id.clone()),
+        ..Default::default()
+    };
+    ContainerEventResponse {
+        container_id: event.container_id.clone(),
+        container_event_type: kind as i32,
+        created_at: event.at_ns,
+        pod_sandbox_status: server.pod_status_for_event(&event.pod_id).await,
+        containers_statuses: server
+            .containers
+            .list(&pod_filter)
+            .iter()
+            .map(to_status)
+            .collect(),
+    }
 }
 
 pub async fn list_metric_descriptors(

@@ -1,5 +1,6 @@
 //! Exec, Attach and PortForward: validate, store the request on the streaming server, and
-//! answer with the URL the client connects to.
+//! answer with the URL the client connects to; and the daemon's side of the streaming
+//! server, which runs those sessions against containers and pods.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,9 +8,12 @@ use std::sync::Arc;
 use criox_proto::v1::*;
 use tonic::Status;
 
-use super::CriServer;
+use super::{CriServer, relay};
 use crate::config::Config;
+use crate::container::manager::{ContainerError, ContainerManager};
+use crate::container::record::{ContainerRecord, State};
 use crate::sandbox::{Pod, PodState, SandboxError, SandboxManager};
+use crate::store::StoreError;
 use crate::streaming::runtime::{BoxFuture, ProcessIo};
 use crate::streaming::{Request, RuntimeError, StreamingError, StreamingRuntime, StreamingServer};
 
@@ -18,23 +22,37 @@ use crate::streaming::{Request, RuntimeError, StreamingError, StreamingRuntime, 
 pub async fn start(
     config: &Config,
     pods: Arc<SandboxManager>,
+    containers: Arc<ContainerManager>,
 ) -> Result<StreamingServer, StreamingError> {
     StreamingServer::start(
         &config.streaming.address,
         config.streaming.port,
-        Arc::new(DaemonContainers { pods }),
+        Arc::new(DaemonContainers { pods, containers }),
     )
     .await
 }
 
-/// The daemon's side of the streaming seam. Port forwarding dials into the pod's pinned
-/// network namespace; the daemon does not run containers yet, so every container id is
-/// unknown until the container manager plugs in here.
+/// The daemon's side of the streaming seam: exec through the container's runtime, attach
+/// through its monitor, port forwarding into the pod's pinned network namespace.
 struct DaemonContainers {
     pods: Arc<SandboxManager>,
+    containers: Arc<ContainerManager>,
 }
 
 impl DaemonContainers {
+    fn running(&self, container_id: &str) -> Result<ContainerRecord, RuntimeError> {
+        let record = self.containers.get(container_id).map_err(|e| match e {
+            ContainerError::Store(StoreError::NotFound(..)) => {
+                RuntimeError::NotFound(container_id.to_string())
+            }
+            other => RuntimeError::Failed(other.to_string()),
+        })?;
+        if record.state != State::Running {
+            return Err(RuntimeError::NotRunning(record.id));
+        }
+        Ok(record)
+    }
+
     async fn ready_pod(&self, pod_id: &str) -> Result<Pod, RuntimeError> {
         let pod = self.pods.get(pod_id).await.map_err(|e| match e {
             SandboxError::NotFound(_) | SandboxError::Ambiguous(_) => {
@@ -54,7 +72,7 @@ impl StreamingRuntime for DaemonContainers {
         &'a self,
         container_id: &'a str,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+        Box::pin(async move { self.running(container_id).map(|_| ()) })
     }
 
     fn check_pod<'a>(&'a self, pod_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
@@ -64,18 +82,38 @@ impl StreamingRuntime for DaemonContainers {
     fn exec<'a>(
         &'a self,
         container_id: &'a str,
-        _cmd: Vec<String>,
-        _io: ProcessIo,
+        cmd: Vec<String>,
+        io: ProcessIo,
     ) -> BoxFuture<'a, Result<i32, RuntimeError>> {
-        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+        Box::pin(async move {
+            let record = self.running(container_id)?;
+            let exec = self
+                .containers
+                .spawn_exec(&record.id, &cmd, io.tty)
+                .await
+                .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+            relay::exec(exec, io).await
+        })
     }
 
     fn attach<'a>(
         &'a self,
         container_id: &'a str,
-        _io: ProcessIo,
+        io: ProcessIo,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move { Err(RuntimeError::NotFound(container_id.to_string())) })
+        Box::pin(async move {
+            let record = self.running(container_id)?;
+            let dir = self.containers.monitor_dir(&record.id);
+            let stdin = io.stdin.is_some() && record.stdin;
+            let id = record.id.clone();
+            let stream = tokio::task::spawn_blocking(move || {
+                criox_runtime::monitor_client::attach(&id, &dir, stdin)
+            })
+            .await
+            .map_err(|e| RuntimeError::Failed(e.to_string()))?
+            .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+            relay::attach(stream, io).await
+        })
     }
 
     fn port_forward_netns<'a>(

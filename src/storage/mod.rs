@@ -1,6 +1,8 @@
-//! Unpacked image layers, one directory per chain id, ready to be overlayfs lower dirs;
-//! and the usage figures that ImageFsInfo reports.
+//! Filesystems: unpacked image layers, one directory per chain id, ready to be overlayfs
+//! lower dirs; the usage figures that ImageFsInfo reports; and containers' overlay root
+//! filesystems over those layers.
 
+pub mod rootfs;
 pub mod unpack;
 
 use std::fs;

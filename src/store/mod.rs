@@ -250,6 +250,7 @@ impl<T: Record> Store<T> {
     }
 
     /// The id of the record holding `name`, if any.
+    #[cfg(test)]
     pub fn holder_of(&self, name: &str) -> Option<String> {
         self.read().by_name.get(name).cloned()
     }
@@ -258,6 +259,7 @@ impl<T: Record> Store<T> {
         self.read().by_id.values().cloned().collect()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.read().by_id.len()
     }

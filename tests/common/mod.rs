@@ -84,13 +84,15 @@ impl DaemonBuilder {
 
     /// Starts the daemon and waits until it answers Version.
     pub async fn start(self) -> Daemon {
+        // Short: unix sockets of monitors and runtimes live below the state directory,
+        // and their paths must fit in 108 bytes with a 64-character container id.
         let dir = tempfile::Builder::new()
-            .prefix("criox-test-")
+            .prefix("cx")
             .tempdir()
             .expect("temporary directory");
         let dir = dir.keep();
         let root = dir.join("root");
-        let state = dir.join("state");
+        let state = dir.join("s");
         let cni_dir = dir.join("cni");
         std::fs::create_dir_all(&cni_dir).unwrap();
         let config_path = dir.join("etc/criox.toml");

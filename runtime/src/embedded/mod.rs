@@ -7,11 +7,12 @@
 mod exec;
 mod spec_fixes;
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt, create_cgroup_manager};
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::{Container, ContainerStatus, State};
+use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
@@ -21,6 +22,9 @@ pub use exec::{ExecRequest, exec};
 
 use crate::backend::{Backend, BackendError, ContainerState, CreateOptions, Status};
 use crate::bundle;
+
+/// File in an adjusted bundle naming the bundle the caller gave.
+const ORIGIN: &str = "origin";
 
 /// libcontainer with its state under `root` (one directory per container id).
 #[derive(Debug, Clone)]
@@ -67,6 +71,17 @@ impl Embedded {
             return Err(BackendError::NotFound { id: id.to_string() });
         }
         Container::load(dir).map_err(|e| Self::lib_err(id, "load state", e))
+    }
+
+    /// The bundle the caller created the container from.
+    fn reported_bundle(&self, id: &str, c: &Container) -> PathBuf {
+        let shadow = self.shadow_bundle_dir(id);
+        if c.bundle() == &shadow
+            && let Ok(origin) = std::fs::read(shadow.join(ORIGIN))
+        {
+            return PathBuf::from(std::ffi::OsString::from_vec(origin));
+        }
+        c.bundle().clone()
     }
 
     fn shadow_bundle_dir(&self, id: &str) -> PathBuf {
@@ -167,28 +182,24 @@ impl Backend for Embedded {
         if let Some(cwd) = cwd {
             let _ = std::env::set_current_dir(cwd);
         }
-        let outcome = match result {
+        match result {
             Ok(container) => {
                 let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
-                if shadow.is_some() {
-                    // Report and hand hooks and exec the bundle the caller gave.
-                    let dir = self.container_dir(id);
-                    if let Ok(mut state) = State::load(&dir) {
-                        state.bundle = opts.bundle.to_path_buf();
-                        let _ = state.save(&dir);
-                    }
+                // The adjusted bundle stays while the container lives: exec reads the
+                // container's spec from it. `state` reports the bundle the caller gave.
+                if let Some(dir) = &shadow {
+                    let _ = std::fs::write(dir.join(ORIGIN), opts.bundle.as_os_str().as_bytes());
                 }
                 Ok(pid)
             }
             Err(e) => {
                 self.clean_failed_create(id);
+                if let Some(dir) = shadow {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 Err(Self::lib_err(id, "create", e))
             }
-        };
-        if let Some(dir) = shadow {
-            let _ = std::fs::remove_dir_all(dir);
         }
-        outcome
     }
 
     fn start(&self, id: &str) -> Result<(), BackendError> {
@@ -209,32 +220,29 @@ impl Backend for Embedded {
             .map_err(|e| Self::lib_err(id, "delete", e))?;
         // A container whose config never got written leaves its directory behind.
         let _ = std::fs::remove_dir_all(self.container_dir(id));
+        let _ = std::fs::remove_dir_all(self.shadow_bundle_dir(id));
         Ok(())
     }
 
     fn state(&self, id: &str) -> Result<ContainerState, BackendError> {
         let c = self.load(id)?;
+        let reported = self.reported_bundle(id, &c);
         let status = status_of(&c);
         let pid = match status {
             Status::Stopped => 0,
             _ => c.pid().map(|p| p.as_raw()).unwrap_or(0),
         };
-        let rootfs = c
-            .spec()
+        let rootfs = oci_spec::runtime::Spec::load(reported.join("config.json"))
             .ok()
-            .and(
-                oci_spec::runtime::Spec::load(c.bundle().join("config.json"))
-                    .ok()
-                    .and_then(|s| s.root().as_ref().map(|r| r.path().clone())),
-            )
-            .map(|r| bundle::rootfs_path(c.bundle(), &r))
+            .and_then(|s| s.root().as_ref().map(|r| r.path().clone()))
+            .map(|r| bundle::rootfs_path(&reported, &r))
             .unwrap_or_default();
         Ok(ContainerState {
             oci_version: "1.0.2".to_string(),
             id: id.to_string(),
             pid,
             status,
-            bundle: c.bundle().clone(),
+            bundle: reported,
             rootfs,
             created: c.created().map(|t| t.to_rfc3339()),
             owner: c.creator().map(|o| o.to_string_lossy().into_owned()),

@@ -8,7 +8,7 @@
 pub mod args;
 mod attach;
 mod confine;
-mod console;
+pub mod console;
 pub mod cri_log;
 pub mod exit_record;
 pub mod files;

@@ -1,0 +1,227 @@
+//! What the daemon remembers of each container across restarts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Record;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Being made: the record exists so a crash can be cleaned up, the container may not.
+    Creating,
+    Created,
+    Running,
+    Exited,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Creating => "creating",
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    /// Nanoseconds since the epoch.
+    pub finished_at: i64,
+    pub oom_killed: bool,
+    /// Set when the daemon could not learn the real end (the monitor died with it).
+    pub unknown: bool,
+}
+
+impl Exit {
+    /// The CRI reason the kubelet shows.
+    pub fn reason(&self) -> &'static str {
+        if self.oom_killed {
+            "OOMKilled"
+        } else if self.code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+    }
+}
+
+/// A bind mount as the container sees it, kept for ContainerStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI numbers them.
+    pub propagation: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub pod_id: String,
+    /// CRI metadata name and attempt.
+    pub name: String,
+    pub attempt: u32,
+    /// Unique among live containers: the name, pod name, namespace, uid and attempt.
+    pub full_name: String,
+    /// The image as the user named it, and the image id it resolved to.
+    pub image: String,
+    pub image_id: String,
+    /// A digest reference of the image (repo@sha256:…), for ContainerStatus.image_ref.
+    pub image_ref: String,
+    pub labels: HashMap<String, String>,
+    pub annotations: HashMap<String, String>,
+    pub mounts: Vec<MountRecord>,
+    /// The CRI log file (pod log directory + container log path), if any.
+    pub log_path: Option<PathBuf>,
+    /// The runtime handler the pod chose.
+    pub handler: String,
+    /// The container's cgroup, relative to the hierarchy root.
+    pub cgroup: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// Signal for StopContainer, from the image's StopSignal.
+    pub stop_signal: i32,
+    pub state: State,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub exit: Option<Exit>,
+}
+
+impl Record for ContainerRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.full_name)
+    }
+}
+
+/// The unique name of a container, as the kubelet's naming makes it.
+pub fn full_name(
+    name: &str,
+    attempt: u32,
+    pod_name: &str,
+    pod_namespace: &str,
+    pod_uid: &str,
+) -> String {
+    format!("k8s_{name}_{pod_name}_{pod_namespace}_{pod_uid}_{attempt}")
+}
+
+/// Which containers a List call wants.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// A full id or unique prefix.
+    pub id: Option<String>,
+    pub pod_id: Option<String>,
+    pub state: Option<State>,
+    pub labels: HashMap<String, String>,
+}
+
+impl Filter {
+    pub fn matches(&self, record: &ContainerRecord) -> bool {
+        self.id
+            .as_ref()
+            .is_none_or(|id| record.id.starts_with(id.as_str()))
+            && self
+                .pod_id
+                .as_ref()
+                .is_none_or(|pod| record.pod_id.starts_with(pod.as_str()))
+            // A container still being made is not shown as anything yet.
+            && match self.state {
+                Some(state) => record.state == state,
+                None => record.state != State::Creating,
+            }
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| record.labels.get(k) == Some(v))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn record(id: &str, pod: &str, state: State) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_string(),
+            pod_id: pod.to_string(),
+            name: "app".to_string(),
+            attempt: 0,
+            full_name: format!("k8s_app_{id}"),
+            image: "busybox".to_string(),
+            image_id: "sha256:00".to_string(),
+            image_ref: "busybox@sha256:00".to_string(),
+            labels: HashMap::from([("tier".to_string(), "web".to_string())]),
+            annotations: HashMap::new(),
+            mounts: Vec::new(),
+            log_path: None,
+            handler: "embedded".to_string(),
+            cgroup: "/criox/p/c".to_string(),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            stop_signal: 15,
+            state,
+            created_at: 1,
+            started_at: 0,
+            pid: 0,
+            monitor_pid: 0,
+            exit: None,
+        }
+    }
+
+    #[test]
+    fn filters_combine_id_prefix_pod_state_and_labels() {
+        let running = record("abc123", "pod1", State::Running);
+        let creating = record("abd456", "pod1", State::Creating);
+        let all = Filter::default();
+        assert!(all.matches(&running));
+        assert!(!all.matches(&creating), "half-made containers are hidden");
+        let by_prefix = Filter {
+            id: Some("abc".to_string()),
+            ..Default::default()
+        };
+        assert!(by_prefix.matches(&running));
+        let by_state = Filter {
+            state: Some(State::Exited),
+            ..Default::default()
+        };
+        assert!(!by_state.matches(&running));
+        let by_label = Filter {
+            labels: HashMap::from([("tier".to_string(), "db".to_string())]),
+            ..Default::default()
+        };
+        assert!(!by_label.matches(&running));
+        let by_pod = Filter {
+            pod_id: Some("pod2".to_string()),
+            ..Default::default()
+        };
+        assert!(!by_pod.matches(&running));
+    }
+
+    #[test]
+    fn exit_reasons_follow_the_kubelet() {
+        let exit = |code, oom_killed| Exit {
+            code,
+            finished_at: 0,
+            oom_killed,
+            unknown: false,
+        };
+        assert_eq!(exit(0, false).reason(), "Completed");
+        assert_eq!(exit(1, false).reason(), "Error");
+        assert_eq!(exit(137, true).reason(), "OOMKilled");
+    }
+}

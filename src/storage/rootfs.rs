@@ -1,0 +1,196 @@
+//! A container's root filesystem: the image's unpacked layers as overlay lower
+//! directories, with a writable upper directory of the container's own.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+/// The mount data of one overlay must fit in a page.
+const MAX_MOUNT_DATA: usize = 4095;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "overlay options for {target} are {len} bytes, over the kernel's limit of {MAX_MOUNT_DATA}: too many layers"
+    )]
+    TooManyLayers { target: PathBuf, len: usize },
+    #[error(
+        "layer directory {0} contains a character overlayfs cannot take in a path (',' or ':')"
+    )]
+    BadLayerPath(PathBuf),
+    #[error("cannot mount the root filesystem at {target}: {source}")]
+    Mount { target: PathBuf, source: nix::Error },
+    #[error("cannot unmount the root filesystem at {target}: {source}")]
+    Unmount { target: PathBuf, source: nix::Error },
+}
+
+/// The directories of one container's root filesystem, all under `dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    /// Where the merged tree is mounted; the bundle's `root.path`.
+    pub target: PathBuf,
+    /// The container's writes: what writable-layer statistics measure.
+    pub upper: PathBuf,
+    work: PathBuf,
+    /// A lower directory for images without layers, since overlay needs at least one.
+    empty: PathBuf,
+}
+
+impl Rootfs {
+    pub fn new(dir: &Path) -> Rootfs {
+        Rootfs {
+            target: dir.join("rootfs"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            empty: dir.join("empty"),
+        }
+    }
+
+    /// Mounts `layers` (topmost first, the order `lowerdir=` takes) under the upper
+    /// directory.
+    pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
+        for dir in [&self.target, &self.upper, &self.work, &self.empty] {
+            std::fs::create_dir_all(dir).map_err(|source| RootfsError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let data = self.options(layers)?;
+        mount(
+            Some("overlay"),
+            &self.target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|source| RootfsError::Mount {
+            target: self.target.clone(),
+            source,
+        })
+    }
+
+    fn options(&self, layers: &[PathBuf]) -> Result<String, RootfsError> {
+        let mut lower: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
+        if lower.is_empty() {
+            lower.push(&self.empty);
+        }
+        for dir in lower
+            .iter()
+            .copied()
+            .chain([self.upper.as_path(), self.work.as_path()])
+        {
+            let text = dir.to_string_lossy();
+            if text.contains(',') || text.contains(':') {
+                return Err(RootfsError::BadLayerPath(dir.to_path_buf()));
+            }
+        }
+        let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+        // index=off and xino=off keep the mount independent of which layer directories
+        // other containers mount at the same time.
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},index=off,xino=off",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        if data.len() > MAX_MOUNT_DATA {
+            return Err(RootfsError::TooManyLayers {
+                target: self.target.clone(),
+                len: data.len(),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Unmounts the merged tree; unmounting what is not mounted succeeds, so removal can
+    /// be retried after a crash.
+    pub fn unmount(&self) -> Result<(), RootfsError> {
+        match umount2(&self.target, MntFlags::empty()) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+            Err(nix::Error::EBUSY) => {
+                umount2(&self.target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Unmount {
+                    target: self.target.clone(),
+                    source,
+                })
+            }
+            Err(source) => Err(RootfsError::Unmount {
+                target: self.target.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_mounted(path: &Path) -> bool {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        text.lines()
+            .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+    }
+
+    #[test]
+    fn layers_stack_with_the_top_layer_winning_and_writes_go_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("layers/base");
+        let top = dir.path().join("layers/top");
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::fs::write(base.join("etc/os"), "base").unwrap();
+        std::fs::write(base.join("etc/only-base"), "b").unwrap();
+        std::fs::write(top.join("etc/os"), "top").unwrap();
+
+        let rootfs = Rootfs::new(&dir.path().join("ctr"));
+        rootfs.mount(&[top.clone(), base.clone()]).unwrap();
+        struct Unmount<'a>(&'a Rootfs);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.unmount();
+            }
+        }
+        let guard = Unmount(&rootfs);
+        assert!(is_mounted(&rootfs.target));
+        assert_eq!(
+            std::fs::read_to_string(rootfs.target.join("etc/os")).unwrap(),
+            "top"
+        );
+        assert!(rootfs.target.join("etc/only-base").exists());
+
+        std::fs::write(rootfs.target.join("new-file"), "x").unwrap();
+        std::fs::remove_file(rootfs.target.join("etc/only-base")).unwrap();
+        assert!(rootfs.upper.join("new-file").exists());
+        assert!(base.join("etc/only-base").exists(), "a layer was modified");
+
+        drop(guard);
+        assert!(!is_mounted(&rootfs.target));
+        // Unmounting twice is fine.
+        rootfs.unmount().unwrap();
+    }
+
+    #[test]
+    fn an_image_without_layers_still_mounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = Rootfs::new(dir.path());
+        rootfs.mount(&[]).unwrap();
+        std::fs::write(rootfs.target.join("f"), "x").unwrap();
+        rootfs.unmount().unwrap();
+        assert!(rootfs.upper.join("f").exists());
+    }
+
+    #[test]
+    fn too_many_layers_is_a_clear_error() {
+        let rootfs = Rootfs::new(Path::new("/var/lib/criox/containers/abc"));
+        let layers: Vec<PathBuf> = (0..200)
+            .map(|i| PathBuf::from(format!("/var/lib/criox/layers/{i:064}")))
+            .collect();
+        let err = rootfs.options(&layers).unwrap_err();
+        assert!(matches!(err, RootfsError::TooManyLayers { .. }), "{err}");
+    }
+}

@@ -1,0 +1,718 @@
+//! Containers through the CRI, as the kubelet drives them: pull an image from the loopback
+//! registry, run a pod, create, start, exec, log, stop and remove containers, and survive
+//! a daemon restart.
+
+mod common;
+#[path = "pods_support/mod.rs"]
+mod pods_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Daemon, fixtures};
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::*;
+use pods_support::{TestNetwork, pod_config, run_pod};
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+fn busybox() -> String {
+    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
+}
+
+/// A daemon that trusts the loopback registry, with busybox pulled.
+async fn daemon_with_busybox(extra: &str) -> (Daemon, tempfile::TempDir) {
+    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
+    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
+    let dir = conf.path();
+    let registries = dir.join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .config(extra)
+        .drop_in(
+            "10-images.toml",
+            &format!(
+                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+                registries.display().to_string(),
+                policy.display().to_string()
+            ),
+        )
+        .start()
+        .await;
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: busybox(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull busybox");
+    (daemon, conf)
+}
+
+fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
+    let mut config = pod_config(name, &common::unique("uid"));
+    config.log_directory = log_dir.display().to_string();
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                pid: NamespaceMode::Container as i32,
+                ipc: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+fn container(name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: busybox(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    rt: &mut Rt,
+    pod: &str,
+    pod_config: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> String {
+    rt.create_container(CreateContainerRequest {
+        pod_sandbox_id: pod.to_string(),
+        config: Some(config),
+        sandbox_config: Some(pod_config.clone()),
+    })
+    .await
+    .expect("CreateContainer")
+    .into_inner()
+    .container_id
+}
+
+async fn start(rt: &mut Rt, id: &str) {
+    rt.start_container(StartContainerRequest {
+        container_id: id.to_string(),
+    })
+    .await
+    .expect("StartContainer");
+}
+
+async fn status(rt: &mut Rt, id: &str) -> ContainerStatus {
+    rt.container_status(ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    })
+    .await
+    .expect("ContainerStatus")
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+async fn wait_exited(rt: &mut Rt, id: &str) -> ContainerStatus {
+    for _ in 0..1000 {
+        let s = status(rt, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("container {id} did not exit");
+}
+
+async fn exec(rt: &mut Rt, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+    rt.exec_sync(ExecSyncRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout: 10,
+    })
+    .await
+    .expect("ExecSync")
+    .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let logs = daemon.dir.join("logs");
+    let pod_config = host_network_pod("exit", &logs);
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+
+    let mut config = container(
+        "job",
+        &["sh", "-c", "echo hello; echo oops >&2; printf part; exit 3"],
+    );
+    config.envs = vec![KeyValue {
+        key: "GREETING".to_string(),
+        value: "hi".to_string(),
+    }];
+    let id = create(&mut rt, &pod, &pod_config, config).await;
+    let created = status(&mut rt, &id).await;
+    assert_eq!(created.state, ContainerState::ContainerCreated as i32);
+    start(&mut rt, &id).await;
+    let exited = wait_exited(&mut rt, &id).await;
+    assert_eq!(exited.exit_code, 3);
+    assert_eq!(exited.reason, "Error");
+    assert!(exited.finished_at >= exited.started_at && exited.started_at > 0);
+    assert_eq!(exited.image.unwrap().image, busybox());
+
+    let log = std::fs::read_to_string(logs.join("job.log")).unwrap();
+    assert!(log.contains(" stdout F hello\n"), "{log}");
+    assert!(log.contains(" stderr F oops\n"), "{log}");
+    assert!(log.contains(" stdout P part\n"), "{log}");
+
+    // ctl sees the same container, by a prefix of its id.
+    let out = daemon.ctl(&["ps", "-a", "-q"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = daemon.ctl(&["logs", &id[..12]]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\npart");
+
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    let err = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_stop_and_the_image_entrypoint_rules() {
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let pod_config = host_network_pod("exec", &daemon.dir.join("logs"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    // args only: the image's Cmd is replaced, its Entrypoint (none) kept.
+    let mut config = container("server", &[]);
+    config.args = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        "trap '' TERM; while :; do sleep 1; done".to_string(),
+    ];
+    config.working_dir = "/tmp".to_string();
+    let id = create(&mut rt, &pod, &pod_config, config).await;
+    start(&mut rt, &id).await;
+
+    let out = exec(
+        &mut rt,
+        &id,
+        &["sh", "-c", "pwd; echo $HOME; id -u; exit 4"],
+    )
+    .await;
+    assert_eq!(out.exit_code, 4);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/tmp\n/root\n0\n");
+
+    let err = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".to_string(), "60".to_string()],
+            timeout: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+
+    // The process ignores SIGTERM: stop must kill it after the timeout.
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 1,
+    })
+    .await
+    .unwrap();
+    let stopped = status(&mut rt, &id).await;
+    assert_eq!(stopped.state, ContainerState::ContainerExited as i32);
+    assert_eq!(stopped.exit_code, 137);
+
+    // Exec into a stopped container is refused.
+    let err = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".to_string()],
+            timeout: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+
+    // Removing the pod removes its containers.
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    let left = rt
+        .list_containers(ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_in_a_bridged_pod_share_localhost() {
+    let network = TestNetwork::new(Path::new("/tmp"));
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    network.install(&daemon.cni_dir);
+    let mut rt = daemon.runtime().await;
+    let mut pod_config = pod_config("talk", &common::unique("uid"));
+    pod_config.log_directory = daemon.dir.join("logs").display().to_string();
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+
+    let server = create(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container(
+            "server",
+            &[
+                "sh",
+                "-c",
+                "echo pong > /tmp/index.html; httpd -f -p 127.0.0.1:8080 -h /tmp",
+            ],
+        ),
+    )
+    .await;
+    start(&mut rt, &server).await;
+    let client = create(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container("client", &["sleep", "60"]),
+    )
+    .await;
+    start(&mut rt, &client).await;
+
+    let mut answer = String::new();
+    for _ in 0..100 {
+        let out = exec(
+            &mut rt,
+            &client,
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        )
+        .await;
+        answer = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.exit_code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer, "pong\n");
+    // The pod's hostname, from the pod's UTS namespace.
+    let out = exec(&mut rt, &client, &["hostname"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "talk\n");
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    for id in [&server, &client] {
+        assert_eq!(
+            status(&mut rt, id).await.state,
+            ContainerState::ContainerExited as i32
+        );
+    }
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+    assert!(
+        network.allocations().is_empty(),
+        "IP allocations left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen() {
+    let (mut daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let logs = daemon.dir.join("logs");
+    let pod_config = host_network_pod("restart", &logs);
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let long = create(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container(
+            "long",
+            &["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+        ),
+    )
+    .await;
+    start(&mut rt, &long).await;
+    let short = create(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container("short", &["sh", "-c", "sleep 1; exit 5"]),
+    )
+    .await;
+    start(&mut rt, &short).await;
+
+    daemon.kill();
+    // The short container exits while no daemon runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log_size = std::fs::metadata(logs.join("long.log")).unwrap().len();
+    daemon.spawn().await;
+    let mut rt = daemon.runtime().await;
+
+    assert_eq!(
+        status(&mut rt, &long).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+    let short_status = status(&mut rt, &short).await;
+    assert_eq!(short_status.state, ContainerState::ContainerExited as i32);
+    assert_eq!(short_status.exit_code, 5);
+    // Logs kept flowing through the restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(std::fs::metadata(logs.join("long.log")).unwrap().len() > log_size);
+
+    rt.stop_container(StopContainerRequest {
+        container_id: long.clone(),
+        timeout: 5,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status(&mut rt, &long).await.state,
+        ContainerState::ContainerExited as i32
+    );
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_container_requests_name_the_field_and_leave_nothing() {
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let pod_config = host_network_pod("bad", &daemon.dir.join("logs"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let cases: Vec<(ContainerConfig, &str, tonic::Code)> = vec![
+        (
+            {
+                let mut c = container("a", &["true"]);
+                c.log_path = "../../etc/x.log".to_string();
+                c
+            },
+            "log_path",
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            {
+                let mut c = container("b", &["true"]);
+                c.image = Some(ImageSpec {
+                    image: "127.0.0.1:1/never/pulled:latest".to_string(),
+                    ..Default::default()
+                });
+                c
+            },
+            "never/pulled",
+            tonic::Code::NotFound,
+        ),
+        (
+            {
+                let mut c = container("c", &["true"]);
+                c.mounts = vec![Mount {
+                    container_path: "relative/path".to_string(),
+                    host_path: "/tmp".to_string(),
+                    ..Default::default()
+                }];
+                c
+            },
+            "container_path",
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            {
+                let mut c = container("d", &["true"]);
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(LinuxContainerResources {
+                        memory_limit_in_bytes: -5,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                c
+            },
+            "memory_limit_in_bytes",
+            tonic::Code::InvalidArgument,
+        ),
+    ];
+    for (config, names, code) in cases {
+        let err = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(names), "{names}: {}", err.message());
+    }
+    let err = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: "no-such-pod".to_string(),
+            config: Some(container("e", &["true"])),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let first = create(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container("twin", &["sleep", "60"]),
+    )
+    .await;
+    let err = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container("twin", &["sleep", "60"])),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains(&first), "{}", err.message());
+
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    let bundles: Vec<PathBuf> = std::fs::read_dir(daemon.root.join("containers"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "{bundles:?}");
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
+#[path = "streaming_support/mod.rs"]
+mod streaming_support;
+
+async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+    rt.exec(ExecRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    })
+    .await
+    .expect("Exec")
+    .into_inner()
+    .url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_exec_and_attach_reach_the_container() {
+    use streaming_support::client;
+    let (daemon, _conf) = daemon_with_busybox("").await;
+    let mut rt = daemon.runtime().await;
+    let pod_config = host_network_pod("stream", &daemon.dir.join("logs"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let mut config = container(
+        "shell",
+        &["sh", "-c", "while read line; do echo got:$line; done"],
+    );
+    config.stdin = true;
+    let id = create(&mut rt, &pod, &pod_config, config).await;
+    start(&mut rt, &id).await;
+
+    // Exec over SPDY and WebSocket: output, stderr kept apart, stdin, exit codes.
+    for proto in ["spdy", "ws"] {
+        let url = exec_url(
+            &mut rt,
+            &id,
+            &["sh", "-c", "cat; echo err >&2; exit 3"],
+            true,
+            false,
+        )
+        .await;
+        let out = client(
+            &[
+                "exec", "-proto", proto, "-url", &url, "-stdin", "-stdout", "-stderr",
+            ],
+            b"fed\n",
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{proto}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "fed\n", "{proto}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("err"),
+            "{proto}"
+        );
+    }
+
+    // A terminal: the size the client asked for, seen inside.
+    let url = exec_url(&mut rt, &id, &["stty", "size"], false, true).await;
+    let out = client(
+        &["exec", "-url", &url, "-stdout", "-tty", "-resize", "100x30"],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("30 100"),
+        "{:?}",
+        out
+    );
+
+    // Attach: stdin reaches the container's process, its output comes back.
+    let url = rt
+        .attach(AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let attached = std::process::Command::new(streaming_support::streamclient())
+        .args(["attach", "-proto", "ws", "-url", &url, "-stdin", "-stdout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attached_stdin = attached.stdin.as_ref().unwrap();
+    use std::io::Write;
+    attached_stdin.write_all(b"ping\n").unwrap();
+    // The container's own log shows the line went in, whatever the attach prints.
+    let log = daemon.dir.join("logs/shell.log");
+    let mut seen = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("got:ping")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !seen {
+        let out = streaming_support::wait_output(attached, Duration::from_secs(1));
+        panic!("attached stdin did not reach the container: {out:?}");
+    }
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    let out = streaming_support::wait_output(attached, Duration::from_secs(20));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got:ping"),
+        "{out:?}"
+    );
+
+    // Exec into a stopped container is refused when the URL is asked for.
+    let err = rt
+        .exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".to_string()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,379 @@
+//! What the kubelet reads for eviction, autoscaling and its evented PLEG: container and pod
+//! statistics from cgroups and the pod's network namespace, and container events.
+
+mod common;
+#[path = "pods_support/mod.rs"]
+mod pods_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, fixtures};
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::*;
+use pods_support::{TestNetwork, pod_config, run_pod};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
+    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
+    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
+    let registries = conf.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let policy = conf.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .drop_in(
+            "10-images.toml",
+            &format!(
+                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+                registries.display().to_string(),
+                policy.display().to_string()
+            ),
+        )
+        .start()
+        .await;
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: busybox(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull busybox");
+    (daemon, conf)
+}
+
+fn busybox() -> String {
+    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
+}
+
+fn container(name: &str, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: busybox(),
+            ..Default::default()
+        }),
+        command: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
+        ..Default::default()
+    }
+}
+
+async fn run(
+    rt: &mut Rt,
+    pod: &str,
+    pod_config: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> String {
+    let id = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("StartContainer");
+    id
+}
+
+async fn stats(rt: &mut Rt, id: &str) -> ContainerStats {
+    rt.container_stats(ContainerStatsRequest {
+        container_id: id.to_string(),
+    })
+    .await
+    .expect("ContainerStats")
+    .into_inner()
+    .stats
+    .unwrap()
+}
+
+fn value(v: &Option<UInt64Value>) -> u64 {
+    v.as_ref().map(|v| v.value).unwrap_or(0)
+}
+
+async fn exec_ok(rt: &mut Rt, id: &str, script: &str) {
+    let out = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
+            timeout: 30,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
+    let network = TestNetwork::new(Path::new("/tmp"));
+    let (daemon, _conf) = daemon_with_busybox().await;
+    network.install(&daemon.cni_dir);
+    let mut rt = daemon.runtime().await;
+    let pod_config = pod_config("stats", &common::unique("uid"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+
+    let burner = run(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container("burn", "while :; do :; done"),
+    )
+    .await;
+    let holder = run(&mut rt, &pod, &pod_config, container("hold", "sleep 600")).await;
+
+    // CPU: two samples a second apart; the first has no rate yet.
+    let first = stats(&mut rt, &burner).await;
+    assert!(first.cpu.as_ref().unwrap().usage_nano_cores.is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = stats(&mut rt, &burner).await;
+    let cpu = second.cpu.unwrap();
+    let cores = value(&cpu.usage_nano_cores) as f64 / 1e9;
+    // One busy loop on a two-core machine that other tests share.
+    assert!(cores > 0.3 && cores < 1.2, "usage_nano_cores {cores}");
+    assert!(value(&cpu.usage_core_nano_seconds) > 0);
+
+    // Memory: 60 MiB written to tmpfs stays resident and charged to the container.
+    let before = stats(&mut rt, &holder).await;
+    let base = value(&before.memory.as_ref().unwrap().working_set_bytes);
+    exec_ok(
+        &mut rt,
+        &holder,
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=60 2>/dev/null",
+    )
+    .await;
+    let after = stats(&mut rt, &holder).await;
+    let grown = value(&after.memory.as_ref().unwrap().working_set_bytes) as f64 - base as f64;
+    let expected = 60.0 * 1024.0 * 1024.0;
+    assert!(
+        (grown - expected).abs() < expected * 0.1,
+        "working set grew by {grown} bytes, expected about {expected}"
+    );
+
+    // Writable layer: 10 MiB written into the container's own filesystem.
+    let layer_before = value(&before.writable_layer.as_ref().unwrap().used_bytes);
+    exec_ok(
+        &mut rt,
+        &holder,
+        "dd if=/dev/zero of=/root/blob bs=1M count=10 2>/dev/null; sync",
+    )
+    .await;
+    let layer_after = stats(&mut rt, &holder).await;
+    let layer = layer_after.writable_layer.unwrap();
+    assert!(
+        value(&layer.used_bytes) >= layer_before + 10 * 1024 * 1024,
+        "writable layer {} after {}",
+        value(&layer.used_bytes),
+        layer_before
+    );
+    assert!(value(&layer.inodes_used) > 0);
+
+    // The pod: its containers and its network interface, whose counters move with traffic.
+    let pod_stats = |rt: &mut Rt| {
+        let mut rt = rt.clone();
+        let pod = pod.clone();
+        async move {
+            rt.pod_sandbox_stats(PodSandboxStatsRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .expect("PodSandboxStats")
+            .into_inner()
+            .stats
+            .unwrap()
+            .linux
+            .unwrap()
+        }
+    };
+    let before = pod_stats(&mut rt).await;
+    assert_eq!(before.containers.len(), 2);
+    let eth0 = before
+        .network
+        .as_ref()
+        .unwrap()
+        .default_interface
+        .clone()
+        .unwrap();
+    assert_eq!(eth0.name, "eth0");
+    let status = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let ip = status.network.unwrap().ip;
+    let ping = std::process::Command::new(common::busybox_rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "3", "-W", "2", &ip])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let after = pod_stats(&mut rt).await;
+    let eth0_after = after.network.unwrap().default_interface.unwrap();
+    assert!(value(&eth0_after.rx_bytes) > value(&eth0.rx_bytes));
+    assert!(value(&eth0_after.tx_bytes) > value(&eth0.tx_bytes));
+
+    let listed = rt
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 2);
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    // Stats of a stopped container have no cgroup figures, and no error.
+    let gone = stats(&mut rt, &burner).await;
+    assert!(gone.cpu.is_none());
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    let err = rt
+        .container_stats(ContainerStatsRequest {
+            container_id: burner,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
+    let (daemon, _conf) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
+    let mut pod_config = pod_config("events", &common::unique("uid"));
+    pod_config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let mut first = rt
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut second = daemon
+        .runtime()
+        .await
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // A subscriber that never reads must not hold the others up.
+    let _idle = daemon
+        .runtime()
+        .await
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap();
+
+    let id = run(
+        &mut rt,
+        &pod,
+        &pod_config,
+        container("blink", "sleep 0.5; exit 2"),
+    )
+    .await;
+    let mut kinds = Vec::new();
+    let mut stopped_at = None;
+    while kinds.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(20), first.next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.container_id, id);
+        assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
+        if event.container_event_type == ContainerEventType::ContainerStoppedEvent as i32 {
+            stopped_at = Some(Instant::now());
+            let status = &event.containers_statuses[0];
+            assert_eq!(status.exit_code, 2);
+        }
+        kinds.push(event.container_event_type);
+    }
+    assert_eq!(
+        kinds,
+        [
+            ContainerEventType::ContainerCreatedEvent as i32,
+            ContainerEventType::ContainerStartedEvent as i32,
+            ContainerEventType::ContainerStoppedEvent as i32,
+        ]
+    );
+    assert!(stopped_at.is_some());
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    let deleted = tokio::time::timeout(Duration::from_secs(20), first.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        deleted.container_event_type,
+        ContainerEventType::ContainerDeletedEvent as i32
+    );
+    for _ in 0..4 {
+        let event = tokio::time::timeout(Duration::from_secs(20), second.next())
+            .await
+            .expect("second subscriber served")
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.container_id, id);
+    }
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+}
