@@ -195,3 +195,59 @@ async fn concurrent_pulls_of_one_image_share_the_work() {
     let log = daemon.log();
     assert_eq!(log.matches("layer pulled and unpacked").count(), 3, "{log}");
 }
+
+#[tokio::test]
+async fn a_pull_killed_half_way_leaves_nothing_and_the_next_pull_succeeds() {
+    let fx = fixtures();
+    let (mut daemon, _conf) = daemon().await;
+    let image = fx["CRIOX_TEST_IMAGE_BIG"].clone();
+    let socket = daemon.socket.clone();
+    let pulling = {
+        let image = image.clone();
+        tokio::spawn(async move {
+            let channel = common::connect(&socket).await.unwrap();
+            criox_proto::v1::image_service_client::ImageServiceClient::new(channel)
+                .pull_image(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image,
+                        ..Default::default()
+                    }),
+                    auth: None,
+                    sandbox_config: None,
+                })
+                .await
+        })
+    };
+    // Kill the daemon as soon as a layer is being unpacked.
+    let tmp = daemon.root.join("storage/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while entries(&tmp).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never started unpacking"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    daemon.kill();
+    assert!(
+        pulling.await.unwrap().is_err(),
+        "the pull finished before the kill"
+    );
+
+    daemon.spawn().await;
+    let images = daemon
+        .images()
+        .await
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert!(images.is_empty(), "{images:?}");
+    assert!(entries(&tmp).is_empty(), "half-unpacked layers were left");
+    assert!(entries(&daemon.root.join("storage/layers")).is_empty());
+    assert!(entries(&daemon.root.join("images/records")).is_empty());
+
+    pull(&daemon, &image).await.unwrap();
+    assert_eq!(entries(&daemon.root.join("storage/layers")).len(), 4);
+}

@@ -49,6 +49,8 @@ pub enum ImageError {
     Tls(#[from] client::TlsError),
     #[error("image {image} not found")]
     NotFound { image: String },
+    #[error("image {image} is in use by container {container}")]
+    InUse { image: String, container: String },
     #[error("pulling {image}: {source}")]
     Pull {
         image: String,
@@ -85,7 +87,6 @@ pub enum PullError {
 }
 
 /// An image ready to run: what the container side needs.
-#[allow(dead_code)] // read by container creation
 #[derive(Debug, Clone)]
 pub struct ImageRootfs {
     pub id: String,
@@ -139,6 +140,12 @@ impl ImageManager {
         let store = ContentStore::open(&root.join("images"))?;
         let layers = Arc::new(LayerStore::open(&root.join("storage"))?);
         // A crash between unpacking and recording leaves layers no image uses.
+        for chain in layers.list() {
+            if !store.layer_in_use(&chain) {
+                tracing::info!(layer = %chain, "removing a layer no image uses");
+                layers.remove(&chain)?;
+            }
+        }
         for record in store.list() {
             if let Err(e) = layers.lower_dirs(&record.chain_ids) {
                 tracing::warn!(image = %record.id, error = %e, "image has missing layers");
@@ -195,7 +202,6 @@ impl ImageManager {
     }
 
     /// The config and overlayfs lower dirs of an image, for creating a container.
-    #[allow(dead_code)] // called by container creation
     pub fn rootfs(&self, name: &str) -> Result<ImageRootfs, ImageError> {
         let record = self.find(name).ok_or_else(|| ImageError::NotFound {
             image: name.to_string(),
@@ -226,7 +232,13 @@ impl ImageManager {
 
     /// Removes a name (a tag of several: only that tag) or a whole image (by id, digest,
     /// or its last tag), then the layers no image uses any more.
-    pub async fn remove(&self, name: &str) -> Result<ImageRecord, ImageError> {
+    /// `user_of` names a container that uses an image id, if any: such an image keeps
+    /// its layers (only a tag of several may go).
+    pub async fn remove(
+        &self,
+        name: &str,
+        user_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<ImageRecord, ImageError> {
         let _gc = self.gc.write().await;
         let record = self.find(name).ok_or_else(|| ImageError::NotFound {
             image: name.to_string(),
@@ -235,7 +247,15 @@ impl ImageManager {
         let tag = names.iter().find(|n| record.repo_tags.contains(n));
         let removed = match tag {
             Some(tag) if record.repo_tags.len() > 1 => self.store.untag(&record.id, tag)?,
-            _ => self.store.remove(&record.id)?,
+            _ => {
+                if let Some(container) = user_of(&record.id) {
+                    return Err(ImageError::InUse {
+                        image: name.to_string(),
+                        container,
+                    });
+                }
+                self.store.remove(&record.id)?
+            }
         };
         if let Some(gone) = &removed {
             for chain in &gone.chain_ids {

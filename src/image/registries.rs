@@ -1,5 +1,5 @@
 //! containers-registries.conf(5) v2: where an image name is pulled from. Short names go
-//! through `unqualified-search-registries`; a `[[registry]]` entry whose prefix matches
+//! through `[aliases]`, else `unqualified-search-registries`; a `[[registry]]` entry whose prefix matches
 //! may rewrite the location, mark it insecure (plain HTTP) or blocked, and list mirrors
 //! that are tried in order before it.
 
@@ -33,6 +33,9 @@ pub struct RegistriesConf {
     pub unqualified_search_registries: Vec<String>,
     #[serde(default)]
     pub registry: Vec<RegistryEntry>,
+    /// Short name to fully qualified name (`busybox = "docker.io/library/busybox"`).
+    #[serde(default)]
+    pub aliases: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -73,11 +76,32 @@ pub struct Source {
 }
 
 impl RegistriesConf {
-    /// Reads the file; a missing file is an empty configuration.
+    /// Reads the file and then the drop-ins in `registries.conf.d/*.conf` beside it, in
+    /// name order; a missing file is an empty configuration.
     pub fn load(path: &Path) -> Result<RegistriesConf, RegistriesError> {
+        let mut conf = Self::load_one(path)?.unwrap_or_default();
+        let dir = path.with_file_name("registries.conf.d");
+        let mut drop_ins: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop_ins.sort();
+        for drop_in in drop_ins {
+            if let Some(more) = Self::load_one(&drop_in)? {
+                conf.merge(more);
+            }
+        }
+        Ok(conf)
+    }
+
+    fn load_one(path: &Path) -> Result<Option<RegistriesConf>, RegistriesError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(RegistriesError::Read {
                     path: path.display().to_string(),
@@ -85,20 +109,46 @@ impl RegistriesConf {
                 });
             }
         };
-        toml::from_str(&text).map_err(|source| RegistriesError::Parse {
-            path: path.display().to_string(),
-            source,
-        })
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|source| RegistriesError::Parse {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// A drop-in replaces the search list if it sets one, replaces registries with the
+    /// same prefix, and adds aliases.
+    fn merge(&mut self, other: RegistriesConf) {
+        if !other.unqualified_search_registries.is_empty() {
+            self.unqualified_search_registries = other.unqualified_search_registries;
+        }
+        for entry in other.registry {
+            let key = entry.prefix.clone().or(entry.location.clone());
+            self.registry
+                .retain(|e| e.prefix.clone().or(e.location.clone()) != key);
+            self.registry.push(entry);
+        }
+        self.aliases.extend(other.aliases);
     }
 
     /// The fully qualified candidates for a reference, in the order to try them.
     pub fn candidates(&self, reference: &Reference) -> Result<Vec<Source>, RegistriesError> {
-        let qualified: Vec<Reference> = match &reference.registry {
-            Some(_) => vec![reference.clone()],
-            None if self.unqualified_search_registries.is_empty() => {
+        let alias = self
+            .aliases
+            .get(&reference.repository)
+            .and_then(|target| Reference::parse(target).ok());
+        let qualified: Vec<Reference> = match (&reference.registry, alias) {
+            (Some(_), _) => vec![reference.clone()],
+            (None, Some(mut target)) if target.registry.is_some() => {
+                target.tag = reference.tag.clone();
+                target.digest = reference.digest.clone();
+                vec![target]
+            }
+            (None, _) if self.unqualified_search_registries.is_empty() => {
                 vec![reference.qualified(DOCKER_HUB)]
             }
-            None => self
+            (None, _) => self
                 .unqualified_search_registries
                 .iter()
                 .map(|r| reference.qualified(r))
@@ -213,6 +263,31 @@ blocked = true
         assert_eq!(s.endpoints.len(), 1);
         assert!(s.endpoints[0].insecure);
         assert_eq!(s.endpoints[0].repository, "a/b");
+    }
+
+    #[test]
+    fn drop_ins_and_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("registries.conf");
+        std::fs::write(&main, CONF).unwrap();
+        std::fs::create_dir(dir.path().join("registries.conf.d")).unwrap();
+        std::fs::write(
+            dir.path().join("registries.conf.d/10-aliases.conf"),
+            "[aliases]\n\"tool\" = \"quay.example/team/tool\"\n\
+             [[registry]]\nprefix = \"evil.example\"\nblocked = false\n",
+        )
+        .unwrap();
+        let conf = RegistriesConf::load(&main).unwrap();
+        let r = Reference::parse("tool:2").unwrap();
+        let c = conf.candidates(&r).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].reference.to_string(), "quay.example/team/tool:2");
+        // The drop-in's entry replaced the blocked one.
+        let r = Reference::parse("evil.example/x").unwrap();
+        assert!(conf.candidates(&r).is_ok());
+        // A missing file is an empty configuration.
+        let empty = RegistriesConf::load(&dir.path().join("none/registries.conf")).unwrap();
+        assert!(empty.registry.is_empty());
     }
 
     #[test]

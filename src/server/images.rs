@@ -19,6 +19,7 @@ fn status(e: ImageError) -> Status {
     let code = match &e {
         ImageError::Reference(_) => Code::InvalidArgument,
         ImageError::NotFound { .. } => Code::NotFound,
+        ImageError::InUse { .. } => Code::FailedPrecondition,
         ImageError::Policy(_) | ImageError::Registries(_) => Code::FailedPrecondition,
         ImageError::Timeout { .. } => Code::DeadlineExceeded,
         ImageError::Pull { source, .. } => match source {
@@ -185,7 +186,16 @@ impl ImageService for CriServer {
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let name = image_name(request.into_inner().image.as_ref(), "image.image")?;
-        match self.images.remove(&name).await {
+        let containers = self
+            .containers
+            .list(&crate::container::record::Filter::default());
+        let user_of = |id: &str| {
+            containers
+                .iter()
+                .find(|c| c.image_id == id)
+                .map(|c| c.id.clone())
+        };
+        match self.images.remove(&name, user_of).await {
             // CRI: removing an image that is not there succeeds.
             Ok(_) | Err(ImageError::NotFound { .. }) => Ok(Response::new(RemoveImageResponse {})),
             Err(e) => Err(status(e)),

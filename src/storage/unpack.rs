@@ -263,6 +263,13 @@ fn unpack_entry<R: Read>(
         return Ok(None);
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if hidden.starts_with(WHITEOUT_PREFIX) {
+            // Other AUFS metadata (.wh..wh.plnk and the like) means nothing to overlayfs.
+            return Ok(None);
+        }
+        if hidden.is_empty() || hidden == "." || hidden == ".." {
+            return Err(UnpackError::Escape { entry: shown });
+        }
         let target = path.with_file_name(hidden);
         clear_target(&target, false).map_err(|e| entry_error(&shown, e))?;
         mknod(&target, libc::S_IFCHR, 0).map_err(|e| entry_error(&shown, e))?;
@@ -370,7 +377,11 @@ fn unpack_entry<R: Read>(
         for ext in extensions {
             let ext = ext.map_err(UnpackError::Read)?;
             let Ok(key) = ext.key() else { continue };
-            if let Some(xattr) = key.strip_prefix("SCHILY.xattr.") {
+            // overlayfs's own attributes (opaque, redirect, metacopy) may only come from
+            // whiteouts: a layer that carried them could reshape the container's view.
+            if let Some(xattr) = key.strip_prefix("SCHILY.xattr.")
+                && !xattr.starts_with("trusted.overlay.")
+            {
                 lsetxattr(&path, xattr, ext.value_bytes()).map_err(err)?;
             }
         }
@@ -554,6 +565,41 @@ mod tests {
             unpack_layer(&data[..], &dest2).unwrap_err(),
             UnpackError::Escape { .. }
         ));
+    }
+
+    #[test]
+    fn bad_whiteouts_and_overlay_xattrs_are_refused_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = builder();
+        add_dir(&mut b, "keep/");
+        add_file(&mut b, "keep/.wh.", b"", 0o644);
+        let data = b.into_inner().unwrap();
+        assert!(matches!(
+            unpack_layer(&data[..], dir.path()).unwrap_err(),
+            UnpackError::Escape { .. }
+        ));
+        assert!(dir.path().join("keep").is_dir());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = builder();
+        let mut h = header(tar::EntryType::Regular, 0o644, 1);
+        b.append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+            ("SCHILY.xattr.user.criox", &b"kept"[..]),
+        ])
+        .unwrap();
+        b.append_data(&mut h, "f", &b"x"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        unpack_layer(&data[..], dir.path()).unwrap();
+        let get = |name: &str| {
+            let c = cstring(&dir.path().join("f")).unwrap();
+            let n = CString::new(name).unwrap();
+            let mut buf = [0u8; 16];
+            // SAFETY: valid strings and a 16-byte buffer.
+            unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 16) }
+        };
+        assert_eq!(get("trusted.overlay.redirect"), -1);
+        assert_eq!(get("user.criox"), 4);
     }
 
     #[test]

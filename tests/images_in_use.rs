@@ -1,0 +1,134 @@
+//! An image that a container uses keeps its layers: RemoveImage refuses to take it away
+//! (a tag of several may still go), and succeeds once the container is gone.
+
+mod common;
+#[path = "pods_support/mod.rs"]
+mod pods_support;
+
+use common::{Daemon, fixtures};
+use criox_proto::v1::*;
+use pods_support::{pod_config, run_pod};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_in_use_by_a_container_is_not_removed() {
+    let fx = fixtures();
+    let registry = fx["CRIOX_TEST_REGISTRY"].clone();
+    let conf = tempfile::tempdir().unwrap();
+    let registries = conf.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let policy = conf.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .config(&format!(
+            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+            registries.display().to_string(),
+            policy.display().to_string()
+        ))
+        .start()
+        .await;
+    let mut images = daemon.images().await;
+    let image = fx["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
+    let second_tag = format!("{registry}/criox/busybox:stable");
+    let mut id = String::new();
+    for name in [&image, &second_tag] {
+        id = images
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
+    }
+
+    let mut rt = daemon.runtime().await;
+    let mut pod_cfg = pod_config("inuse", &common::unique("uid"));
+    pod_cfg.log_directory = daemon.dir.join("logs").display().to_string();
+    pod_cfg.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut rt, pod_cfg.clone()).await;
+    let container = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "user".into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                command: vec!["true".into()],
+                log_path: "user.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_cfg),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+
+    let remove = |name: String| {
+        let mut images = images.clone();
+        async move {
+            images
+                .remove_image(RemoveImageRequest {
+                    image: Some(ImageSpec {
+                        image: name,
+                        ..Default::default()
+                    }),
+                })
+                .await
+        }
+    };
+    // One tag of two may go; the image itself may not.
+    remove(second_tag.clone()).await.unwrap();
+    let e = remove(id.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains(&container), "{e}");
+    let e = remove(image.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    let layers = daemon.root.join("storage/layers");
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 1);
+
+    rt.remove_container(RemoveContainerRequest {
+        container_id: container,
+    })
+    .await
+    .unwrap();
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    remove(id).await.unwrap();
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
+}
