@@ -258,6 +258,22 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
         .stats;
     assert_eq!(listed.len(), 2);
 
+    // The same figures through ctl.
+    let out = daemon.ctl(&["stats", "--pod", &pod]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&burner[..13]) && text.contains("hold"),
+        "{text}"
+    );
+    let out = daemon.ctl(&["statsp", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["stats"][0]["attributes"]["id"], pod.as_str());
+
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })

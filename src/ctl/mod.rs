@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod monitoring;
 mod pods;
 mod runtime;
 mod streaming;
@@ -78,6 +79,12 @@ pub enum CtlCommand {
     Inspect { id: String },
     /// Print a container's log.
     Logs(containers::LogsArgs),
+    /// Show containers' CPU, memory and writable layer use.
+    Stats(monitoring::StatsArgs),
+    /// Show pods' CPU, memory and network use.
+    Statsp(monitoring::StatspArgs),
+    /// Print container events as they happen (one JSON object a line).
+    Events,
     /// Run a command in a running container.
     Exec(streaming::ExecArgs),
     /// Attach to a running container's main process.
@@ -122,6 +129,9 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
         CtlCommand::Ps(a) => containers::ps(&mut rt, a).await,
         CtlCommand::Inspect { id } => containers::inspect(&mut rt, id).await,
         CtlCommand::Logs(a) => containers::logs(&mut rt, a).await,
+        CtlCommand::Stats(a) => monitoring::stats(&mut rt, a).await,
+        CtlCommand::Statsp(a) => monitoring::statsp(&mut rt, a).await,
+        CtlCommand::Events => monitoring::events(&mut rt).await,
         CtlCommand::Exec(a) if a.sync => {
             let code = containers::exec_sync(&mut rt, a.container, a.cmd, a.timeout).await?;
             // The command's own exit status becomes ctl's, as crictl exec does.

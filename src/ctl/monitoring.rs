@@ -1,0 +1,160 @@
+//! Monitoring commands: stats, statsp, events.
+
+use anyhow::Result;
+use clap::Args;
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::{
+    ContainerEventType, ContainerStatsFilter, GetEventsRequest, ListContainerStatsRequest,
+    ListPodSandboxStatsRequest, PodSandboxStatsFilter, UInt64Value,
+};
+use tonic::transport::Channel;
+
+type Client = RuntimeServiceClient<Channel>;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this container (id or prefix).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Only containers of this pod.
+    #[arg(long, short = 'p')]
+    pub pod: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatspArgs {
+    /// Only this pod (id or prefix).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print the figures as JSON.
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
+}
+
+fn value(v: &Option<UInt64Value>) -> u64 {
+    v.as_ref().map(|v| v.value).unwrap_or(0)
+}
+
+fn cpu_percent(nano_cores: &Option<UInt64Value>) -> String {
+    match nano_cores {
+        Some(v) => format!("{:.2}", v.value as f64 / 1e7),
+        None => "-".to_string(),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub async fn stats(rt: &mut Client, args: StatsArgs) -> Result<()> {
+    let stats = rt
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                id: args.id.unwrap_or_default(),
+                pod_sandbox_id: args.pod.unwrap_or_default(),
+                label_selector: Default::default(),
+            }),
+        })
+        .await?
+        .into_inner()
+        .stats;
+    if args.output.as_deref() == Some("json") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "stats": stats }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<15}{:<25}{:>8}{:>12}{:>12}",
+        "CONTAINER", "NAME", "CPU %", "MEM", "DISK"
+    );
+    for s in stats {
+        let attributes = s.attributes.unwrap_or_default();
+        let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
+        let cpu = s.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
+        let memory = s.memory.map(|m| value(&m.working_set_bytes)).unwrap_or(0);
+        let disk = s.writable_layer.map(|w| value(&w.used_bytes)).unwrap_or(0);
+        println!(
+            "{:<15}{:<25}{:>8}{:>12}{:>12}",
+            &attributes.id[..attributes.id.len().min(13)],
+            name,
+            cpu_percent(&cpu),
+            mib(memory),
+            mib(disk)
+        );
+    }
+    Ok(())
+}
+
+pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
+    let stats = rt
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                id: args.id.unwrap_or_default(),
+                label_selector: Default::default(),
+            }),
+        })
+        .await?
+        .into_inner()
+        .stats;
+    if args.output.as_deref() == Some("json") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "stats": stats }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<15}{:<25}{:>8}{:>12}{:>12}{:>12}",
+        "POD", "NAME", "CPU %", "MEM", "RX", "TX"
+    );
+    for s in stats {
+        let attributes = s.attributes.unwrap_or_default();
+        let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
+        let linux = s.linux.unwrap_or_default();
+        let cpu = linux.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
+        let memory = linux
+            .memory
+            .map(|m| value(&m.working_set_bytes))
+            .unwrap_or(0);
+        let eth = linux.network.and_then(|n| n.default_interface);
+        let (rx, tx) = eth
+            .map(|i| (value(&i.rx_bytes), value(&i.tx_bytes)))
+            .unwrap_or((0, 0));
+        println!(
+            "{:<15}{:<25}{:>8}{:>12}{:>12}{:>12}",
+            &attributes.id[..attributes.id.len().min(13)],
+            name,
+            cpu_percent(&cpu),
+            mib(memory),
+            mib(rx),
+            mib(tx)
+        );
+    }
+    Ok(())
+}
+
+/// Prints container events as they happen, one JSON object a line, until interrupted.
+pub async fn events(rt: &mut Client) -> Result<()> {
+    let mut stream = rt
+        .get_container_events(GetEventsRequest {})
+        .await?
+        .into_inner();
+    while let Some(event) = stream.message().await? {
+        let kind = ContainerEventType::try_from(event.container_event_type)
+            .map(|k| k.as_str_name().to_string())
+            .unwrap_or_else(|_| event.container_event_type.to_string());
+        let line = serde_json::json!({
+            "containerId": event.container_id,
+            "type": kind,
+            "createdAt": event.created_at,
+            "podSandboxId": event.pod_sandbox_status.map(|p| p.id).unwrap_or_default(),
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
