@@ -287,7 +287,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own per write, so that two writers of one record never share a
+    // temporary file: the last rename wins, and neither fails.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     let write_error = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
