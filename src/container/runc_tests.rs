@@ -519,8 +519,6 @@ fn runc_runtime_default_seccomp_refuses_namespaces_through_clone() {
 }
 
 #[test]
-#[ignore = "libcontainer 0.7 takes SCMP_CMP_MASKED_EQ's valueTwo as the mask (runc and crun \
-            take value): the embedded backend must swap them before libcontainer sees the spec"]
 fn embedded_runtime_default_seccomp_refuses_namespaces_through_clone() {
     assert_clone_newuser_refused(Runtime::Embedded);
 }
