@@ -22,47 +22,8 @@ fn busybox() -> String {
 }
 
 /// A daemon that trusts the loopback registry, with busybox pulled.
-async fn daemon_with_busybox(extra: &str) -> (Daemon, tempfile::TempDir) {
-    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
-    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
-    let dir = conf.path();
-    let registries = dir.join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
-    )
-    .unwrap();
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(extra)
-        .drop_in(
-            "10-images.toml",
-            &format!(
-                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-                registries.display().to_string(),
-                policy.display().to_string()
-            ),
-        )
-        .start()
-        .await;
-    daemon
-        .images()
-        .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: busybox(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull busybox");
-    (daemon, conf)
+async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
+    common::daemon_with_image(&busybox()).await
 }
 
 fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
@@ -160,7 +121,7 @@ async fn exec(rt: &mut Rt, id: &str, cmd: &[&str]) -> ExecSyncResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
-    let (daemon, _conf) = daemon_with_busybox("").await;
+    let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("exit", &logs);
@@ -226,7 +187,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sync_stop_and_the_image_entrypoint_rules() {
-    let (daemon, _conf) = daemon_with_busybox("").await;
+    let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("exec", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
@@ -309,7 +270,7 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_containers_in_a_bridged_pod_share_localhost() {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = daemon_with_busybox("").await;
+    let (daemon, _conf) = daemon_with_busybox().await;
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
     let mut pod_config = pod_config("talk", &common::unique("uid"));
@@ -387,7 +348,7 @@ async fn two_containers_in_a_bridged_pod_share_localhost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen() {
-    let (mut daemon, _conf) = daemon_with_busybox("").await;
+    let (mut daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("restart", &logs);
@@ -458,7 +419,7 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_container_requests_name_the_field_and_leave_nothing() {
-    let (daemon, _conf) = daemon_with_busybox("").await;
+    let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("bad", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
@@ -588,7 +549,7 @@ async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str], stdin: bool, tty: bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_exec_and_attach_reach_the_container() {
     use streaming_support::client;
-    let (daemon, _conf) = daemon_with_busybox("").await;
+    let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("stream", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;

@@ -18,44 +18,7 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
-    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
-    let registries = conf.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
-    )
-    .unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .drop_in(
-            "10-images.toml",
-            &format!(
-                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-                registries.display().to_string(),
-                policy.display().to_string()
-            ),
-        )
-        .start()
-        .await;
-    daemon
-        .images()
-        .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: busybox(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull busybox");
-    (daemon, conf)
+    common::daemon_with_image(&busybox()).await
 }
 
 fn busybox() -> String {

@@ -306,7 +306,7 @@ fn state_of(state: PodState) -> PodSandboxState {
     }
 }
 
-fn metadata(pod: &Pod) -> PodSandboxMetadata {
+pub(super) fn metadata(pod: &Pod) -> PodSandboxMetadata {
     PodSandboxMetadata {
         name: pod.spec.name.clone(),
         uid: pod.spec.uid.clone(),

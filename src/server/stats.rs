@@ -184,12 +184,7 @@ fn pod_stats_of(server: &CriServer, pod: &Pod, containers: &[ContainerRecord]) -
     PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
             id: pod.id.clone(),
-            metadata: Some(PodSandboxMetadata {
-                name: pod.spec.name.clone(),
-                uid: pod.spec.uid.clone(),
-                namespace: pod.spec.namespace.clone(),
-                attempt: pod.spec.attempt,
-            }),
+            metadata: Some(super::pods::metadata(pod)),
             labels: pod.spec.labels.clone().into_iter().collect(),
             annotations: pod.spec.annotations.clone().into_iter().collect(),
         }),

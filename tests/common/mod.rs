@@ -306,3 +306,47 @@ pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
 pub fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
+
+/// A daemon whose registries configuration trusts the fixture registry (plain HTTP) and
+/// whose policy accepts anything, with `image` pulled. Keep the returned directory (it
+/// holds those files) as long as the daemon.
+pub async fn daemon_with_image(image: &str) -> (Daemon, tempfile::TempDir) {
+    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
+    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
+    let registries = conf.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let policy = conf.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .drop_in(
+            "10-images.toml",
+            &format!(
+                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
+                registries.display().to_string(),
+                policy.display().to_string()
+            ),
+        )
+        .start()
+        .await;
+    daemon
+        .images()
+        .await
+        .pull_image(criox_proto::v1::PullImageRequest {
+            image: Some(criox_proto::v1::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+    (daemon, conf)
+}
