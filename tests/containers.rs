@@ -23,7 +23,7 @@ fn busybox() -> String {
 
 /// A daemon that trusts the loopback registry, with busybox pulled.
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(&busybox()).await
+    common::daemon_with_image(&busybox(), "").await
 }
 
 fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {

@@ -82,3 +82,45 @@ async fn metrics_count_calls_by_method_and_code() {
     let rss = value(&after, "criox_resident_memory_bytes", &[]).unwrap();
     assert!(rss > 1_000_000.0, "daemon RSS {rss}");
 }
+
+#[tokio::test]
+async fn image_pulls_are_counted() {
+    let port = free_port();
+    let image = common::fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
+    let (daemon, _conf) = common::daemon_with_image(
+        &image,
+        &format!("[metrics]\nenabled = true\nport = {port}\n"),
+    )
+    .await;
+    let scraped = scrape(port);
+    assert_eq!(
+        value(
+            &scraped,
+            "criox_image_pulls_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    let bytes = value(&scraped, "criox_image_pull_bytes_total", &[]).unwrap();
+    assert!(bytes > 100_000.0, "pulled bytes {bytes}");
+    let err = daemon
+        .images()
+        .await
+        .pull_image(criox_proto::v1::PullImageRequest {
+            image: Some(criox_proto::v1::ImageSpec {
+                image: format!("{image}-no-such-tag"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert!(err.is_err());
+    assert_eq!(
+        value(
+            &scrape(port),
+            "criox_image_pulls_total",
+            &[("result", "failure")]
+        ),
+        Some(1.0)
+    );
+}

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(&busybox()).await
+    common::daemon_with_image(&busybox(), "").await
 }
 
 fn busybox() -> String {
@@ -350,6 +350,92 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
             .unwrap();
         assert_eq!(event.container_id, id);
     }
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_kill_is_reported_as_oom_and_counted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (daemon, _conf) = common::daemon_with_image(
+        &busybox(),
+        &format!("[metrics]\nenabled = true\nport = {port}\n"),
+    )
+    .await;
+    let mut rt = daemon.runtime().await;
+    let mut pod_config = pod_config("oom", &common::unique("uid"));
+    pod_config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let mut config = container("hog", "dd if=/dev/zero of=/dev/null bs=200M count=1");
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = run(&mut rt, &pod, &pod_config, config).await;
+    let mut status = None;
+    for _ in 0..1000 {
+        let s = rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == ContainerState::ContainerExited as i32 {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = status.expect("the container exited");
+    assert_eq!(status.reason, "OOMKilled");
+    assert_eq!(status.exit_code, 137);
+
+    let mut counted = String::new();
+    for _ in 0..100 {
+        let body = std::process::Command::new(common::busybox_rootfs().join("bin/busybox"))
+            .args([
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                &format!("http://127.0.0.1:{port}/metrics"),
+            ])
+            .output()
+            .unwrap();
+        counted = String::from_utf8_lossy(&body.stdout)
+            .lines()
+            .find(|l| l.starts_with("criox_oom_kills_total "))
+            .unwrap_or_default()
+            .to_string();
+        if counted == "criox_oom_kills_total 1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, "criox_oom_kills_total 1");
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod,
     })

@@ -24,6 +24,8 @@ pub struct ContainerEvent {
     pub kind: EventKind,
     /// When it happened, in nanoseconds since the epoch.
     pub at_ns: i64,
+    /// A Stopped event of a container the kernel killed for lack of memory.
+    pub oom_killed: bool,
 }
 
 #[derive(Clone)]
@@ -60,6 +62,7 @@ mod tests {
             pod_id: "p".to_string(),
             kind: EventKind::Created,
             at_ns: n as i64,
+            oom_killed: false,
         }
     }
 

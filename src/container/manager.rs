@@ -192,6 +192,8 @@ impl ContainerManager {
             pod_id: record.pod_id.clone(),
             kind,
             at_ns: now_ns(),
+            oom_killed: kind == EventKind::Stopped
+                && record.exit.as_ref().is_some_and(|e| e.oom_killed),
         });
     }
 

@@ -94,7 +94,7 @@ impl Metrics {
         registry.register("image_pulls", "Image pulls, by result", image_pulls.clone());
         registry.register(
             "image_pull_bytes",
-            "Bytes downloaded from registries",
+            "Bytes of the images pulled, as the registry serves them",
             image_pull_bytes.clone(),
         );
         registry.register(
@@ -143,7 +143,6 @@ impl Metrics {
             .observe(seconds);
     }
 
-    #[allow(dead_code)]
     pub fn image_pulled(&self, ok: bool, bytes: u64) {
         let result = if ok { "success" } else { "failure" };
         self.image_pulls
@@ -154,7 +153,6 @@ impl Metrics {
         self.image_pull_bytes.inc_by(bytes);
     }
 
-    #[allow(dead_code)]
     pub fn oom_killed(&self) {
         self.oom_kills.inc();
     }

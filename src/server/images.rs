@@ -175,7 +175,12 @@ impl ImageService for CriServer {
         let request = request.into_inner();
         let name = image_name(request.image.as_ref(), "image.image")?;
         let credentials = credentials(request.auth.as_ref())?;
-        let record = self.images.pull(&name, credentials).await.map_err(status)?;
+        let pulled = self.images.pull(&name, credentials).await;
+        match &pulled {
+            Ok(record) => self.metrics.image_pulled(true, record.size),
+            Err(_) => self.metrics.image_pulled(false, 0),
+        }
+        let record = pulled.map_err(status)?;
         Ok(Response::new(PullImageResponse {
             image_ref: record.id,
         }))

@@ -32,7 +32,6 @@ use crate::stats::cpu_rate::CpuRate;
 #[derive(Clone)]
 pub struct CriServer {
     config: Arc<Config>,
-    #[allow(dead_code)]
     metrics: Arc<Metrics>,
     images: Arc<ImageManager>,
     streaming: Arc<crate::streaming::StreamingServer>,
@@ -85,6 +84,7 @@ impl CriServer {
         .await?;
         let streaming =
             Arc::new(streaming::start(&config, pods.clone(), containers.clone()).await?);
+        count_oom_kills(&containers, metrics.clone());
         let population = containers.clone();
         metrics.set_population_source(Box::new(move || crate::metrics::Population {
             pods: Vec::new(),
@@ -161,6 +161,20 @@ impl CriServer {
     pub fn image_service(&self) -> ImageServiceServer<CriServer> {
         ImageServiceServer::new(self.clone())
     }
+}
+
+/// Counts OOM kills from the containers' Stopped events, for the metrics.
+fn count_oom_kills(containers: &ContainerManager, metrics: Arc<Metrics>) {
+    let mut events = containers.events().subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) if event.oom_killed => metrics.oom_killed(),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// One runtime per configured handler, each with its state under `<state>/r/<handler>`

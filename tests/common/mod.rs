@@ -308,9 +308,9 @@ pub fn is_socket(path: &Path) -> bool {
 }
 
 /// A daemon whose registries configuration trusts the fixture registry (plain HTTP) and
-/// whose policy accepts anything, with `image` pulled. Keep the returned directory (it
-/// holds those files) as long as the daemon.
-pub async fn daemon_with_image(image: &str) -> (Daemon, tempfile::TempDir) {
+/// whose policy accepts anything, with `image` pulled; `config` is added to its config
+/// file. Keep the returned directory (it holds those files) as long as the daemon.
+pub async fn daemon_with_image(image: &str, config: &str) -> (Daemon, tempfile::TempDir) {
     let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
     let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
     let registries = conf.path().join("registries.conf");
@@ -326,6 +326,7 @@ pub async fn daemon_with_image(image: &str) -> (Daemon, tempfile::TempDir) {
     )
     .unwrap();
     let daemon = Daemon::builder()
+        .config(config)
         .drop_in(
             "10-images.toml",
             &format!(
