@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Daemon, fixtures};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{TestNetwork, pod_config, run_pod};
+use pods_support::{TestNetwork, on_host_network, pod_config, run_pod, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -29,18 +29,7 @@ async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
 fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
     let mut config = pod_config(name, &common::unique("uid"));
     config.log_directory = log_dir.display().to_string();
-    config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                pid: NamespaceMode::Container as i32,
-                ipc: NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    on_host_network(&mut config, NamespaceMode::Container);
     config
 }
 
@@ -169,16 +158,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    stop_and_remove_pod(&mut rt, &pod).await;
     assert!(
         common::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
@@ -244,16 +224,7 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
     // Removing the pod removes its containers.
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    stop_and_remove_pod(&mut rt, &pod).await;
     let left = rt
         .list_containers(ListContainersRequest { filter: None })
         .await
@@ -401,16 +372,7 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
         status(&mut rt, &long).await.state,
         ContainerState::ContainerExited as i32
     );
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    stop_and_remove_pod(&mut rt, &pod).await;
     assert!(
         common::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"

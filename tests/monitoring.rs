@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, fixtures};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{TestNetwork, pod_config, run_pod};
+use pods_support::{TestNetwork, on_host_network, pod_config, run_pod};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
@@ -264,16 +264,7 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
     let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let mut pod_config = pod_config("events", &common::unique("uid"));
-    pod_config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    on_host_network(&mut pod_config, NamespaceMode::Pod);
     let pod = run_pod(&mut rt, pod_config.clone()).await;
     let mut first = rt
         .get_container_events(GetEventsRequest {})
@@ -371,16 +362,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted() {
     .await;
     let mut rt = daemon.runtime().await;
     let mut pod_config = pod_config("oom", &common::unique("uid"));
-    pod_config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    on_host_network(&mut pod_config, NamespaceMode::Pod);
     let pod = run_pod(&mut rt, pod_config.clone()).await;
     let mut config = container("hog", "dd if=/dev/zero of=/dev/null bs=200M count=1");
     config.linux = Some(LinuxContainerConfig {

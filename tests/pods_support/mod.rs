@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use criox_proto::v1::{
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RunPodSandboxRequest,
-    runtime_service_client::RuntimeServiceClient,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -141,6 +142,35 @@ pub fn pod_config(name: &str, uid: &str) -> PodSandboxConfig {
         hostname: name.to_string(),
         ..PodSandboxConfig::default()
     }
+}
+
+/// Puts the pod on the node's network, with the given PID namespace mode.
+pub fn on_host_network(config: &mut PodSandboxConfig, pid: NamespaceMode) {
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                pid: pid as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+}
+
+/// StopPodSandbox then RemovePodSandbox, as the kubelet ends a pod.
+pub async fn stop_and_remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod: &str) {
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await
+    .expect("RemovePodSandbox");
 }
 
 pub async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, config: PodSandboxConfig) -> String {
