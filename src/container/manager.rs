@@ -739,6 +739,15 @@ impl ContainerManager {
         Ok(self.runtime(&record.handler)?.clone())
     }
 
+    /// Containers that have a live monitor (created or running), for metrics.
+    pub fn monitored(&self) -> i64 {
+        self.store
+            .list()
+            .iter()
+            .filter(|r| matches!(r.state, State::Created | State::Running))
+            .count() as i64
+    }
+
     /// Counts by state, for metrics.
     pub fn counts(&self) -> Vec<(&'static str, i64)> {
         let mut counts: HashMap<&'static str, i64> = HashMap::new();

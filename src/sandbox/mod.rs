@@ -275,6 +275,19 @@ impl SandboxManager {
             .ok_or_else(|| SandboxError::NotFound(id_or_prefix.to_string()))
     }
 
+    /// How many made pods are ready and not ready, for metrics.
+    pub fn counts(&self) -> Vec<(&'static str, i64)> {
+        let (mut ready, mut not_ready) = (0, 0);
+        for pod in self.store.list() {
+            match (pod.phase, pod.state) {
+                (Phase::Created, PodState::Ready) => ready += 1,
+                (Phase::Created, PodState::NotReady) => not_ready += 1,
+                _ => {}
+            }
+        }
+        vec![("ready", ready), ("notready", not_ready)]
+    }
+
     pub async fn list(&self, filter: &PodFilter) -> Vec<Pod> {
         let mut pods: Vec<Pod> = if filter.id.is_empty() {
             self.store.list()

@@ -85,11 +85,11 @@ impl CriServer {
         let streaming =
             Arc::new(streaming::start(&config, pods.clone(), containers.clone()).await?);
         count_oom_kills(&containers, metrics.clone());
-        let population = containers.clone();
+        let (pod_source, container_source) = (pods.clone(), containers.clone());
         metrics.set_population_source(Box::new(move || crate::metrics::Population {
-            pods: Vec::new(),
-            containers: population.counts(),
-            monitors: 0,
+            pods: pod_source.counts(),
+            containers: container_source.counts(),
+            monitors: container_source.monitored(),
         }));
         Ok(CriServer {
             config,
