@@ -61,14 +61,20 @@ impl Rootfs {
             })?;
         }
         let data = self.options(layers)?;
-        mount(
-            Some("overlay"),
-            &self.target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .map_err(|source| RootfsError::Mount {
+        // A writable layer never outlives its container (a restarted container gets a new
+        // one), so syncing it buys nothing: `volatile` spares the unmount's flush of the
+        // upper directory and makes the container's own fsync calls cheap. Kernels before
+        // 5.10 refuse the option; they get the plain mount.
+        let volatile = format!("{data},volatile");
+        let result = if volatile.len() > MAX_MOUNT_DATA {
+            overlay(&self.target, &data)
+        } else {
+            match overlay(&self.target, &volatile) {
+                Err(nix::Error::EINVAL) => overlay(&self.target, &data),
+                other => other,
+            }
+        };
+        result.map_err(|source| RootfsError::Mount {
             target: self.target.clone(),
             source,
         })
@@ -126,14 +132,29 @@ impl Rootfs {
     }
 }
 
+fn overlay(target: &Path, data: &str) -> nix::Result<()> {
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn is_mounted(path: &Path) -> bool {
+        mount_line(path).is_some()
+    }
+
+    fn mount_line(path: &Path) -> Option<String> {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         text.lines()
-            .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+            .find(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+            .map(str::to_string)
     }
 
     #[test]
@@ -156,7 +177,11 @@ mod tests {
             }
         }
         let guard = Unmount(&rootfs);
-        assert!(is_mounted(&rootfs.target));
+        let line = mount_line(&rootfs.target).expect("the root filesystem is not mounted");
+        assert!(
+            line.contains("volatile"),
+            "the writable layer is synced on unmount: {line}"
+        );
         assert_eq!(
             std::fs::read_to_string(rootfs.target.join("etc/os")).unwrap(),
             "top"
