@@ -279,7 +279,10 @@ fn the_binary_is_statically_linked() {
         !headers.iter().any(|h| h.kind == PT_INTERP),
         "{BIN} names an ELF interpreter"
     );
-    // A static-pie keeps a dynamic section for self-relocation, but needs no library.
+    // Fixed-address, not a static-pie: monitors share the binary's constant tables with
+    // the daemon instead of each relocating a private copy.
+    let kind = u16::from_le_bytes([elf[16], elf[17]]);
+    assert_eq!(kind, ET_EXEC, "{BIN} is not a fixed-address executable");
     if let Some(dynamic) = headers.iter().find(|h| h.kind == PT_DYNAMIC) {
         let entries = &elf[dynamic.offset..dynamic.offset + dynamic.size];
         let needed = entries
@@ -290,6 +293,7 @@ fn the_binary_is_statically_linked() {
     }
 }
 
+const ET_EXEC: u16 = 2;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const DT_NEEDED: u64 = 1;
