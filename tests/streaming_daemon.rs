@@ -246,3 +246,513 @@ async fn port_forward_reaches_httpd_inside_a_pod() {
     .await
     .unwrap();
 }
+
+type Rt = criox_proto::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+fn busybox_image() -> String {
+    common::fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
+}
+
+/// Stops and removes a pod through `criox ctl` when dropped, so a failing test leaves no
+/// containers behind; declared after the daemon, it runs while the daemon still does.
+struct PodGuard {
+    socket: std::path::PathBuf,
+    pod: String,
+}
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        for verb in ["stopp", "rmp"] {
+            let _ = Command::new(common::BIN)
+                .args(["ctl", "--endpoint"])
+                .arg(&self.socket)
+                .args([verb, &self.pod])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A host-network pod for containers that only need to run something.
+async fn host_pod(
+    rt: &mut Rt,
+    daemon: &Daemon,
+) -> (String, criox_proto::v1::PodSandboxConfig, PodGuard) {
+    let mut config = pods_support::pod_config("attach", &common::unique("uid"));
+    config.log_directory = daemon.dir.join("logs").display().to_string();
+    pods_support::on_host_network(&mut config, criox_proto::v1::NamespaceMode::Container);
+    let pod = pods_support::run_pod(rt, config.clone()).await;
+    let guard = PodGuard {
+        socket: daemon.socket.clone(),
+        pod: pod.clone(),
+    };
+    (pod, config, guard)
+}
+
+async fn run_container(
+    rt: &mut Rt,
+    pod: &str,
+    pod_config: &criox_proto::v1::PodSandboxConfig,
+    name: &str,
+    command: &[&str],
+    stdin: bool,
+    stdin_once: bool,
+) -> String {
+    use criox_proto::v1::*;
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: busybox_image(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        stdin,
+        stdin_once,
+        ..Default::default()
+    };
+    let id = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("StartContainer");
+    id
+}
+
+async fn container_state(rt: &mut Rt, id: &str) -> criox_proto::v1::ContainerStatus {
+    rt.container_status(criox_proto::v1::ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    })
+    .await
+    .expect("ContainerStatus")
+    .into_inner()
+    .status
+    .expect("a status")
+}
+
+async fn attach_url(rt: &mut Rt, id: &str) -> String {
+    rt.attach(AttachRequest {
+        container_id: id.to_string(),
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    })
+    .await
+    .expect("Attach")
+    .into_inner()
+    .url
+}
+
+/// The Go client in an attach session whose stdin stays open until `close_stdin`; its
+/// output is collected as it comes. Killed on drop (the way a user detaches).
+struct Attached {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Attached {
+    fn start(proto: &str, version: &str, url: &str) -> Attached {
+        use std::io::Read;
+        let mut child = Command::new(streaming_support::streamclient())
+            .args([
+                "attach", "-proto", proto, "-version", version, "-url", url, "-stdin", "-stdout",
+                "-stderr",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start streamclient");
+        let collect = |mut from: Box<dyn Read + Send>| {
+            let into = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = into.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+            into
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Attached {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(data).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Ends the client's input: a FIN on the SPDY stdin stream, a close message on
+    /// WebSocket v5, nothing the server sees on v4.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "stdout {:?}, stderr {:?}",
+            self.output(),
+            String::from_utf8_lossy(&self.stderr.lock().unwrap())
+        )
+    }
+
+    async fn wait_for_output(&self, expected: &str, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.output().contains(expected) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {expected:?} never came back; {}",
+                self.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The client's exit status once it ends by itself.
+    async fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the attach session did not end; {}",
+                self.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every remote command version the server speaks, by transport.
+const ATTACH_PROTOCOLS: &[(&str, &str)] = &[
+    ("spdy", "v4.channel.k8s.io"),
+    ("spdy", "v3.channel.k8s.io"),
+    ("spdy", "v2.channel.k8s.io"),
+    ("ws", "v5.channel.k8s.io"),
+    ("ws", "v4.channel.k8s.io"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_stdin_reaches_the_container_over_every_protocol() {
+    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
+    let id = run_container(&mut rt, &pod, &pod_config, "cat", &["cat"], true, false).await;
+
+    for (i, &(proto, version)) in ATTACH_PROTOCOLS.iter().enumerate() {
+        let what = format!("{proto} {version}");
+        let url = attach_url(&mut rt, &id).await;
+        let mut attached = Attached::start(proto, version, &url);
+        // Sent at once, before the server has the streams: it must wait in the stream.
+        let first = format!("first {i} over {what}\n");
+        attached.send(first.as_bytes());
+        attached.wait_for_output(&first, &what).await;
+        let second = format!("second {i} over {what}\n");
+        attached.send(second.as_bytes());
+        attached.wait_for_output(&second, &what).await;
+        // Without stdin_once, a client ending its input leaves the container's stdin open.
+        attached.close_stdin();
+        drop(attached);
+    }
+    // The last session's input end and detach did not reach cat: one more line does.
+    let url = attach_url(&mut rt, &id).await;
+    let mut attached = Attached::start("spdy", "v4.channel.k8s.io", &url);
+    attached.send(b"still open\n");
+    attached
+        .wait_for_output("still open\n", "after detaching")
+        .await;
+    drop(attached);
+    let status = container_state(&mut rt, &id).await;
+    assert_eq!(
+        status.state,
+        criox_proto::v1::ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_once_closes_the_container_stdin_when_the_attached_client_is_done() {
+    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
+
+    // SPDY half-closes stdin and v5 sends a close message: the session then ends by
+    // itself with the container. v4 over WebSocket cannot say so: the client leaves.
+    for (i, &(proto, version)) in [
+        ("spdy", "v4.channel.k8s.io"),
+        ("spdy", "v2.channel.k8s.io"),
+        ("ws", "v5.channel.k8s.io"),
+        ("ws", "v4.channel.k8s.io"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let what = format!("{proto} {version}");
+        let id = run_container(
+            &mut rt,
+            &pod,
+            &pod_config,
+            &format!("once{i}"),
+            &["cat"],
+            true,
+            true,
+        )
+        .await;
+        let url = attach_url(&mut rt, &id).await;
+        let mut attached = Attached::start(proto, version, &url);
+        attached.send(b"only once\n");
+        attached.wait_for_output("only once\n", &what).await;
+        attached.close_stdin();
+        if version == "v4.channel.k8s.io" && proto == "ws" {
+            drop(attached);
+        } else {
+            let status = attached.wait_exit(&what).await;
+            assert!(
+                status.success(),
+                "{what}: {status}; {}",
+                attached.describe()
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            let status = container_state(&mut rt, &id).await;
+            if status.state == criox_proto::v1::ContainerState::ContainerExited as i32 {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: cat still runs after the attached client was done: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.exit_code, 0, "{what}: {status:?}");
+    }
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+/// Open descriptors and threads of a process.
+fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    (
+        count(format!("/proc/{pid}/fd")),
+        count(format!("/proc/{pid}/task")),
+    )
+}
+
+/// A loopback port nobody listens on now (the pod shares the node's network).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
+    use streaming_support::client;
+    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
+    let port = free_port();
+    let serve = format!(
+        "mkdir -p /tmp/www && echo served > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /tmp/www"
+    );
+    let web = run_container(
+        &mut rt,
+        &pod,
+        &pod_config,
+        "web",
+        &["sh", "-c", &serve],
+        false,
+        false,
+    )
+    .await;
+    let cat = run_container(&mut rt, &pod, &pod_config, "cat", &["cat"], true, false).await;
+    let filter = format!("sport = :{port}");
+    for _ in 0..400 {
+        let probe = Command::new("ss")
+            .args(["-Hltn", &filter])
+            .output()
+            .unwrap();
+        if !probe.stdout.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let round = |rt: Rt| {
+        let (web, cat, pod) = (web.clone(), cat.clone(), pod.clone());
+        async move {
+            let mut rt = rt;
+            for proto in ["spdy", "ws"] {
+                let url = rt
+                    .exec(ExecRequest {
+                        container_id: web.clone(),
+                        cmd: vec!["sh".into(), "-c".into(), "cat; echo err >&2".into()],
+                        stdin: true,
+                        stdout: true,
+                        stderr: true,
+                        tty: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .url;
+                let out = tokio::task::spawn_blocking(move || {
+                    client(
+                        &[
+                            "exec", "-proto", proto, "-url", &url, "-stdin", "-stdout", "-stderr",
+                        ],
+                        b"in and out\n",
+                    )
+                })
+                .await
+                .unwrap();
+                assert_eq!(out.status.code(), Some(0), "{proto}: {out:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    "in and out\n",
+                    "{proto}"
+                );
+
+                let url = rt
+                    .port_forward(PortForwardRequest {
+                        pod_sandbox_id: pod.clone(),
+                        port: vec![i32::from(port)],
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .url;
+                let out = tokio::task::spawn_blocking(move || {
+                    client(
+                        &[
+                            "portforward",
+                            "-proto",
+                            proto,
+                            "-url",
+                            &url,
+                            "-port",
+                            &port.to_string(),
+                        ],
+                        b"GET /index.html HTTP/1.0\r\n\r\n",
+                    )
+                })
+                .await
+                .unwrap();
+                assert_eq!(out.status.code(), Some(0), "{proto}: {out:?}");
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).ends_with("served\n"),
+                    "{proto}: {out:?}"
+                );
+
+                // An attach the client walks away from, and an exec it abandons halfway.
+                let url = attach_url(&mut rt, &cat).await;
+                let mut attached =
+                    Attached::start(proto, "v4.channel.k8s.io,v5.channel.k8s.io", &url);
+                attached.send(b"hello\n");
+                attached.wait_for_output("hello\n", proto).await;
+                drop(attached);
+                let url = rt
+                    .exec(ExecRequest {
+                        container_id: web.clone(),
+                        cmd: vec!["sleep".into(), "5".into()],
+                        stdout: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .url;
+                let abandoned = std::process::Command::new(streaming_support::streamclient())
+                    .args(["exec", "-proto", proto, "-url", &url, "-stdout"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let mut abandoned = streaming_support::KillOnDrop(abandoned);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert!(
+                    abandoned.0.try_wait().unwrap().is_none(),
+                    "{proto}: exec ended early"
+                );
+                drop(abandoned);
+            }
+            rt
+        }
+    };
+
+    // One round first: lazily created state (the runtime's thread pools, caches) is not a leak.
+    let rt2 = round(rt.clone()).await;
+    let daemon_pid = daemon.pid();
+    let settle = |baseline: (usize, usize)| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let now = fds_and_threads(daemon_pid);
+            if now.0 <= baseline.0 && now.1 <= baseline.1 {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon keeps descriptors or threads: (fds, threads) {now:?}, before {baseline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // The abandoned sleeps end, their exec processes are reaped, idle pool threads go.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let baseline = fds_and_threads(daemon_pid);
+    let mut rt2 = rt2;
+    for _ in 0..3 {
+        rt2 = round(rt2).await;
+    }
+    settle(baseline).await;
+    drop(rt2);
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}

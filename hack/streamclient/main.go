@@ -4,9 +4,10 @@
 // server is tested against an implementation it was not written with.
 //
 //	streamclient exec -url URL [-proto spdy|ws] [-version V] [-stdin] [-stdout] [-stderr] [-tty] [-resize WxH]
+//	streamclient exec -urls [-proto spdy|ws] [-stdout] [-stderr]  (benchmarks: URLs on stdin, times out)
 //	streamclient portforward -url URL [-proto spdy|ws] -port N
 //	streamclient sink -port N [-bytes B]  (benchmarks: accept one connection on loopback, discard it)
-//	streamclient send -port N     (benchmarks: send stdin to loopback directly)
+//	streamclient send -port N     (benchmarks: send stdin to loopback directly, the reply to stdout)
 //
 // exec copies this process's stdin/stdout/stderr and exits with the remote exit code
 // (255 when the status is not an exit code). portforward sends stdin through one forwarded
@@ -137,6 +138,8 @@ type execOpts struct {
 	url, version               string
 	stdin, stdout, stderr, tty bool
 	width, height              int
+	in                         io.Reader
+	out, errOut                io.Writer
 }
 
 func resizeJSON(o execOpts) []byte {
@@ -157,7 +160,7 @@ func execSPDY(o execOpts) int {
 	if o.stdin {
 		in := spdyStream(sc, "streamType", "stdin")
 		go func() {
-			io.Copy(in, os.Stdin)
+			io.Copy(in, o.in)
 			in.Close()
 		}()
 	}
@@ -166,7 +169,7 @@ func execSPDY(o execOpts) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			io.Copy(os.Stdout, out)
+			io.Copy(o.out, out)
 		}()
 	}
 	if o.stderr {
@@ -174,7 +177,7 @@ func execSPDY(o execOpts) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			io.Copy(os.Stderr, errOut)
+			io.Copy(o.errOut, errOut)
 		}()
 	}
 	if o.tty && chosen != "v2.channel.k8s.io" && chosen != "channel.k8s.io" {
@@ -217,7 +220,7 @@ func execWS(o execOpts) int {
 		go func() {
 			buf := make([]byte, 32*1024)
 			for {
-				n, err := os.Stdin.Read(buf)
+				n, err := o.in.Read(buf)
 				if n > 0 {
 					if send(0, buf[:n]) != nil {
 						return
@@ -243,9 +246,9 @@ func execWS(o execOpts) int {
 		}
 		switch data[0] {
 		case 1:
-			os.Stdout.Write(data[1:])
+			o.out.Write(data[1:])
 		case 2:
-			os.Stderr.Write(data[1:])
+			o.errOut.Write(data[1:])
 		case 3:
 			errBuf = append(errBuf, data[1:]...)
 		}
@@ -359,7 +362,8 @@ func sink(port int, limit int64) int {
 	return 0
 }
 
-// send copies stdin to 127.0.0.1:port, half-closes, and waits for the peer to close.
+// send copies stdin to 127.0.0.1:port, half-closes, and copies the reply to stdout until
+// the peer closes.
 func send(port int) int {
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -367,7 +371,36 @@ func send(port int) int {
 	}
 	io.Copy(c, os.Stdin)
 	c.(*net.TCPConn).CloseWrite()
-	io.Copy(io.Discard, c)
+	io.Copy(os.Stdout, c)
+	return 0
+}
+
+// execEach runs one session per URL read from stdin (the last word of each line), output
+// discarded, and prints each session's wall time in microseconds: connection, upgrade,
+// streams, the command's run and the status. A non-zero exit ends the run.
+func execEach(o execOpts, proto string) int {
+	lines := bufio.NewScanner(os.Stdin)
+	for lines.Scan() {
+		words := strings.Fields(lines.Text())
+		if len(words) == 0 {
+			continue
+		}
+		o.url = words[len(words)-1]
+		o.in = strings.NewReader("")
+		o.out, o.errOut = io.Discard, io.Discard
+		start := time.Now()
+		var code int
+		if proto == "ws" {
+			code = execWS(o)
+		} else {
+			code = execSPDY(o)
+		}
+		elapsed := time.Since(start)
+		if code != 0 {
+			fail(code, "session on %s exited with %d", o.url, code)
+		}
+		fmt.Println(elapsed.Microseconds())
+	}
 	return 0
 }
 
@@ -386,6 +419,7 @@ func main() {
 	resize := fs.String("resize", "", "terminal size WxH")
 	port := fs.Int("port", 0, "port to forward")
 	limit := fs.Int64("bytes", 0, "sink: close after this many bytes")
+	each := fs.Bool("urls", false, "exec: read URLs from stdin, one session each, print the times")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "sink":
@@ -393,23 +427,28 @@ func main() {
 	case "send":
 		os.Exit(send(*port))
 	}
-	if *rawURL == "" {
+	if *rawURL == "" && !*each {
 		fail(2, "-url is required")
 	}
 	switch os.Args[1] {
 	case "exec", "attach":
-		o := execOpts{url: *rawURL, version: *version, stdin: *stdin, stdout: *stdout, stderr: *stderr, tty: *tty}
+		o := execOpts{url: *rawURL, version: *version, stdin: *stdin, stdout: *stdout, stderr: *stderr, tty: *tty,
+			in: os.Stdin, out: os.Stdout, errOut: os.Stderr}
 		if *resize != "" {
 			fmt.Sscanf(*resize, "%dx%d", &o.width, &o.height)
 		}
-		if *proto == "ws" {
-			if o.version == "" {
-				o.version = "v5.channel.k8s.io,v4.channel.k8s.io"
-			}
-			os.Exit(execWS(o))
-		}
 		if o.version == "" {
-			o.version = "v4.channel.k8s.io,v3.channel.k8s.io,v2.channel.k8s.io,channel.k8s.io"
+			if *proto == "ws" {
+				o.version = "v5.channel.k8s.io,v4.channel.k8s.io"
+			} else {
+				o.version = "v4.channel.k8s.io,v3.channel.k8s.io,v2.channel.k8s.io,channel.k8s.io"
+			}
+		}
+		if *each {
+			os.Exit(execEach(o, *proto))
+		}
+		if *proto == "ws" {
+			os.Exit(execWS(o))
 		}
 		os.Exit(execSPDY(o))
 	case "portforward":

@@ -132,6 +132,9 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
         CtlCommand::Stats(a) => monitoring::stats(&mut rt, a).await,
         CtlCommand::Statsp(a) => monitoring::statsp(&mut rt, a).await,
         CtlCommand::Events => monitoring::events(&mut rt).await,
+        CtlCommand::Exec(a) if a.url_only || a.repeat.is_some() => {
+            streaming::exec_requests(&mut rt, a).await
+        }
         CtlCommand::Exec(a) if a.sync => {
             let code = containers::exec_sync(&mut rt, a.container, a.cmd, a.timeout).await?;
             // The command's own exit status becomes ctl's, as crictl exec does.

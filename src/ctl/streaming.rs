@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
-use criox_proto::v1::{AttachRequest, ExecRequest, PortForwardRequest};
+use criox_proto::v1::{AttachRequest, ExecRequest, ExecSyncRequest, PortForwardRequest};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +37,14 @@ pub struct ExecArgs {
     /// Connect to this streaming URL instead of asking the runtime for one.
     #[arg(long, hide = true)]
     pub url: Option<String>,
+    /// Print the streaming URL the runtime answers instead of opening the session, for
+    /// clients that speak the streaming protocols themselves.
+    #[arg(long, hide = true, conflicts_with_all = ["sync", "url"])]
+    pub url_only: bool,
+    /// Benchmarks: send the ExecSync (--sync) or Exec (--url-only) request N times over one
+    /// connection and print each call's latency in microseconds, followed by the URL.
+    #[arg(long, hide = true, value_name = "N")]
+    pub repeat: Option<u32>,
     pub container: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -61,6 +69,9 @@ pub struct PortForwardArgs {
     /// Connect to this streaming URL (one forwarded connection) instead of asking the runtime.
     #[arg(long, hide = true)]
     pub url: Option<String>,
+    /// Print the streaming URL for the remote ports instead of listening locally.
+    #[arg(long, hide = true, conflicts_with = "url")]
+    pub url_only: bool,
     pub pod: String,
     /// LOCAL:REMOTE port pairs (or PORT for the same port on both ends).
     #[arg(required = true)]
@@ -326,6 +337,64 @@ pub async fn attach(
     finish(session(&url, args.interactive, args.tty).await?)
 }
 
+/// `exec --url-only` and `exec --repeat N`: the RPC alone, timed, without a session.
+pub async fn exec_requests(rt: &mut RuntimeServiceClient<Channel>, args: ExecArgs) -> Result<()> {
+    if args.cmd.is_empty() {
+        bail!("a command to run is required");
+    }
+    if !args.sync && !args.url_only {
+        bail!("--repeat needs --sync or --url-only");
+    }
+    let mut stdout = std::io::stdout().lock();
+    for _ in 0..args.repeat.unwrap_or(1) {
+        let started = std::time::Instant::now();
+        let url = if args.sync {
+            let response = rt
+                .exec_sync(ExecSyncRequest {
+                    container_id: args.container.clone(),
+                    cmd: args.cmd.clone(),
+                    timeout: args.timeout,
+                })
+                .await
+                .with_context(|| format!("exec in container {}", args.container))?
+                .into_inner();
+            if response.exit_code != 0 {
+                bail!(
+                    "{:?} exited with {}: {}",
+                    args.cmd,
+                    response.exit_code,
+                    String::from_utf8_lossy(&response.stderr).trim()
+                );
+            }
+            None
+        } else {
+            let url = rt
+                .exec(ExecRequest {
+                    container_id: args.container.clone(),
+                    cmd: args.cmd.clone(),
+                    tty: args.tty,
+                    stdin: args.interactive,
+                    stdout: true,
+                    stderr: !args.tty,
+                })
+                .await
+                .with_context(|| format!("exec in container {}", args.container))?
+                .into_inner()
+                .url;
+            Some(url)
+        };
+        let micros = started.elapsed().as_micros();
+        use std::io::Write as _;
+        match (args.repeat.is_some(), url) {
+            (true, Some(url)) => writeln!(stdout, "{micros} {url}")?,
+            (true, None) => writeln!(stdout, "{micros}")?,
+            (false, Some(url)) => writeln!(stdout, "{url}")?,
+            (false, None) => {}
+        }
+    }
+    Ok(())
+}
+
 fn parse_pair(pair: &str) -> Result<(u16, u16)> {
     let (local, remote) = pair.split_once(':').unwrap_or((pair, pair));
     let parse = |p: &str| {
@@ -414,6 +483,20 @@ pub async fn port_forward(
         .iter()
         .map(|p| parse_pair(p))
         .collect::<Result<Vec<_>>>()?;
+    if args.url_only {
+        let rt = rt.ok_or_else(|| anyhow!("no runtime to ask for a streaming URL"))?;
+        let url = rt
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: args.pod.clone(),
+                port: pairs.iter().map(|&(_, remote)| i32::from(remote)).collect(),
+            })
+            .await
+            .with_context(|| format!("port forward to pod {}", args.pod))?
+            .into_inner()
+            .url;
+        println!("{url}");
+        return Ok(());
+    }
     let rt = rt.cloned();
     let mut listeners = Vec::new();
     for (local, remote) in pairs {

@@ -73,14 +73,12 @@ impl Version {
                     "reason": "NonZeroExitCode",
                     "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
                 }),
-                Err(e) => json!({
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": format!("error executing command in container: {e}"),
-                    "reason": "InternalError",
-                    "details": {"causes": [{"message": e.to_string()}]},
-                    "code": 500,
-                }),
+                Err(e) => {
+                    return Some(self.failure(
+                        &format!("error executing command in container: {e}"),
+                        &e.to_string(),
+                    ));
+                }
             };
             return Some(status.to_string().into_bytes());
         }
@@ -90,8 +88,28 @@ impl Version {
                 format!("command terminated with non-zero exit code: exit status {code}")
                     .into_bytes(),
             ),
-            Err(e) => Some(format!("error executing command in container: {e}").into_bytes()),
+            Err(e) => Some(self.failure(
+                &format!("error executing command in container: {e}"),
+                &e.to_string(),
+            )),
         }
+    }
+
+    /// The error stream's bytes for a session that failed before or instead of running.
+    fn failure(self, message: &str, cause: &str) -> Vec<u8> {
+        if self < Version::V4 {
+            return message.as_bytes().to_vec();
+        }
+        json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": "InternalError",
+            "details": {"causes": [{"message": cause}]},
+            "code": 500,
+        })
+        .to_string()
+        .into_bytes()
     }
 }
 
@@ -136,6 +154,24 @@ impl Wanted {
     }
 }
 
+impl Wanted {
+    /// The SPDY streams a client opens for this request, the error stream first.
+    fn stream_names(self, version: Version) -> Vec<&'static str> {
+        let mut names = vec!["error"];
+        for (on, name) in [
+            (self.stdin, "stdin"),
+            (self.stdout, "stdout"),
+            (self.stderr, "stderr"),
+            (self.tty && version.resizes(), "resize"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
 /// Where one output stream goes.
 #[derive(Clone)]
 enum Sink {
@@ -169,8 +205,10 @@ struct Endpoints {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("timed out waiting for the client to create its streams")]
-    StreamTimeout,
+    #[error(
+        "timed out waiting for the client to create its streams: the request has {wanted}, the client opened {opened}"
+    )]
+    StreamTimeout { wanted: String, opened: String },
     #[error("the client left before creating its streams")]
     ClientGone,
     #[error("the client opened a stream of unknown type {0:?}")]
@@ -182,14 +220,20 @@ pub async fn serve_spdy(
     runtime: &dyn StreamingRuntime,
     request: Request,
     version: Version,
+    conn: spdy::Connection,
+) -> Result<(), SessionError> {
+    serve_spdy_within(runtime, request, version, conn, STREAM_CREATION_TIMEOUT).await
+}
+
+async fn serve_spdy_within(
+    runtime: &dyn StreamingRuntime,
+    request: Request,
+    version: Version,
     mut conn: spdy::Connection,
+    creation_timeout: std::time::Duration,
 ) -> Result<(), SessionError> {
     let wanted = Wanted::of(&request);
-    let mut expected =
-        1 + usize::from(wanted.stdin) + usize::from(wanted.stdout) + usize::from(wanted.stderr);
-    if wanted.tty && version.resizes() {
-        expected += 1;
-    }
+    let expected = wanted.stream_names(version).len();
     let mut ends = Endpoints {
         stdin: None,
         resize: None,
@@ -197,15 +241,26 @@ pub async fn serve_spdy(
         stderr: None,
         error: None,
     };
-    let mut received = 0;
-    let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);
+    let mut opened: Vec<String> = Vec::new();
+    let deadline = tokio::time::sleep(creation_timeout);
     tokio::pin!(deadline);
-    while received < expected {
+    while opened.len() < expected {
         let stream: SpdyStream = tokio::select! {
             s = conn.accept() => s.ok_or(SessionError::ClientGone)?,
             _ = &mut deadline => {
+                let error = SessionError::StreamTimeout {
+                    wanted: wanted.stream_names(version).join(", "),
+                    opened: if opened.is_empty() { "none".to_string() } else { opened.join(", ") },
+                };
+                // A client that asked for fewer streams than its request names would
+                // otherwise see its session end without a word.
+                if let Some(sink) = &ends.error {
+                    let message = error.to_string();
+                    let _ = sink.write(Bytes::from(version.failure(&message, &message))).await;
+                    sink.finish().await;
+                }
                 conn.shutdown().await;
-                return Err(SessionError::StreamTimeout);
+                return Err(error);
             }
         };
         let kind = stream.header("streamtype").unwrap_or_default().to_string();
@@ -225,7 +280,7 @@ pub async fn serve_spdy(
             }
         }
         let _ = writer.reply().await;
-        received += 1;
+        opened.push(kind);
     }
     let closed = conn.closed();
     run(runtime, request, version, ends, closed).await;
@@ -404,6 +459,59 @@ mod tests {
         assert_eq!(Version::V2.status(&Ok(0)), None);
         let text = String::from_utf8(Version::V3.status(&Ok(1)).unwrap()).unwrap();
         assert!(text.contains("non-zero exit code"));
+    }
+
+    #[tokio::test]
+    async fn a_client_short_of_a_requested_stream_is_told_on_the_error_stream() {
+        use super::super::host::HostRuntime;
+        use super::super::spdy::frame::Frame;
+        use super::super::spdy::peer::Peer;
+        let (mut peer, conn) = Peer::pair();
+        let request = Request::Attach {
+            container_id: "c".into(),
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
+        let session = tokio::spawn(async move {
+            let runtime = HostRuntime::default();
+            let timeout = std::time::Duration::from_millis(300);
+            serve_spdy_within(&runtime, request, Version::V4, conn, timeout).await
+        });
+        // What a client sends that forgot the stderr the request asked for.
+        peer.syn_stream(1, 0, &[("streamtype", "error")]).await;
+        peer.syn_stream(3, 0, &[("streamtype", "stdin")]).await;
+        peer.syn_stream(5, 0, &[("streamtype", "stdout")]).await;
+        let mut status = Vec::new();
+        loop {
+            match peer.next_significant().await {
+                Frame::SynReply { .. } => {}
+                Frame::Data {
+                    stream_id: 1,
+                    fin,
+                    data,
+                } => {
+                    status.extend_from_slice(&data);
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        assert_eq!(status["status"], "Failure");
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.contains("the request has error, stdin, stdout, stderr")
+                && message.contains("the client opened error, stdin, stdout"),
+            "{message}"
+        );
+        assert!(matches!(
+            session.await.unwrap(),
+            Err(SessionError::StreamTimeout { .. })
+        ));
     }
 
     #[test]

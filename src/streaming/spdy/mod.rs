@@ -4,5 +4,7 @@
 mod conn;
 pub mod frame;
 pub mod headers;
+#[cfg(test)]
+pub mod peer;
 
 pub use conn::{Closed, Connection, SpdyStream, StreamWriter};
