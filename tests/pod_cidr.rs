@@ -107,7 +107,7 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
         .unwrap()
         .into_inner();
     let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
-    assert_eq!(cidrs, [cidr.clone()]);
+    assert_eq!(cidrs, std::slice::from_ref(&cidr));
 
     let pod = run_pod(&mut rt, pod_config("cidr", &common::unique("uid"))).await;
     let ip = rt
