@@ -68,6 +68,9 @@ pub struct NetworkConfig {
     pub cni_plugin_dirs: Vec<PathBuf>,
     /// Seconds a CNI plugin may run before it is killed and the call fails.
     pub cni_plugin_timeout: u64,
+    /// A conflist template rendered into `cni_config_dir` when the kubelet sends the
+    /// node's pod CIDR; empty for none.
+    pub cni_config_template: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +170,7 @@ impl Default for NetworkConfig {
             cni_config_dir: PathBuf::from("/etc/cni/net.d"),
             cni_plugin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_plugin_timeout: 60,
+            cni_config_template: PathBuf::new(),
         }
     }
 }
@@ -378,6 +382,15 @@ impl Config {
             "Seconds a CNI plugin call may take before it is killed and fails.",
             "cni_plugin_timeout",
             &self.network.cni_plugin_timeout.to_string(),
+        );
+        line(
+            &mut out,
+            "CNI conflist template written to cni_config_dir as 10-criox-net.conflist once the kubelet \
+             sends the pod CIDR (UpdateRuntimeConfig) and no configuration is there yet; \
+             {{.PodCIDR}}, {{range $i, $r := .PodCIDRRanges}}, {{range .Routes}}, {{if $i}} and {{end}} \
+             are replaced. Empty: the pod CIDR is only remembered.",
+            "cni_config_template",
+            &q(&self.network.cni_config_template),
         );
 
         out.push_str("\n[streaming]\n");

@@ -83,6 +83,10 @@ pub enum CtlCommand {
     Stats(monitoring::StatsArgs),
     /// Show pods' CPU, memory and network use.
     Statsp(monitoring::StatspArgs),
+    /// Print the descriptors of the runtime's pod and container metrics as JSON.
+    Metricdescs,
+    /// Print pods' and their containers' metrics as JSON (all pods, or those given).
+    Metricsp { ids: Vec<String> },
     /// Print container events as they happen (one JSON object a line).
     Events,
     /// Run a command in a running container.
@@ -131,6 +135,8 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
         CtlCommand::Logs(a) => containers::logs(&mut rt, a).await,
         CtlCommand::Stats(a) => monitoring::stats(&mut rt, a).await,
         CtlCommand::Statsp(a) => monitoring::statsp(&mut rt, a).await,
+        CtlCommand::Metricdescs => monitoring::metricdescs(&mut rt).await,
+        CtlCommand::Metricsp { ids } => monitoring::metricsp(&mut rt, ids).await,
         CtlCommand::Events => monitoring::events(&mut rt).await,
         CtlCommand::Exec(a) if a.url_only || a.repeat.is_some() => {
             streaming::exec_requests(&mut rt, a).await

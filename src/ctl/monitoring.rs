@@ -1,11 +1,12 @@
-//! Monitoring commands: stats, statsp, events.
+//! Monitoring commands: stats, statsp, metricdescs, metricsp, events.
 
 use anyhow::Result;
 use clap::Args;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::{
     ContainerEventType, ContainerStatsFilter, GetEventsRequest, ListContainerStatsRequest,
-    ListPodSandboxStatsRequest, PodSandboxStatsFilter, UInt64Value,
+    ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest,
+    PodSandboxStatsFilter, UInt64Value,
 };
 use tonic::transport::Channel;
 
@@ -135,6 +136,40 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
             mib(tx)
         );
     }
+    Ok(())
+}
+
+/// Prints the metric descriptors as JSON.
+pub async fn metricdescs(rt: &mut Client) -> Result<()> {
+    let descriptors = rt
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await?
+        .into_inner()
+        .descriptors;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "descriptors": descriptors }))?
+    );
+    Ok(())
+}
+
+/// Prints the metrics of pods as JSON; `ids` (or prefixes) narrow them to some pods.
+pub async fn metricsp(rt: &mut Client, ids: Vec<String>) -> Result<()> {
+    let mut pod_metrics = rt
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await?
+        .into_inner()
+        .pod_metrics;
+    if !ids.is_empty() {
+        pod_metrics.retain(|p| {
+            ids.iter()
+                .any(|id| p.pod_sandbox_id.starts_with(id.as_str()))
+        });
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "podMetrics": pod_metrics }))?
+    );
     Ok(())
 }
 

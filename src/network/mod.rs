@@ -8,7 +8,9 @@
 mod cache;
 mod conf;
 mod exec;
+mod pod_cidr;
 mod result;
+pub mod template;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use serde_json::{Map, Value};
 pub use cache::CachedAttachment;
 pub use conf::{ConfError, NetworkList};
 pub use exec::ExecError;
+pub use pod_cidr::PodCidrOutcome;
 
 /// The interface name inside the pod, as Kubernetes expects.
 pub const POD_IFNAME: &str = "eth0";
@@ -30,6 +33,8 @@ pub enum NetworkError {
     NotReady(#[from] ConfError),
     #[error("{0}")]
     Plugin(#[from] ExecError),
+    #[error("CNI configuration template {path}: {message}")]
+    Template { path: PathBuf, message: String },
     #[error("cannot {action} network cache {path}: {source}")]
     Cache {
         action: &'static str,
@@ -79,6 +84,10 @@ pub struct NetworkManager {
     plugin_dirs: Vec<PathBuf>,
     cache_dir: PathBuf,
     timeout: Duration,
+    /// A conflist template rendered into `config_dir` once the pod CIDR is known.
+    template: Option<PathBuf>,
+    /// The pod CIDRs the kubelet last handed over.
+    pod_cidrs: std::sync::Mutex<Vec<template::Cidr>>,
 }
 
 impl NetworkManager {
@@ -87,12 +96,15 @@ impl NetworkManager {
         plugin_dirs: &[PathBuf],
         cache_dir: &Path,
         timeout: Duration,
+        template: Option<PathBuf>,
     ) -> NetworkManager {
         NetworkManager {
             config_dir: config_dir.to_path_buf(),
             plugin_dirs: plugin_dirs.to_vec(),
             cache_dir: cache_dir.to_path_buf(),
             timeout,
+            template,
+            pod_cidrs: std::sync::Mutex::new(Vec::new()),
         }
     }
 

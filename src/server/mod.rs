@@ -4,6 +4,7 @@
 
 mod containers;
 mod images;
+mod pod_metrics;
 mod pods;
 mod relay;
 mod runtime;
@@ -38,6 +39,7 @@ pub struct CriServer {
     containers: Arc<ContainerManager>,
     cpu_rate: Arc<CpuRate>,
     pods: Arc<SandboxManager>,
+    network: Arc<NetworkManager>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +67,13 @@ impl CriServer {
             &config.network.cni_plugin_dirs,
             &config.root.join("network"),
             std::time::Duration::from_secs(config.network.cni_plugin_timeout.max(1)),
+            (!config.network.cni_config_template.as_os_str().is_empty())
+                .then(|| config.network.cni_config_template.clone()),
         ));
         let pods = SandboxManager::open(
             &config.root,
             &config.state,
-            network,
+            network.clone(),
             config.runtime.handlers.keys().cloned().collect(),
             config.runtime.default_handler.clone(),
         )
@@ -99,6 +103,7 @@ impl CriServer {
             pods,
             containers,
             cpu_rate: Arc::new(CpuRate::default()),
+            network,
         })
     }
 

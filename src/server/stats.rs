@@ -8,9 +8,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::CriServer;
 use super::containers::{container_error, to_status};
 use super::runtime::ContainerEventStream;
-use super::{CriServer, unimplemented};
 use crate::container::events::{ContainerEvent, EventKind};
 use crate::container::manager::now_ns;
 use crate::container::record::{ContainerRecord, Filter, State};
@@ -307,18 +307,32 @@ pub async fn list_metric_descriptors(
     _server: &CriServer,
     _req: ListMetricDescriptorsRequest,
 ) -> Result<ListMetricDescriptorsResponse, Status> {
-    Err(unimplemented(
-        "ListMetricDescriptors",
-        "statistics, events and metrics are not available",
-    ))
+    Ok(ListMetricDescriptorsResponse {
+        descriptors: super::pod_metrics::descriptors(),
+    })
 }
 
+/// Metrics of ready pods only: a stopped or removed pod has nothing to report and is
+/// left out rather than failing the call.
 pub async fn list_pod_sandbox_metrics(
-    _server: &CriServer,
+    server: &CriServer,
     _req: ListPodSandboxMetricsRequest,
 ) -> Result<ListPodSandboxMetricsResponse, Status> {
-    Err(unimplemented(
-        "ListPodSandboxMetrics",
-        "statistics, events and metrics are not available",
-    ))
+    let pods: Vec<Pod> = server
+        .pods
+        .list(&PodFilter {
+            state: Some(PodState::Ready),
+            ..Default::default()
+        })
+        .await;
+    let containers = server.containers.list(&Filter::default());
+    let server = server.clone();
+    let pod_metrics = tokio::task::spawn_blocking(move || {
+        pods.iter()
+            .map(|pod| super::pod_metrics::pod_metrics(&server, pod, &containers))
+            .collect()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("metrics task failed: {e}")))?;
+    Ok(ListPodSandboxMetricsResponse { pod_metrics })
 }

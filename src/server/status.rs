@@ -9,8 +9,10 @@ use criox_proto::v1::{
 };
 use tonic::Status;
 
-use super::{CriServer, unimplemented};
+use super::CriServer;
 use crate::config::{CgroupManager, Config};
+use crate::network::PodCidrOutcome;
+use crate::network::template::parse_pod_cidrs;
 
 pub const RUNTIME_NAME: &str = "criox";
 pub const RUNTIME_API_VERSION: &str = "v1";
@@ -35,6 +37,16 @@ pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResp
         let config_json = serde_json::to_string(config.as_ref())
             .map_err(|e| Status::internal(format!("cannot encode the configuration: {e}")))?;
         info.insert("config".to_string(), config_json);
+        let cidrs: Vec<String> = server
+            .network
+            .pod_cidrs()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        info.insert(
+            "podCIDRs".to_string(),
+            serde_json::Value::from(cidrs).to_string(),
+        );
     }
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
@@ -59,14 +71,44 @@ pub async fn runtime_config(
     })
 }
 
+/// The kubelet hands over the node's pod CIDR; see `network::pod_cidr` for what follows.
 pub async fn update_runtime_config(
-    _server: &CriServer,
-    _req: UpdateRuntimeConfigRequest,
+    server: &CriServer,
+    req: UpdateRuntimeConfigRequest,
 ) -> Result<UpdateRuntimeConfigResponse, Status> {
-    Err(unimplemented(
-        "UpdateRuntimeConfig",
-        "handing the pod CIDR to CNI",
-    ))
+    let text = req
+        .runtime_config
+        .and_then(|c| c.network_config)
+        .map(|n| n.pod_cidr)
+        .unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(UpdateRuntimeConfigResponse {});
+    }
+    let cidrs = parse_pod_cidrs(&text).map_err(|part| {
+        Status::invalid_argument(format!(
+            "runtime_config.network_config.pod_cidr: {part:?} is not a CIDR"
+        ))
+    })?;
+    let network = server.network.clone();
+    let outcome = tokio::task::spawn_blocking(move || network.set_pod_cidrs(cidrs))
+        .await
+        .map_err(|e| Status::internal(format!("pod CIDR task failed: {e}")))?
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    match outcome {
+        PodCidrOutcome::Remembered => {
+            tracing::info!(pod_cidr = %text, "pod CIDR received; no CNI configuration template is set")
+        }
+        PodCidrOutcome::AlreadyReady => tracing::info!(
+            pod_cidr = %text,
+            "pod CIDR received; a CNI configuration is already in place, the template is not used"
+        ),
+        PodCidrOutcome::Rendered(path) => tracing::info!(
+            pod_cidr = %text,
+            path = %path.display(),
+            "CNI configuration written from the template"
+        ),
+    }
+    Ok(UpdateRuntimeConfigResponse {})
 }
 
 fn condition(kind: &str, result: Result<(), (String, String)>) -> RuntimeCondition {

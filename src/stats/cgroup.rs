@@ -11,6 +11,7 @@ use super::{StatsError, read_to_string};
 pub enum Hierarchy {
     /// One mount point per v1 controller (absent controllers are `None`).
     V1 {
+        cpu: Option<PathBuf>,
         cpuacct: Option<PathBuf>,
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
@@ -32,6 +33,7 @@ impl Hierarchy {
     }
 
     pub fn from_mountinfo(text: &str) -> Hierarchy {
+        let mut cpu = None;
         let mut cpuacct = None;
         let mut memory = None;
         let mut pids = None;
@@ -53,6 +55,7 @@ impl Hierarchy {
                 "cgroup" => {
                     for opt in superopts.split(',') {
                         match opt {
+                            "cpu" if cpu.is_none() => cpu = Some(mountpoint.clone()),
                             "cpuacct" if cpuacct.is_none() => cpuacct = Some(mountpoint.clone()),
                             "memory" if memory.is_none() => memory = Some(mountpoint.clone()),
                             "pids" if pids.is_none() => pids = Some(mountpoint.clone()),
@@ -64,10 +67,13 @@ impl Hierarchy {
             }
         }
         match unified {
-            Some(root) if cpuacct.is_none() && memory.is_none() && pids.is_none() => {
+            Some(root)
+                if cpu.is_none() && cpuacct.is_none() && memory.is_none() && pids.is_none() =>
+            {
                 Hierarchy::V2(root)
             }
             _ => Hierarchy::V1 {
+                cpu,
                 cpuacct,
                 memory,
                 pids,
@@ -84,6 +90,7 @@ impl Hierarchy {
                 cpuacct,
                 memory,
                 pids,
+                ..
             } => {
                 let cpuacct = cpuacct
                     .as_ref()
@@ -117,6 +124,8 @@ pub struct MemoryStats {
     pub working_set_bytes: u64,
     /// Anonymous memory and swap cache.
     pub rss_bytes: u64,
+    /// Page cache.
+    pub cache_bytes: u64,
     pub page_faults: u64,
     pub major_page_faults: u64,
     /// The limit, when one is set.
@@ -148,6 +157,7 @@ fn read_v1(
         usage_bytes,
         working_set_bytes: usage_bytes.saturating_sub(field("total_inactive_file")),
         rss_bytes: field("total_rss"),
+        cache_bytes: field("total_cache"),
         page_faults: field("total_pgfault"),
         major_page_faults: field("total_pgmajfault"),
         limit_bytes: (limit < V1_UNLIMITED).then_some(limit),
@@ -183,6 +193,7 @@ fn read_v2(dir: &Path) -> Result<CgroupStats, StatsError> {
         usage_bytes,
         working_set_bytes: usage_bytes.saturating_sub(field("inactive_file")),
         rss_bytes: field("anon"),
+        cache_bytes: field("file"),
         page_faults: field("pgfault"),
         major_page_faults: field("pgmajfault"),
         limit_bytes,
@@ -201,7 +212,7 @@ fn read_v2(dir: &Path) -> Result<CgroupStats, StatsError> {
 }
 
 /// The value of `key` in a "key value" per line file such as memory.stat.
-fn flat_keyed(text: &str, key: &str) -> Option<u64> {
+pub(super) fn flat_keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         if k == key {
@@ -212,7 +223,7 @@ fn flat_keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-fn read_u64(path: PathBuf) -> Result<u64, StatsError> {
+pub(super) fn read_u64(path: PathBuf) -> Result<u64, StatsError> {
     let text = read_to_string(path.clone())?;
     parse_u64(text.trim(), &path)
 }
@@ -241,6 +252,7 @@ mod tests {
         assert_eq!(
             Hierarchy::from_mountinfo(HYBRID),
             Hierarchy::V1 {
+                cpu: Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
                 cpuacct: Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
                 memory: Some(PathBuf::from("/sys/fs/cgroup/memory")),
                 pids: Some(PathBuf::from("/sys/fs/cgroup/pids")),
@@ -307,6 +319,7 @@ mod tests {
                 cpuacct,
                 memory,
                 pids,
+                ..
             } => [cpuacct, memory, pids]
                 .into_iter()
                 .flatten()

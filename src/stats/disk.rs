@@ -44,6 +44,26 @@ pub fn usage(dir: &Path) -> Result<Usage, StatsError> {
     Ok(total)
 }
 
+/// Size and inodes of the file system holding a directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capacity {
+    pub bytes: u64,
+    pub inodes: u64,
+    pub inodes_free: u64,
+}
+
+pub fn capacity(dir: &Path) -> Result<Capacity, StatsError> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| StatsError::Read {
+        path: dir.to_path_buf(),
+        source: std::io::Error::from(e),
+    })?;
+    Ok(Capacity {
+        bytes: st.blocks() as u64 * st.fragment_size() as u64,
+        inodes: st.files() as u64,
+        inodes_free: st.files_available() as u64,
+    })
+}
+
 fn add(meta: &std::fs::Metadata, seen: &mut HashSet<u64>, total: &mut Usage) {
     if meta.nlink() > 1 && !meta.is_dir() && !seen.insert(meta.ino()) {
         return;
@@ -55,6 +75,14 @@ fn add(meta: &std::fs::Metadata, seen: &mut HashSet<u64>, total: &mut Usage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_of_a_real_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = capacity(dir.path()).unwrap();
+        assert!(cap.bytes > 0 && cap.inodes >= cap.inodes_free, "{cap:?}");
+        assert!(capacity(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn counts_bytes_and_inodes_and_hard_links_once() {

@@ -3,6 +3,7 @@
 //! spawns a process, so a kubelet can poll many containers every second.
 
 pub mod cgroup;
+pub mod cgroup_detail;
 pub mod cpu_rate;
 pub mod disk;
 pub mod network;

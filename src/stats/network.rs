@@ -13,9 +13,13 @@ use super::StatsError;
 pub struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// Counters of every interface but loopback in the namespace pinned at `netns`.
@@ -59,9 +63,13 @@ pub fn parse_net_dev(text: &str) -> Vec<InterfaceStats> {
             Some(InterfaceStats {
                 name: name.to_string(),
                 rx_bytes: fields[0],
+                rx_packets: fields[1],
                 rx_errors: fields[2],
+                rx_dropped: fields[3],
                 tx_bytes: fields[8],
+                tx_packets: fields[9],
                 tx_errors: fields[10],
+                tx_dropped: fields[11],
             })
         })
         .collect()
@@ -84,9 +92,13 @@ Inter-|   Receive                                                |  Transmit
             vec![InterfaceStats {
                 name: "eth0".to_string(),
                 rx_bytes: 5000,
+                rx_packets: 40,
                 rx_errors: 2,
+                rx_dropped: 0,
                 tx_bytes: 7000,
+                tx_packets: 50,
                 tx_errors: 3,
+                tx_dropped: 0,
             }]
         );
     }

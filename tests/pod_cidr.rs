@@ -1,0 +1,154 @@
+//! UpdateRuntimeConfig: the kubelet hands over the node's pod CIDR, a configured CNI
+//! template is rendered with it, the network becomes ready and pods get addresses there.
+
+mod common;
+#[path = "pods_support/mod.rs"]
+mod pods_support;
+
+use std::path::Path;
+
+use common::Daemon;
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::*;
+use pods_support::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+async fn network_ready(rt: &mut Rt) -> RuntimeCondition {
+    rt.status(StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .expect("NetworkReady condition")
+}
+
+async fn update(rt: &mut Rt, pod_cidr: &str) -> Result<(), tonic::Status> {
+    rt.update_runtime_config(UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: pod_cidr.to_string(),
+            }),
+        }),
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The test network's conflist with its subnet and routes left to the template.
+fn template(network: &TestNetwork) -> String {
+    let conflist = network.conflist();
+    let mut value: serde_json::Value = serde_json::from_str(&conflist).unwrap();
+    value["plugins"][0]["ipam"]["ranges"] = serde_json::Value::String("@RANGES@".into());
+    value["plugins"][0]["ipam"]["routes"] = serde_json::Value::String("@ROUTES@".into());
+    value.to_string()
+        .replace(
+            "\"@RANGES@\"",
+            r#"[{{range $i, $range := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$range}}"}]{{end}}]"#,
+        )
+        .replace(
+            "\"@ROUTES@\"",
+            r#"[{{- range $i, $route := .Routes}}{{if $i}}, {{end}}{"dst": "{{$route}}"}{{end -}}]"#,
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
+    let network = TestNetwork::new(Path::new("/tmp"));
+    let conf = tempfile::tempdir().unwrap();
+    let template_path = conf.path().join("template.conflist");
+    std::fs::write(&template_path, template(&network)).unwrap();
+    let daemon = Daemon::builder()
+        .drop_in(
+            "20-template.toml",
+            &format!(
+                "[network]\ncni_config_template = {:?}\n",
+                template_path.display().to_string()
+            ),
+        )
+        .start()
+        .await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
+    let mut rt = daemon.runtime().await;
+
+    let before = network_ready(&mut rt).await;
+    assert!(!before.status, "{before:?}");
+
+    for bad in ["not-a-cidr", "10.0.0.0/33", "10.1.0.0/16,nope"] {
+        let err = update(&mut rt, bad).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(
+            err.message()
+                .contains("runtime_config.network_config.pod_cidr"),
+            "{}",
+            err.message()
+        );
+    }
+    // Bad input leaves nothing behind and the network stays not ready.
+    assert!(pods_support::dir_entries(&daemon.cni_dir).is_empty());
+    assert!(!network_ready(&mut rt).await.status);
+
+    let cidr = format!("{}.0/24", network.prefix);
+    update(&mut rt, &cidr).await.expect("UpdateRuntimeConfig");
+    let after = network_ready(&mut rt).await;
+    assert!(after.status, "{after:?}");
+    assert_eq!(
+        pods_support::dir_entries(&daemon.cni_dir),
+        ["10-criox-net.conflist"]
+    );
+    let status = rt
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
+    assert_eq!(cidrs, std::slice::from_ref(&cidr));
+
+    let pod = run_pod(&mut rt, pod_config("cidr", &common::unique("uid"))).await;
+    let ip = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    assert!(
+        ip.starts_with(&format!("{}.", network.prefix)),
+        "pod address {ip} outside {cidr}"
+    );
+    stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_template_the_pod_cidr_is_accepted_and_remembered() {
+    let daemon = Daemon::start().await;
+    let mut rt = daemon.runtime().await;
+    update(&mut rt, "10.244.3.0/24, fd00:10:244:3::/64")
+        .await
+        .expect("UpdateRuntimeConfig");
+    // An empty CIDR is a no-op, as the kubelet sends before it knows the node's.
+    update(&mut rt, "")
+        .await
+        .expect("empty UpdateRuntimeConfig");
+    assert!(!network_ready(&mut rt).await.status);
+    assert!(pods_support::dir_entries(&daemon.cni_dir).is_empty());
+    let status = rt
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
+    assert_eq!(cidrs, ["10.244.3.0/24", "fd00:10:244:3::/64"]);
+    assert!(daemon.log().contains("10.244.3.0/24"), "{}", daemon.log());
+}
