@@ -317,6 +317,15 @@ impl ContainerManager {
             },
             &self.node,
         )?;
+        if let Some(cwd) = built.spec.process().as_ref().map(|p| p.cwd()) {
+            super::rootfs_path::create_dir_in_root(&rootfs.target, cwd).map_err(|source| {
+                ContainerError::Write {
+                    id: id.to_string(),
+                    path: rootfs.target.join(cwd.strip_prefix("/").unwrap_or(cwd)),
+                    source,
+                }
+            })?;
+        }
         for requirement in &built.propagation {
             super::propagation::ensure(requirement)
                 .map_err(|e| invalid("mounts", e.to_string()))?;
