@@ -248,6 +248,11 @@ impl ContainerManager {
             pid: 0,
             monitor_pid: 0,
             exit: None,
+            resources: config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.as_ref())
+                .map(super::record::Resources::from_cri),
         };
         // The record comes first: a crash from here on leaves something start-up cleans.
         self.store.insert(record).map_err(|e| match e {
@@ -317,6 +322,15 @@ impl ContainerManager {
             },
             &self.node,
         )?;
+        if let Some(cwd) = built.spec.process().as_ref().map(|p| p.cwd()) {
+            super::rootfs_path::create_dir_in_root(&rootfs.target, cwd).map_err(|source| {
+                ContainerError::Write {
+                    id: id.to_string(),
+                    path: rootfs.target.join(cwd.strip_prefix("/").unwrap_or(cwd)),
+                    source,
+                }
+            })?;
+        }
         for requirement in &built.propagation {
             super::propagation::ensure(requirement)
                 .map_err(|e| invalid("mounts", e.to_string()))?;
@@ -698,8 +712,20 @@ impl ContainerManager {
             unified: self.node.cgroup_v2,
             swap: self.node.swap_accounting,
         };
-        let resources = super::resources::build(Some(resources), support)?;
-        self.update_resources(id, resources).await
+        let built = super::resources::build(Some(resources), support)?;
+        self.update_resources(id, built).await?;
+        self.store
+            .update(id, |r| {
+                r.resources = Some(match &r.resources {
+                    Some(old) => old.updated(resources),
+                    None => super::record::Resources::from_cri(resources),
+                })
+            })
+            .map_err(|e| ContainerError::Internal {
+                id: id.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(())
     }
 
     /// UpdateContainerResources on a created or running container.

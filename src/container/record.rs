@@ -96,6 +96,79 @@ pub struct ContainerRecord {
     pub pid: i32,
     pub monitor_pid: i32,
     pub exit: Option<Exit>,
+    /// The CRI resources asked for at creation and by later updates; records written
+    /// before this field existed have none.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+}
+
+/// The CRI's Linux resources, as ContainerStatus reports them back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub memory_swap_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub unified: HashMap<String, String>,
+}
+
+impl Resources {
+    pub fn from_cri(r: &criox_proto::v1::LinuxContainerResources) -> Resources {
+        Resources {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            unified: r.unified.clone(),
+        }
+    }
+
+    /// An update as the runtimes apply it: the values it sets replace the old ones, the
+    /// values it leaves at zero or empty keep theirs.
+    pub fn updated(&self, r: &criox_proto::v1::LinuxContainerResources) -> Resources {
+        let pick = |new: i64, old: i64| if new != 0 { new } else { old };
+        let pick_str = |new: &str, old: &str| if new.is_empty() { old } else { new }.to_string();
+        let mut unified = self.unified.clone();
+        unified.extend(r.unified.clone());
+        Resources {
+            cpu_period: pick(r.cpu_period, self.cpu_period),
+            cpu_quota: pick(r.cpu_quota, self.cpu_quota),
+            cpu_shares: pick(r.cpu_shares, self.cpu_shares),
+            memory_limit_in_bytes: pick(r.memory_limit_in_bytes, self.memory_limit_in_bytes),
+            memory_swap_limit_in_bytes: pick(
+                r.memory_swap_limit_in_bytes,
+                self.memory_swap_limit_in_bytes,
+            ),
+            oom_score_adj: pick(r.oom_score_adj, self.oom_score_adj),
+            cpuset_cpus: pick_str(&r.cpuset_cpus, &self.cpuset_cpus),
+            cpuset_mems: pick_str(&r.cpuset_mems, &self.cpuset_mems),
+            unified,
+        }
+    }
+
+    pub fn to_cri(&self) -> criox_proto::v1::LinuxContainerResources {
+        criox_proto::v1::LinuxContainerResources {
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_shares: self.cpu_shares,
+            memory_limit_in_bytes: self.memory_limit_in_bytes,
+            memory_swap_limit_in_bytes: self.memory_swap_limit_in_bytes,
+            oom_score_adj: self.oom_score_adj,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            unified: self.unified.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Record for ContainerRecord {
@@ -180,7 +253,33 @@ pub(crate) mod tests {
             pid: 0,
             monitor_pid: 0,
             exit: None,
+            resources: None,
         }
+    }
+
+    #[test]
+    fn an_update_replaces_the_values_it_sets() {
+        let created = Resources::from_cri(&criox_proto::v1::LinuxContainerResources {
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 1 << 26,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        });
+        let updated = created.updated(&criox_proto::v1::LinuxContainerResources {
+            cpu_quota: 20_000,
+            memory_limit_in_bytes: 1 << 27,
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                updated.cpu_quota,
+                updated.cpu_shares,
+                updated.memory_limit_in_bytes
+            ),
+            (20_000, 512, 1 << 27)
+        );
+        assert_eq!(updated.cpuset_cpus, "0");
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub fn read_in_root(root: &Path, path: &str) -> io::Result<Option<String>> {
     }
 }
 
+/// Creates directory `path` of the image and its missing parents, resolved as the container
+/// will see it. Runtimes differ on a working directory the image lacks (runc makes it,
+/// libcontainer fails with a bare "unix syscall" error), so it is made before either runs.
+pub fn create_dir_in_root(root: &Path, path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(resolve_in_root(root, path)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +122,16 @@ mod tests {
         symlink("/b", root.path().join("a")).unwrap();
         symlink("/a", root.path().join("b")).unwrap();
         assert!(resolve_in_root(root.path(), Path::new("/a/x")).is_err());
+    }
+
+    #[test]
+    fn created_directories_stay_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        symlink("/elsewhere", root.path().join("work")).unwrap();
+        create_dir_in_root(root.path(), Path::new("/work/sub")).unwrap();
+        assert!(root.path().join("elsewhere/sub").is_dir());
+        create_dir_in_root(root.path(), Path::new("/../../up")).unwrap();
+        assert!(root.path().join("up").is_dir());
     }
 
     #[test]

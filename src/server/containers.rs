@@ -199,7 +199,10 @@ pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        resources: None,
+        resources: record.resources.as_ref().map(|r| ContainerResources {
+            linux: Some(r.to_cri()),
+            ..Default::default()
+        }),
         image_id: record.image_id.clone(),
         user: None,
     }
