@@ -78,6 +78,9 @@ pub struct NetworkConfig {
 pub struct StreamingConfig {
     pub address: String,
     pub port: u16,
+    /// PEM certificate chain; with `tls_key_file`, the server speaks HTTPS.
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +183,8 @@ impl Default for StreamingConfig {
         StreamingConfig {
             address: "127.0.0.1".to_string(),
             port: 0,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
         }
     }
 }
@@ -262,6 +267,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let tls = &self.streaming;
+        if tls.tls_cert_file.as_os_str().is_empty() != tls.tls_key_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "streaming.tls_cert_file and streaming.tls_key_file go together: set both or neither"
+                    .to_string(),
+            ));
+        }
         for (key, path) in [("root", &self.root), ("state", &self.state)] {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid(format!(
@@ -405,6 +417,19 @@ impl Config {
             "Port of the streaming server; 0 picks a free port.",
             "port",
             &self.streaming.port.to_string(),
+        );
+        line(
+            &mut out,
+            "PEM certificate chain of the streaming server; with tls_key_file it serves HTTPS \
+             and hands out https:// URLs. Empty: plain HTTP.",
+            "tls_cert_file",
+            &toml_string(&self.streaming.tls_cert_file.to_string_lossy()),
+        );
+        line(
+            &mut out,
+            "PEM private key (PKCS#8, PKCS#1 or SEC1) of tls_cert_file.",
+            "tls_key_file",
+            &toml_string(&self.streaming.tls_key_file.to_string_lossy()),
         );
 
         out.push_str("\n[metrics]\n");

@@ -112,9 +112,23 @@ fn main() {
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {
-        eprintln!("criox: {e:#}");
+        eprintln!("criox: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line. Most of our errors already quote their cause in
+/// their own message; a cause is added only where the text so far does not hold it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
@@ -145,4 +159,29 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> 
         .enable_all()
         .build()?
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open {path}: {source}")]
+    struct Open {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated_and_others_are_added() {
+        let open = Open {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        let e = anyhow::Error::from(open).context("starting");
+        assert_eq!(
+            one_line(&e),
+            "starting: cannot open /x: No such file or directory (os error 2)"
+        );
+    }
 }

@@ -584,7 +584,9 @@ async fn streaming_exec_and_attach_reach_the_container() {
         .into_inner()
         .url;
     let attached = std::process::Command::new(streaming_support::streamclient())
-        .args(["attach", "-proto", "ws", "-url", &url, "-stdin", "-stdout"])
+        .args([
+            "attach", "-proto", "ws", "-url", &url, "-stdin", "-stdout", "-stderr",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -756,3 +756,133 @@ async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
     drop(rt2);
     pods_support::stop_and_remove_pod(&mut rt, &pod).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_over_https_with_the_configured_certificate() {
+    let certs = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
+    let (cert, key) = streaming_support::self_signed_cert(certs.path(), "streaming");
+    let (daemon, _conf) = common::daemon_with_image(
+        &busybox_image(),
+        &format!(
+            "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
+    let id = run_container(
+        &mut rt,
+        &pod,
+        &pod_config,
+        "tls",
+        &["sleep", "3600"],
+        false,
+        false,
+    )
+    .await;
+
+    let cacert = cert.display().to_string();
+    for proto in ["spdy", "ws"] {
+        let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        let out = streaming_support::client(
+            &[
+                "exec", "-proto", proto, "-url", &url, "-stdout", "-cacert", &cacert,
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{proto}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "over-tls\n",
+            "{proto}"
+        );
+
+        // A client that does not trust the certificate gets no session.
+        let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
+        let out =
+            streaming_support::client(&["exec", "-proto", proto, "-url", &url, "-stdout"], b"");
+        assert!(
+            !out.status.success(),
+            "{proto}: an untrusted server was accepted"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("certificate"), "{proto}: {stderr}");
+        assert!(out.stdout.is_empty(), "{proto}: {out:?}");
+    }
+
+    // Plain HTTP on the TLS port is refused, and the server keeps serving.
+    let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
+    let plain = url.replacen("https://", "http://", 1);
+    let out =
+        streaming_support::client(&["exec", "-proto", "spdy", "-url", &plain, "-stdout"], b"");
+    assert!(!out.status.success(), "plain HTTP was served: {out:?}");
+    let out = streaming_support::client(
+        &[
+            "exec", "-proto", "spdy", "-url", &url, "-stdout", "-cacert", &cacert,
+        ],
+        b"",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "over-tls\n",
+        "{out:?}"
+    );
+}
+
+async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str]) -> String {
+    rt.exec(ExecRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        stdout: true,
+        ..Default::default()
+    })
+    .await
+    .expect("Exec")
+    .into_inner()
+    .url
+}
+
+#[test]
+fn a_streaming_key_that_does_not_fit_its_certificate_stops_the_start() {
+    let base = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
+    let (cert, _) = streaming_support::self_signed_cert(base.path(), "one");
+    let (_, other_key) = streaming_support::self_signed_cert(base.path(), "two");
+    let missing = base.path().join("missing.key");
+    for (key, named) in [(&other_key, "does not fit"), (&missing, "missing.key")] {
+        let config = base.path().join("criox.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {:?}\nstate = {:?}\n[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                base.path().join("root").display().to_string(),
+                base.path().join("s").display().to_string(),
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the daemon started with {}",
+            key.display()
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.trim().lines().collect();
+        assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+        assert!(lines[0].contains(&key.display().to_string()), "{stderr}");
+        assert!(lines[0].contains(named), "{stderr}");
+        assert!(
+            !base.path().join("s/criox.sock").exists(),
+            "a socket was left"
+        );
+    }
+}

@@ -3,6 +3,8 @@
 // It is built on the SPDY and WebSocket libraries the Kubernetes clients use, so that the
 // server is tested against an implementation it was not written with.
 //
+// Every subcommand takes -cacert FILE: trust that PEM certificate for https:// URLs.
+//
 //	streamclient exec -url URL [-proto spdy|ws] [-version V] [-stdin] [-stdout] [-stderr] [-tty] [-resize WxH]
 //	streamclient exec -urls [-proto spdy|ws] [-stdout] [-stderr]  (benchmarks: URLs on stdin, times out)
 //	streamclient portforward -url URL [-proto spdy|ws] -port N
@@ -16,6 +18,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
@@ -80,6 +84,21 @@ func exitCode(version string, raw []byte) int {
 	return 255
 }
 
+// tlsConfig is used for https:// URLs; -cacert fills it.
+var tlsConfig = &tls.Config{}
+
+func loadCA(path string) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		fail(2, "cacert: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		fail(2, "cacert: no certificate in %s", path)
+	}
+	tlsConfig.RootCAs = pool
+}
+
 // bufferedConn reads what the HTTP response parser buffered before the socket itself.
 type bufferedConn struct {
 	net.Conn
@@ -93,7 +112,12 @@ func spdyDial(rawURL, version string) (*spdystream.Connection, string) {
 	if err != nil {
 		fail(2, "bad url: %v", err)
 	}
-	conn, err := net.Dial("tcp", u.Host)
+	var conn net.Conn
+	if u.Scheme == "https" {
+		conn, err = tls.Dial("tcp", u.Host, tlsConfig)
+	} else {
+		conn, err = net.Dial("tcp", u.Host)
+	}
 	if err != nil {
 		fail(2, "dial: %v", err)
 	}
@@ -192,8 +216,12 @@ func execSPDY(o execOpts) int {
 }
 
 func wsDial(rawURL, version string) (*websocket.Conn, string) {
-	u := strings.Replace(rawURL, "http://", "ws://", 1)
-	d := websocket.Dialer{Subprotocols: strings.Split(version, ","), HandshakeTimeout: 30 * time.Second}
+	u := strings.Replace(strings.Replace(rawURL, "https://", "wss://", 1), "http://", "ws://", 1)
+	d := websocket.Dialer{
+		Subprotocols:     strings.Split(version, ","),
+		HandshakeTimeout: 30 * time.Second,
+		TLSClientConfig:  tlsConfig,
+	}
 	ws, resp, err := d.Dial(u, nil)
 	if err != nil {
 		if resp != nil {
@@ -420,7 +448,11 @@ func main() {
 	port := fs.Int("port", 0, "port to forward")
 	limit := fs.Int64("bytes", 0, "sink: close after this many bytes")
 	each := fs.Bool("urls", false, "exec: read URLs from stdin, one session each, print the times")
+	cacert := fs.String("cacert", "", "PEM certificate to trust for https:// URLs")
 	fs.Parse(os.Args[2:])
+	if *cacert != "" {
+		loadCA(*cacert)
+	}
 	switch os.Args[1] {
 	case "sink":
 		os.Exit(sink(*port, *limit))

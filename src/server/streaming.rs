@@ -24,12 +24,20 @@ pub async fn start(
     pods: Arc<SandboxManager>,
     containers: Arc<ContainerManager>,
 ) -> Result<StreamingServer, StreamingError> {
-    StreamingServer::start(
-        &config.streaming.address,
-        config.streaming.port,
-        Arc::new(DaemonContainers { pods, containers }),
-    )
-    .await
+    let runtime = Arc::new(DaemonContainers { pods, containers });
+    let streaming = &config.streaming;
+    if streaming.tls_cert_file.as_os_str().is_empty() {
+        StreamingServer::start(&streaming.address, streaming.port, runtime).await
+    } else {
+        StreamingServer::start_tls(
+            &streaming.address,
+            streaming.port,
+            &streaming.tls_cert_file,
+            &streaming.tls_key_file,
+            runtime,
+        )
+        .await
+    }
 }
 
 /// The daemon's side of the streaming seam: exec through the container's runtime, attach

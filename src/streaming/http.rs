@@ -3,6 +3,7 @@
 //! and hands the upgraded connection to the session code.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use super::cache::{Request, TokenCache};
 use super::runtime::StreamingRuntime;
@@ -33,7 +36,7 @@ pub struct Shared {
 
 type Reply = Response<Full<Bytes>>;
 
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -50,22 +53,41 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(shared, req).await) }
-            });
-            let result = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades()
-                .await;
-            if let Err(e) = result {
-                tracing::debug!("streaming connection from {peer}: {e}");
+            match tls {
+                None => serve_connection(socket, peer, shared).await,
+                // The handshake shares the header deadline: a client that opens a
+                // connection and says nothing must not hold a permit.
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, shared).await,
+                        Ok(Err(e)) => tracing::debug!("streaming TLS handshake from {peer}: {e}"),
+                        Err(_) => tracing::debug!("streaming TLS handshake from {peer} timed out"),
+                    }
+                }
             }
             drop(permit);
         });
+    }
+}
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(shared, req).await) }
+    });
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = result {
+        tracing::debug!("streaming connection from {peer}: {e}");
     }
 }
 

@@ -10,6 +10,7 @@ mod portforward;
 mod remotecommand;
 pub mod runtime;
 mod spdy;
+mod tls;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 pub use cache::Request;
 use cache::{CacheError, TOKEN_TTL, TokenCache};
@@ -28,6 +30,11 @@ pub enum StreamingError {
     Listen {
         address: String,
         source: std::io::Error,
+    },
+    #[error("streaming TLS: cannot use {path}: {message}")]
+    Tls {
+        path: std::path::PathBuf,
+        message: String,
     },
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -53,10 +60,33 @@ impl StreamingServer {
         Self::start_with_ttl(address, port, runtime, TOKEN_TTL).await
     }
 
+    /// As [`StreamingServer::start`], serving HTTPS with the PEM certificate chain and key
+    /// in `cert` and `key`.
+    pub async fn start_tls(
+        address: &str,
+        port: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        runtime: Arc<dyn StreamingRuntime>,
+    ) -> Result<StreamingServer, StreamingError> {
+        let acceptor = TlsAcceptor::from(tls::server_config(cert, key)?);
+        Self::serve(address, port, Some(acceptor), runtime, TOKEN_TTL).await
+    }
+
     /// As [`StreamingServer::start`], with URLs that expire after `ttl`.
     pub async fn start_with_ttl(
         address: &str,
         port: u16,
+        runtime: Arc<dyn StreamingRuntime>,
+        ttl: std::time::Duration,
+    ) -> Result<StreamingServer, StreamingError> {
+        Self::serve(address, port, None, runtime, ttl).await
+    }
+
+    async fn serve(
+        address: &str,
+        port: u16,
+        tls: Option<TlsAcceptor>,
         runtime: Arc<dyn StreamingRuntime>,
         ttl: std::time::Duration,
     ) -> Result<StreamingServer, StreamingError> {
@@ -78,10 +108,11 @@ impl StreamingServer {
             cache: TokenCache::new(ttl),
             runtime,
         });
-        let task = tokio::spawn(http::accept_loop(listener, shared.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = tokio::spawn(http::accept_loop(listener, tls, shared.clone()));
         let base_url = match local_addr {
-            SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
-            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
         };
         tracing::info!("streaming server listening on {base_url}");
         Ok(StreamingServer {
