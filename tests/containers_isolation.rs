@@ -208,8 +208,6 @@ async fn mount_propagation(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "libcontainer 0.7 fails to prepare the root filesystem of a container with an \
-            rslave or rshared bind mount"]
 async fn mount_propagation_host_to_container_and_back_embedded() {
     mount_propagation(Backend::Embedded).await;
 }

@@ -5,6 +5,7 @@
 //! signals, and are safe from any process.
 
 mod exec;
+mod propagation;
 mod spec_fixes;
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -185,6 +186,13 @@ impl Backend for Embedded {
         match result {
             Ok(container) => {
                 let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+                if let Err(e) = propagation::apply(pid, propagation::steps(&spec)) {
+                    self.clean_failed_create(id);
+                    if let Some(dir) = shadow {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                    return Err(BackendError::failed(id, "create", e.to_string()));
+                }
                 // The adjusted bundle stays while the container lives: exec reads the
                 // container's spec from it. `state` reports the bundle the caller gave.
                 if let Some(dir) = &shadow {

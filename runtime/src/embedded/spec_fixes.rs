@@ -79,6 +79,20 @@ pub fn apply(spec: &Spec, id: &str, bundle: &Path, caller_oom_score_adj: i32) ->
         }
     }
 
+    // libcontainer 0.7 knows rootfsPropagation only by its short names and fails the create
+    // on rslave or rshared; it makes the root recursively shared, slave or private anyway.
+    if let Some(mut linux) = spec.linux().clone()
+        && let Some(short) = linux
+            .rootfs_propagation()
+            .as_deref()
+            .and_then(|p| p.strip_prefix('r'))
+            .filter(|p| matches!(*p, "shared" | "slave" | "private" | "unbindable"))
+    {
+        linux.set_rootfs_propagation(Some(short.to_string()));
+        spec.set_linux(Some(linux));
+        changed = true;
+    }
+
     // A relative or missing cgroupsPath makes libcontainer build `/:youki:<id>` names.
     if let Some(mut linux) = spec.linux().clone() {
         let path = linux.cgroups_path().clone();
@@ -166,6 +180,31 @@ mod tests {
             .as_ref()
             .unwrap()[0];
         assert_eq!((arg.value(), arg.value_two()), (0, Some(2114060288)));
+    }
+
+    #[test]
+    fn shortens_recursive_rootfs_propagation() {
+        for (given, short) in [
+            ("rslave", "slave"),
+            ("rshared", "shared"),
+            ("rprivate", "private"),
+        ] {
+            let s = spec(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"/nonexistent"}},
+                "process":{{"cwd":"/","args":["true"],"user":{{"uid":0,"gid":0}},"env":["HOME=/"]}},
+                "linux":{{"cgroupsPath":"/x","rootfsPropagation":"{given}"}}}}"#
+            ));
+            let fixed = apply(&s, "c", Path::new("/b"), 0).unwrap();
+            assert_eq!(
+                fixed
+                    .linux()
+                    .as_ref()
+                    .unwrap()
+                    .rootfs_propagation()
+                    .as_deref(),
+                Some(short)
+            );
+        }
     }
 
     #[test]
