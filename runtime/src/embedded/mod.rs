@@ -5,6 +5,7 @@
 //! signals, and are safe from any process.
 
 mod exec;
+mod exec_seccomp;
 mod spec_fixes;
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
