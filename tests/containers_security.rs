@@ -409,31 +409,64 @@ async fn seccomp_profiles_runc() {
     seccomp_profiles(Backend::Runc).await;
 }
 
-/// Processes exec'ed into a container are held to its profile, as its own process is.
+/// What confines a process, as /proc shows it: capabilities, no_new_privs, seccomp mode and
+/// filter count, cgroups and resource limits.
+fn confinement_of(pid: &str) -> String {
+    format!(
+        "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' \
+         /proc/{pid}/status; cat /proc/{pid}/cgroup /proc/{pid}/limits"
+    )
+}
+
+/// Processes exec'ed into a container are held to its profile, as its own process is, and
+/// keep the rest of its confinement: whether the filter goes in before the capabilities
+/// are dropped (no no_new_privs) or after (no_new_privs), for root and for another user.
 async fn exec_keeps_the_profile(backend: Backend) {
     let mut node = Node::start(backend).await;
     let (pod, pod_config) = node.pod("seccomp-exec").await;
-    let id = node
-        .run(
-            &pod,
-            &pod_config,
-            secured(
-                "confined",
-                user(|s| s.seccomp = seccomp(ProfileType::RuntimeDefault, "")),
-            ),
-        )
-        .await;
-    let out = node.sh(&id, "grep '^Seccomp:' /proc/self/status").await;
-    assert_eq!(out.ok().split_whitespace().nth(1), Some("2"), "{backend:?}");
-    node.exec(&id, &["unshare", "-U", "true"])
-        .await
-        .failed_with("Operation not permitted");
+    let runtime_default = || seccomp(ProfileType::RuntimeDefault, "");
+    let cases = [
+        ("confined", user(|s| s.seccomp = runtime_default())),
+        (
+            "confined-user",
+            user(|s| {
+                s.seccomp = runtime_default();
+                s.run_as_user = Some(Int64Value { value: 1000 });
+                s.capabilities = caps(&[], &["ALL"]);
+            }),
+        ),
+        (
+            "confined-nnp",
+            user(|s| {
+                s.seccomp = runtime_default();
+                s.no_new_privs = true;
+                s.capabilities = caps(&["NET_ADMIN"], &["CHOWN"]);
+            }),
+        ),
+    ];
+    for (name, sc) in cases {
+        let id = node.run(&pod, &pod_config, secured(name, sc)).await;
+        let out = node.sh(&id, "grep '^Seccomp:' /proc/self/status").await;
+        assert_eq!(
+            out.ok().split_whitespace().nth(1),
+            Some("2"),
+            "{backend:?} {name}"
+        );
+        node.exec(&id, &["unshare", "-U", "true"])
+            .await
+            .failed_with("Operation not permitted");
+        let own = node.sh(&id, &confinement_of("1")).await;
+        let exec = node.sh(&id, &confinement_of("self")).await;
+        assert_eq!(
+            exec.ok(),
+            own.ok(),
+            "{backend:?} {name}: exec'd vs own process"
+        );
+    }
     node.end_all_and_check_clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "libcontainer 0.7 builds an exec'ed process's spec without the container's \
-            seccomp profile: exec sessions on the embedded backend run unconfined"]
 async fn exec_keeps_the_seccomp_profile_embedded() {
     exec_keeps_the_profile(Backend::Embedded).await;
 }

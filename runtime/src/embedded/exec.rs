@@ -5,8 +5,9 @@ use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Process, Spec};
 
+use super::exec_seccomp::SeccompExecutor;
 use super::{Embedded, error_chain};
 use crate::backend::{BackendError, Stdio};
 
@@ -27,15 +28,21 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
     let id = req.id;
     let container = backend.load(id)?;
     let mut process = req.process;
-    let has_seccomp = container
-        .spec()
-        .ok()
-        .and_then(|_| oci_spec::runtime::Spec::load(container.bundle().join("config.json")).ok())
-        .and_then(|s| s.linux().as_ref().map(|l| l.seccomp().is_some()))
-        .unwrap_or(false);
-    if has_seccomp && process.no_new_privileges() == Some(false) {
-        process.set_no_new_privileges(None);
-    }
+    // The spec libcontainer started the container from: the adjusted copy when there is
+    // one, so the profile's operands are already in the order libcontainer reads them.
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config).map_err(|e| {
+        BackendError::failed(
+            id,
+            "exec",
+            format!("{}: {}", config.display(), error_chain(&e)),
+        )
+    })?;
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let executor = profile
+        .map(|p| SeccompExecutor::new(&mut process, p))
+        .transpose()
+        .map_err(|e| BackendError::failed(id, "exec", e.to_string()))?;
     let mut env = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push("HOME=/".to_string());
@@ -69,6 +76,9 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
         }
         if let Some(fd) = req.stdio.stderr {
             builder = builder.with_stderr(fd);
+        }
+        if let Some(executor) = executor {
+            builder = builder.with_executor(executor);
         }
         builder
             .as_tenant()

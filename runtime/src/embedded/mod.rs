@@ -5,6 +5,7 @@
 //! signals, and are safe from any process.
 
 mod exec;
+mod exec_seccomp;
 mod propagation;
 mod spec_fixes;
 
