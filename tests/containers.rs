@@ -21,9 +21,29 @@ fn busybox() -> String {
     fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
 }
 
-/// A daemon that trusts the loopback registry, with busybox pulled.
+/// A daemon that trusts the loopback registry, with busybox pulled and Debian's runc as
+/// the `runc` runtime handler beside the embedded runtime.
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(&busybox(), "").await
+    common::daemon_with_image(
+        &busybox(),
+        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
+    )
+    .await
+}
+
+/// The embedded runtime (the default handler) and runc: the lifecycle tests run on both.
+const EMBEDDED: &str = "";
+const RUNC: &str = "runc";
+
+async fn run_pod_on(rt: &mut Rt, config: PodSandboxConfig, handler: &str) -> String {
+    rt.run_pod_sandbox(RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: handler.to_string(),
+    })
+    .await
+    .expect("RunPodSandbox")
+    .into_inner()
+    .pod_sandbox_id
 }
 
 fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
@@ -109,12 +129,21 @@ async fn exec(rt: &mut Rt, id: &str, cmd: &[&str]) -> ExecSyncResponse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
+async fn a_container_runs_from_a_pulled_image_and_reports_its_exit_embedded() {
+    a_container_runs_from_a_pulled_image_and_reports_its_exit(EMBEDDED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_runs_from_a_pulled_image_and_reports_its_exit_runc() {
+    a_container_runs_from_a_pulled_image_and_reports_its_exit(RUNC).await;
+}
+
+async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str) {
     let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("exit", &logs);
-    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
     let mut config = container(
         "job",
@@ -127,6 +156,16 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
     let id = create(&mut rt, &pod, &pod_config, config).await;
     let created = status(&mut rt, &id).await;
     assert_eq!(created.state, ContainerState::ContainerCreated as i32);
+    // The pod's handler chose the runtime that holds the container's state.
+    let runtime = if handler.is_empty() {
+        "embedded"
+    } else {
+        handler
+    };
+    assert!(
+        daemon.state.join("r").join(runtime).join(&id).exists(),
+        "container {id} is not in the {runtime} runtime's state"
+    );
     start(&mut rt, &id).await;
     let exited = wait_exited(&mut rt, &id).await;
     assert_eq!(exited.exit_code, 3);
@@ -166,11 +205,20 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_sync_stop_and_the_image_entrypoint_rules() {
+async fn exec_sync_stop_and_the_image_entrypoint_rules_embedded() {
+    exec_sync_stop_and_the_image_entrypoint_rules(EMBEDDED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_stop_and_the_image_entrypoint_rules_runc() {
+    exec_sync_stop_and_the_image_entrypoint_rules(RUNC).await;
+}
+
+async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
     let (daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("exec", &daemon.dir.join("logs"));
-    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
     // args only: the image's Cmd is replaced, its Entrypoint (none) kept.
     let mut config = container("server", &[]);
     config.args = vec![
@@ -318,12 +366,21 @@ async fn two_containers_in_a_bridged_pod_share_localhost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen() {
+async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen_embedded() {
+    containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(EMBEDDED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen_runc() {
+    containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(RUNC).await;
+}
+
+async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(handler: &str) {
     let (mut daemon, _conf) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("restart", &logs);
-    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
     let long = create(
         &mut rt,
         &pod,
