@@ -287,14 +287,23 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_containers_in_a_bridged_pod_share_localhost() {
+async fn two_containers_in_a_bridged_pod_share_localhost_embedded() {
+    two_containers_in_a_bridged_pod_share_localhost(EMBEDDED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_in_a_bridged_pod_share_localhost_runc() {
+    two_containers_in_a_bridged_pod_share_localhost(RUNC).await;
+}
+
+async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
     let network = TestNetwork::new(Path::new("/tmp"));
     let (daemon, _conf) = daemon_with_busybox().await;
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
     let mut pod_config = pod_config("talk", &common::unique("uid"));
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
-    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
     let server = create(
         &mut rt,

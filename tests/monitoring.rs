@@ -349,7 +349,17 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_memory_limit_kill_is_reported_as_oom_and_counted() {
+async fn a_memory_limit_kill_is_reported_as_oom_and_counted_embedded() {
+    a_memory_limit_kill_is_reported_as_oom_and_counted("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_kill_is_reported_as_oom_and_counted_runc() {
+    a_memory_limit_kill_is_reported_as_oom_and_counted("runc").await;
+}
+
+/// `handler`: the pod's runtime handler, "" for the embedded runtime.
+async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -357,13 +367,24 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted() {
         .port();
     let (daemon, _conf) = common::daemon_with_image(
         &busybox(),
-        &format!("[metrics]\nenabled = true\nport = {port}\n"),
+        &format!(
+            "[metrics]\nenabled = true\nport = {port}\n\
+             [runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n"
+        ),
     )
     .await;
     let mut rt = daemon.runtime().await;
     let mut pod_config = pod_config("oom", &common::unique("uid"));
     on_host_network(&mut pod_config, NamespaceMode::Pod);
-    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: handler.to_string(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
     let mut config = container("hog", "dd if=/dev/zero of=/dev/null bs=200M count=1");
     config.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {
