@@ -9,7 +9,7 @@ mod pods_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Daemon, fixtures};
+use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use pods_support::{TestNetwork, on_host_network, pod_config, run_pod, stop_and_remove_pod};
@@ -17,15 +17,11 @@ use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
 
-fn busybox() -> String {
-    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
-}
-
 /// A daemon that trusts the loopback registry, with busybox pulled and Debian's runc as
 /// the `runc` runtime handler beside the embedded runtime.
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
     common::daemon_with_image(
-        &busybox(),
+        &common::busybox_image(),
         "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
     )
     .await
@@ -51,47 +47,6 @@ fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
     config.log_directory = log_dir.display().to_string();
     on_host_network(&mut config, NamespaceMode::Container);
     config
-}
-
-fn container(name: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
-}
-
-async fn create(
-    rt: &mut Rt,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    config: ContainerConfig,
-) -> String {
-    rt.create_container(CreateContainerRequest {
-        pod_sandbox_id: pod.to_string(),
-        config: Some(config),
-        sandbox_config: Some(pod_config.clone()),
-    })
-    .await
-    .expect("CreateContainer")
-    .into_inner()
-    .container_id
-}
-
-async fn start(rt: &mut Rt, id: &str) {
-    rt.start_container(StartContainerRequest {
-        container_id: id.to_string(),
-    })
-    .await
-    .expect("StartContainer");
 }
 
 async fn status(rt: &mut Rt, id: &str) -> ContainerStatus {
@@ -145,7 +100,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
     let pod_config = host_network_pod("exit", &logs);
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
-    let mut config = container(
+    let mut config = common::busybox_container(
         "job",
         &["sh", "-c", "echo hello; echo oops >&2; printf part; exit 3"],
     );
@@ -153,7 +108,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
         key: "GREETING".to_string(),
         value: "hi".to_string(),
     }];
-    let id = create(&mut rt, &pod, &pod_config, config).await;
+    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
     let created = status(&mut rt, &id).await;
     assert_eq!(created.state, ContainerState::ContainerCreated as i32);
     // The pod's handler chose the runtime that holds the container's state.
@@ -166,12 +121,12 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
         daemon.state.join("r").join(runtime).join(&id).exists(),
         "container {id} is not in the {runtime} runtime's state"
     );
-    start(&mut rt, &id).await;
+    common::start_container(&mut rt, &id).await;
     let exited = wait_exited(&mut rt, &id).await;
     assert_eq!(exited.exit_code, 3);
     assert_eq!(exited.reason, "Error");
     assert!(exited.finished_at >= exited.started_at && exited.started_at > 0);
-    assert_eq!(exited.image.unwrap().image, busybox());
+    assert_eq!(exited.image.unwrap().image, common::busybox_image());
 
     let log = std::fs::read_to_string(logs.join("job.log")).unwrap();
     assert!(log.contains(" stdout F hello\n"), "{log}");
@@ -220,15 +175,15 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
     let pod_config = host_network_pod("exec", &daemon.dir.join("logs"));
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
     // args only: the image's Cmd is replaced, its Entrypoint (none) kept.
-    let mut config = container("server", &[]);
+    let mut config = common::busybox_container("server", &[]);
     config.args = vec![
         "sh".to_string(),
         "-c".to_string(),
         "trap '' TERM; while :; do sleep 1; done".to_string(),
     ];
     config.working_dir = "/tmp".to_string();
-    let id = create(&mut rt, &pod, &pod_config, config).await;
-    start(&mut rt, &id).await;
+    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
+    common::start_container(&mut rt, &id).await;
 
     let out = exec(
         &mut rt,
@@ -305,11 +260,11 @@ async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
-    let server = create(
+    let server = common::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        container(
+        common::busybox_container(
             "server",
             &[
                 "sh",
@@ -319,15 +274,15 @@ async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
         ),
     )
     .await;
-    start(&mut rt, &server).await;
-    let client = create(
+    common::start_container(&mut rt, &server).await;
+    let client = common::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        container("client", &["sleep", "60"]),
+        common::busybox_container("client", &["sleep", "60"]),
     )
     .await;
-    start(&mut rt, &client).await;
+    common::start_container(&mut rt, &client).await;
 
     let mut answer = String::new();
     for _ in 0..100 {
@@ -390,25 +345,25 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("restart", &logs);
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
-    let long = create(
+    let long = common::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        container(
+        common::busybox_container(
             "long",
             &["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
         ),
     )
     .await;
-    start(&mut rt, &long).await;
-    let short = create(
+    common::start_container(&mut rt, &long).await;
+    let short = common::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        container("short", &["sh", "-c", "sleep 1; exit 5"]),
+        common::busybox_container("short", &["sh", "-c", "sleep 1; exit 5"]),
     )
     .await;
-    start(&mut rt, &short).await;
+    common::start_container(&mut rt, &short).await;
 
     daemon.kill();
     // The short container exits while no daemon runs.
@@ -454,7 +409,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
     let cases: Vec<(ContainerConfig, &str, tonic::Code)> = vec![
         (
             {
-                let mut c = container("a", &["true"]);
+                let mut c = common::busybox_container("a", &["true"]);
                 c.log_path = "../../etc/x.log".to_string();
                 c
             },
@@ -463,7 +418,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = container("b", &["true"]);
+                let mut c = common::busybox_container("b", &["true"]);
                 c.image = Some(ImageSpec {
                     image: "127.0.0.1:1/never/pulled:latest".to_string(),
                     ..Default::default()
@@ -475,7 +430,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = container("c", &["true"]);
+                let mut c = common::busybox_container("c", &["true"]);
                 c.mounts = vec![Mount {
                     container_path: "relative/path".to_string(),
                     host_path: "/tmp".to_string(),
@@ -488,7 +443,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = container("d", &["true"]);
+                let mut c = common::busybox_container("d", &["true"]);
                 c.linux = Some(LinuxContainerConfig {
                     resources: Some(LinuxContainerResources {
                         memory_limit_in_bytes: -5,
@@ -517,24 +472,24 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
     let err = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: "no-such-pod".to_string(),
-            config: Some(container("e", &["true"])),
+            config: Some(common::busybox_container("e", &["true"])),
             sandbox_config: Some(pod_config.clone()),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
-    let first = create(
+    let first = common::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        container("twin", &["sleep", "60"]),
+        common::busybox_container("twin", &["sleep", "60"]),
     )
     .await;
     let err = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
-            config: Some(container("twin", &["sleep", "60"])),
+            config: Some(common::busybox_container("twin", &["sleep", "60"])),
             sandbox_config: Some(pod_config.clone()),
         })
         .await
@@ -581,13 +536,13 @@ async fn streaming_exec_and_attach_reach_the_container() {
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("stream", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
-    let mut config = container(
+    let mut config = common::busybox_container(
         "shell",
         &["sh", "-c", "while read line; do echo got:$line; done"],
     );
     config.stdin = true;
-    let id = create(&mut rt, &pod, &pod_config, config).await;
-    start(&mut rt, &id).await;
+    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
+    common::start_container(&mut rt, &id).await;
 
     // Exec over SPDY and WebSocket: output, stderr kept apart, stdin, exit codes.
     for proto in ["spdy", "ws"] {

@@ -8,7 +8,7 @@ mod pods_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, fixtures};
+use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use pods_support::{TestNetwork, on_host_network, pod_config, run_pod};
@@ -18,50 +18,15 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(&busybox(), "").await
+    common::daemon_with_image(&common::busybox_image(), "").await
 }
 
-fn busybox() -> String {
-    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
-}
-
+/// A busybox shell running `script`, without a log file.
 fn container(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox(),
-            ..Default::default()
-        }),
-        command: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
-        ..Default::default()
+        log_path: String::new(),
+        ..common::busybox_container(name, &["sh", "-c", script])
     }
-}
-
-async fn run(
-    rt: &mut Rt,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    config: ContainerConfig,
-) -> String {
-    let id = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.to_string(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("StartContainer");
-    id
 }
 
 async fn stats(rt: &mut Rt, id: &str) -> ContainerStats {
@@ -101,14 +66,15 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
     let pod_config = pod_config("stats", &common::unique("uid"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
 
-    let burner = run(
+    let burner = common::run_container(
         &mut rt,
         &pod,
         &pod_config,
         container("burn", "while :; do :; done"),
     )
     .await;
-    let holder = run(&mut rt, &pod, &pod_config, container("hold", "sleep 600")).await;
+    let holder =
+        common::run_container(&mut rt, &pod, &pod_config, container("hold", "sleep 600")).await;
 
     // CPU: two samples a second apart; the first has no rate yet.
     let first = stats(&mut rt, &burner).await;
@@ -286,7 +252,7 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
         .await
         .unwrap();
 
-    let id = run(
+    let id = common::run_container(
         &mut rt,
         &pod,
         &pod_config,
@@ -366,7 +332,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
         .unwrap()
         .port();
     let (daemon, _conf) = common::daemon_with_image(
-        &busybox(),
+        &common::busybox_image(),
         &format!(
             "[metrics]\nenabled = true\nport = {port}\n\
              [runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n"
@@ -393,7 +359,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
         }),
         ..Default::default()
     });
-    let id = run(&mut rt, &pod, &pod_config, config).await;
+    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
     let mut status = None;
     for _ in 0..1000 {
         let s = rt

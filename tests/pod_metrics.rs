@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fixtures;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use pods_support::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
@@ -18,47 +17,12 @@ use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
 
-fn busybox() -> String {
-    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
-}
-
+/// A busybox shell running `script`, without a log file.
 fn container(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox(),
-            ..Default::default()
-        }),
-        command: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
-        ..Default::default()
+        log_path: String::new(),
+        ..common::busybox_container(name, &["sh", "-c", script])
     }
-}
-
-async fn run(
-    rt: &mut Rt,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    config: ContainerConfig,
-) -> String {
-    let id = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.to_string(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("StartContainer");
-    id
 }
 
 async fn exec_ok(rt: &mut Rt, id: &str, script: &str) {
@@ -148,7 +112,7 @@ fn assert_described(metrics: &[Metric], descriptors: &HashMap<String, Vec<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = common::daemon_with_image(&busybox(), "").await;
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
     let _leftovers = PodLeftovers::new(&daemon.root);
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -168,7 +132,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
 
     let pod_config = pod_config("metrics", &common::unique("uid"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
-    let burner = run(
+    let burner = common::run_container(
         &mut rt,
         &pod,
         &pod_config,
@@ -183,7 +147,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
         }),
         ..Default::default()
     });
-    let holder = run(&mut rt, &pod, &pod_config, holder_config).await;
+    let holder = common::run_container(&mut rt, &pod, &pod_config, holder_config).await;
 
     let first = pod_metrics(&mut rt, &pod).await;
     assert_described(&first.metrics, &descriptors);

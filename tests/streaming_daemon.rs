@@ -249,10 +249,6 @@ async fn port_forward_reaches_httpd_inside_a_pod() {
 
 type Rt = criox_proto::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
 
-fn busybox_image() -> String {
-    common::fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
-}
-
 /// Stops and removes a pod through `criox ctl` when dropped, so a failing test leaves no
 /// containers behind; declared after the daemon, it runs while the daemon still does.
 struct PodGuard {
@@ -299,38 +295,12 @@ async fn run_container(
     stdin: bool,
     stdin_once: bool,
 ) -> String {
-    use criox_proto::v1::*;
-    let config = ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox_image(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
+    let config = criox_proto::v1::ContainerConfig {
         stdin,
         stdin_once,
-        ..Default::default()
+        ..common::busybox_container(name, command)
     };
-    let id = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.to_string(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("StartContainer");
-    id
+    common::run_container(rt, pod, pod_config, config).await
 }
 
 async fn container_state(rt: &mut Rt, id: &str) -> criox_proto::v1::ContainerStatus {
@@ -477,7 +447,7 @@ const ATTACH_PROTOCOLS: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attached_stdin_reaches_the_container_over_every_protocol() {
-    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
     let id = run_container(&mut rt, &pod, &pod_config, "cat", &["cat"], true, false).await;
@@ -516,7 +486,7 @@ async fn attached_stdin_reaches_the_container_over_every_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_once_closes_the_container_stdin_when_the_attached_client_is_done() {
-    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
 
@@ -595,7 +565,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
     use streaming_support::client;
-    let (daemon, _conf) = common::daemon_with_image(&busybox_image(), "").await;
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
     let port = free_port();
@@ -762,7 +732,7 @@ async fn exec_over_https_with_the_configured_certificate() {
     let certs = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
     let (cert, key) = streaming_support::self_signed_cert(certs.path(), "streaming");
     let (daemon, _conf) = common::daemon_with_image(
-        &busybox_image(),
+        &common::busybox_image(),
         &format!(
             "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
             cert.display().to_string(),

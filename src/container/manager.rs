@@ -277,7 +277,9 @@ impl ContainerManager {
         .and_then(|r| r);
         match made {
             Ok(made) => {
-                let record = self.store.update(&id, |r| {
+                // The Creating record is on disk already; what follows describes processes
+                // that a power loss ends anyway.
+                let record = self.store.update_unsynced(&id, |r| {
                     r.state = State::Created;
                     r.pid = made.pid;
                     r.monitor_pid = made.monitor_pid;
@@ -348,9 +350,12 @@ impl ContainerManager {
                 id: id.to_string(),
                 message: format!("cannot encode the OCI spec: {e}"),
             })?;
-        crate::store::write_atomic(&config_path, &json).map_err(|e| ContainerError::Internal {
-            id: id.to_string(),
-            message: e.to_string(),
+        // Read by the runtime now and by status later; a power loss ends the container with it.
+        crate::store::write_atomic_unsynced(&config_path, &json).map_err(|e| {
+            ContainerError::Internal {
+                id: id.to_string(),
+                message: e.to_string(),
+            }
         })?;
         if let Some(path) = &log_path
             && let Some(dir) = path.parent()
@@ -501,7 +506,7 @@ impl ContainerManager {
                 id: id.clone(),
                 message: format!("start task failed: {e}"),
             })??;
-        let updated = self.store.update(&id, |r| {
+        let updated = self.store.update_unsynced(&id, |r| {
             // The process may have ended already; the exit watcher records that.
             if r.state == State::Created {
                 r.state = State::Running;

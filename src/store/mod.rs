@@ -281,9 +281,11 @@ impl<T: Record> Store<T> {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see either the old content or the new.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_file(path, bytes, true)
+/// Writes `bytes` to `path` so that readers see either the old content or the new, without
+/// flushing to disk: atomic against a daemon crash, for files whose container or pod would
+/// not outlive a power loss either.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_file(path, bytes, false)
 }
 
 fn write_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {

@@ -351,3 +351,66 @@ pub async fn daemon_with_image(image: &str, config: &str) -> (Daemon, tempfile::
         .unwrap_or_else(|e| panic!("pull {image}: {e}"));
     (daemon, conf)
 }
+
+/// The busybox image the fixtures pushed to the loopback registry.
+pub fn busybox_image() -> String {
+    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
+}
+
+/// A busybox container config running `command`, logging to `<name>.log` in the pod's log
+/// directory.
+pub fn busybox_container(name: &str, command: &[&str]) -> criox_proto::v1::ContainerConfig {
+    use criox_proto::v1::*;
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: busybox_image(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+/// CreateContainer, expected to succeed; returns the container's id.
+pub async fn create_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_config: &criox_proto::v1::PodSandboxConfig,
+    config: criox_proto::v1::ContainerConfig,
+) -> String {
+    rt.create_container(criox_proto::v1::CreateContainerRequest {
+        pod_sandbox_id: pod.to_string(),
+        config: Some(config),
+        sandbox_config: Some(pod_config.clone()),
+    })
+    .await
+    .expect("CreateContainer")
+    .into_inner()
+    .container_id
+}
+
+/// StartContainer, expected to succeed.
+pub async fn start_container(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
+    rt.start_container(criox_proto::v1::StartContainerRequest {
+        container_id: id.to_string(),
+    })
+    .await
+    .expect("StartContainer");
+}
+
+/// CreateContainer and StartContainer, both expected to succeed.
+pub async fn run_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_config: &criox_proto::v1::PodSandboxConfig,
+    config: criox_proto::v1::ContainerConfig,
+) -> String {
+    let id = create_container(rt, pod, pod_config, config).await;
+    start_container(rt, &id).await;
+    id
+}

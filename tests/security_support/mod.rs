@@ -12,7 +12,7 @@ use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use tonic::transport::Channel;
 
-use crate::common::{self, Daemon, fixtures};
+use crate::common::{self, Daemon};
 use crate::pods_support::{PodLeftovers, on_host_network, pod_config};
 
 pub type Rt = RuntimeServiceClient<Channel>;
@@ -36,7 +36,7 @@ impl Backend {
 }
 
 pub fn busybox() -> String {
-    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
+    common::busybox_image()
 }
 
 /// What one ExecSync returned, as text.
@@ -300,19 +300,7 @@ impl Drop for Node {
 
 /// A busybox container config logging to `<name>.log`.
 pub fn container(name: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
+    common::busybox_container(name, command)
 }
 
 /// A container that waits to be exec'ed into.
