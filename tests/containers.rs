@@ -400,6 +400,130 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
     );
 }
 
+/// A runtime handler whose `create` stalls, writing its pid to `stall.pid` in `dir`, and
+/// which hands every other command to runc.
+fn stalling_runtime(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let pid_file = dir.join("stall.pid");
+    let path = dir.join("stall-runtime");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = create ]; then echo $$ > {}; exec sleep 60; fi\ndone\nexec /usr/sbin/runc \"$@\"\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (path, pid_file)
+}
+
+/// Processes whose command line names `dir`: the monitors of a daemon's containers.
+fn processes_naming(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
+    let scripts = tempfile::tempdir().unwrap();
+    let (runtime, pid_file) = stalling_runtime(scripts.path());
+    let (mut daemon, _conf) = common::daemon_with_image(
+        &common::busybox_image(),
+        &format!(
+            "[runtime.handlers.stall]\npath = {:?}\n",
+            runtime.display().to_string()
+        ),
+    )
+    .await;
+    let mut rt = daemon.runtime().await;
+    let logs = daemon.dir.join("logs");
+    let pod_config = host_network_pod("half", &logs);
+    let pod = run_pod_on(&mut rt, pod_config.clone(), "stall").await;
+    let call = {
+        let mut rt = rt.clone();
+        let (pod, pod_config) = (pod.clone(), pod_config.clone());
+        tokio::spawn(async move {
+            rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod,
+                config: Some(common::busybox_container("half", &["sleep", "60"])),
+                sandbox_config: Some(pod_config),
+            })
+            .await
+        })
+    };
+    // The file appears before the shell has written the pid into it.
+    let mut stalled = None;
+    for _ in 0..500 {
+        stalled = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if stalled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stalled = stalled.expect("the runtime was asked to create");
+    // Half made: a record, a bundle and its root filesystem mount.
+    let bundles = daemon.root.join("containers");
+    let records = daemon.root.join("store/containers");
+    assert_eq!(entries(&bundles).len(), 1);
+    assert_eq!(entries(&records).len(), 1);
+    assert!(
+        common::mounts_below(&bundles).len() == 1,
+        "{:?}",
+        common::mounts_below(&bundles)
+    );
+
+    daemon.kill();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stalled),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(call.await.unwrap().is_err());
+    // The monitor sees its runtime fail and leaves by itself.
+    for _ in 0..500 {
+        if processes_naming(&daemon.state).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(processes_naming(&daemon.state), Vec::<i32>::new());
+
+    daemon.spawn().await;
+    let mut rt = daemon.runtime().await;
+    let listed = rt
+        .list_containers(ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(entries(&bundles), Vec::<PathBuf>::new());
+    assert_eq!(entries(&records), Vec::<PathBuf>::new());
+    assert_eq!(common::mounts_below(&bundles), Vec::<PathBuf>::new());
+    assert!(!logs.join("half.log").exists());
+    stop_and_remove_pod(&mut rt, &pod).await;
+    assert!(
+        common::mounts_below(&daemon.dir).is_empty(),
+        "mounts left behind"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_container_requests_name_the_field_and_leave_nothing() {
     let (daemon, _conf) = daemon_with_busybox().await;
