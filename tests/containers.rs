@@ -503,6 +503,10 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(processes_naming(&daemon.state), Vec::<i32>::new());
+    // What a power loss leaves of a container whose record was never flushed.
+    let lost = bundles.join("0".repeat(64));
+    std::fs::create_dir_all(lost.join("upper/tmp")).unwrap();
+    std::fs::write(lost.join("upper/tmp/written"), "data").unwrap();
 
     daemon.spawn().await;
     let mut rt = daemon.runtime().await;

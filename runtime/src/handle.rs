@@ -1,22 +1,18 @@
 //! [`Runtime`]: what the daemon holds per runtime handler.
 
-use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
-use nix::unistd::pipe2;
 use oci_spec::runtime::LinuxResources;
 
 use crate::backend::{Backend, ContainerState};
 use crate::embedded::Embedded;
-use crate::error::{RuntimeError, io_err};
+use crate::error::RuntimeError;
 use crate::external::External;
+use crate::launch::PendingLaunch;
 use crate::monitor::files;
-use crate::monitor::{CreateReport, ExitRecord, MonitorArgs, RuntimeChoice};
+use crate::monitor::{ExitRecord, RuntimeChoice};
 
 /// What a container is launched with.
 #[derive(Debug, Clone)]
@@ -104,82 +100,13 @@ impl Runtime {
 
     /// Starts a monitor that creates the container, and waits until it is created.
     pub fn launch(&self, req: &LaunchRequest) -> Result<Launched, RuntimeError> {
-        let id = req.id.as_str();
-        let args = MonitorArgs {
-            id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            state_dir: req.state_dir.clone(),
-            log_path: req.log_path.clone(),
-            stdin: req.stdin,
-            stdin_once: req.stdin_once,
-            terminal: req.terminal,
-            runtime: self.choice.clone(),
-            runtime_root: self.root.clone(),
-            sync_fd: Some(3),
-        };
-        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Failed {
-            id: id.to_string(),
-            op: "launch",
-            message: format!("pipe: {e}"),
-        })?;
-        let raw = write_end.as_raw_fd();
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("monitor")
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if raw == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(io_err(id, "running monitor", &self.exe))?;
-        drop(write_end);
-        // The first process leaves at once; the detached second one reports.
-        let _ = child.wait();
-        let mut line = String::new();
-        BufReader::new(std::fs::File::from(read_end))
-            .read_line(&mut line)
-            .map_err(io_err(id, "reading monitor report", &req.state_dir))?;
-        let report: CreateReport =
-            serde_json::from_str(line.trim()).map_err(|_| RuntimeError::Failed {
-                id: id.to_string(),
-                op: "create",
-                message: "the monitor exited without reporting".to_string(),
-            })?;
-        match (report.pid, report.kind.as_deref()) {
-            (Some(pid), _) => Ok(Launched {
-                pid,
-                monitor_pid: crate::monitor_client::monitor_pid(&req.state_dir).unwrap_or(0),
-            }),
-            (None, kind) => {
-                let message = report.error.unwrap_or_default();
-                Err(match kind {
-                    Some("already_exists") => RuntimeError::AlreadyExists { id: id.to_string() },
-                    Some("not_found") => RuntimeError::NotFound { id: id.to_string() },
-                    Some("invalid") => RuntimeError::InvalidArgument {
-                        id: id.to_string(),
-                        message,
-                    },
-                    _ => RuntimeError::Failed {
-                        id: id.to_string(),
-                        op: "create",
-                        message,
-                    },
-                })
-            }
-        }
+        self.prepare_launch(req)?.create()
+    }
+
+    /// Starts the monitor for `req` without creating the container yet, so that its
+    /// start-up overlaps the preparation of the bundle; [`PendingLaunch::create`] goes on.
+    pub fn prepare_launch(&self, req: &LaunchRequest) -> Result<PendingLaunch, RuntimeError> {
+        crate::launch::start(&self.exe, &self.choice, &self.root, req)
     }
 
     /// Runs the process of a created container.

@@ -35,6 +35,7 @@ mod error;
 pub mod exec_sync;
 pub mod external;
 mod handle;
+mod launch;
 pub mod monitor;
 pub mod monitor_client;
 
@@ -42,5 +43,6 @@ pub use backend::{ContainerState, Status};
 pub use error::RuntimeError;
 pub use exec_sync::ExecOutput;
 pub use handle::{LaunchRequest, Launched, Runtime};
+pub use launch::PendingLaunch;
 pub use monitor::{ExitRecord, RuntimeChoice};
 pub use oci_spec;

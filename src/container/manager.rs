@@ -255,6 +255,8 @@ impl ContainerManager {
                 .map(super::record::Resources::from_cri),
         };
         // The record comes first: a crash from here on leaves something start-up cleans.
+        // It is not flushed to disk: after a power loss, which ends the container anyway,
+        // start-up removes a bundle whose record was lost.
         self.store.insert(record).map_err(|e| match e {
             StoreError::NameTaken { name, holder, .. } => ContainerError::Invalid {
                 field: "metadata.name".to_string(),
@@ -310,6 +312,32 @@ impl ContainerManager {
         log_path: Option<PathBuf>,
     ) -> Result<Made, ContainerError> {
         let bundle = self.bundle_dir(id);
+        if let Some(path) = &log_path
+            && let Some(dir) = path.parent()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| ContainerError::Write {
+                id: id.to_string(),
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(&self.states).map_err(|source| ContainerError::Write {
+            id: id.to_string(),
+            path: self.states.clone(),
+            source,
+        })?;
+        let handler = self.store.get(id).map(|r| r.handler).unwrap_or_default();
+        // The monitor starts up while the root filesystem and the spec are made; it
+        // creates nothing until `create` below, and leaves if this returns early.
+        let pending = self.runtime(&handler)?.prepare_launch(&LaunchRequest {
+            id: id.to_string(),
+            bundle: bundle.clone(),
+            state_dir: self.state_dir(id),
+            log_path,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            terminal: config.tty,
+        })?;
         let rootfs = Rootfs::new(&bundle);
         rootfs.mount(&image.layers)?;
         let built = build_container_spec(
@@ -357,32 +385,7 @@ impl ContainerManager {
                 message: e.to_string(),
             }
         })?;
-        if let Some(path) = &log_path
-            && let Some(dir) = path.parent()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| ContainerError::Write {
-                id: id.to_string(),
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let state_dir = self.state_dir(id);
-        std::fs::create_dir_all(&self.states).map_err(|source| ContainerError::Write {
-            id: id.to_string(),
-            path: self.states.clone(),
-            source,
-        })?;
-        let record = self.store.get(id);
-        let handler = record.map(|r| r.handler).unwrap_or_default();
-        let launched = self.runtime(&handler)?.launch(&LaunchRequest {
-            id: id.to_string(),
-            bundle: bundle.clone(),
-            state_dir,
-            log_path,
-            stdin: config.stdin,
-            stdin_once: config.stdin_once,
-            terminal: config.tty,
-        })?;
+        let launched = pending.create()?;
         Ok(Made {
             pid: launched.pid,
             monitor_pid: launched.monitor_pid,
@@ -480,6 +483,38 @@ impl ContainerManager {
                     }
                 }
                 State::Exited => {}
+            }
+        }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.sweep_orphan_bundles()).await;
+    }
+
+    /// Removes bundles that no record names. The record of a container being created is
+    /// written without a flush to disk, so a power loss can take it away and leave its
+    /// bundle; nothing runs from such a bundle any more. One whose root filesystem is
+    /// still mounted is left alone: something other than a lost record holds it.
+    fn sweep_orphan_bundles(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.bundles) else {
+            return;
+        };
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else {
+                continue;
+            };
+            if self.store.get(id).is_some() {
+                continue;
+            }
+            let bundle = entry.path();
+            let rootfs = Rootfs::new(&bundle).target;
+            if is_mount_point(&mountinfo, &rootfs) {
+                tracing::warn!(bundle = %bundle.display(), "a bundle without a record has its root filesystem mounted; leaving it");
+                continue;
+            }
+            tracing::info!(bundle = %bundle.display(), "removing a bundle without a record");
+            if let Err(e) = std::fs::remove_dir_all(&bundle) {
+                tracing::warn!(bundle = %bundle.display(), error = %e, "cannot remove bundle");
             }
         }
     }
@@ -811,6 +846,14 @@ fn mount_records(config: &v1::ContainerConfig) -> Vec<MountRecord> {
 
 /// The CRI log file: the pod's log directory joined with the container's relative log
 /// path, which must stay inside it.
+/// Whether `path` is a mount point according to `mountinfo`.
+fn is_mount_point(mountinfo: &str, path: &Path) -> bool {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| Path::new(&point.replace("\\040", " ")) == path)
+}
+
 fn log_path(directory: Option<&Path>, relative: &str) -> Result<Option<PathBuf>, ContainerError> {
     if relative.is_empty() {
         return Ok(None);
@@ -868,6 +911,28 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_matched_whole_and_unescaped() {
+        let mountinfo = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:50 / /var/lib/criox/containers/ab/rootfs rw - overlay overlay rw
+41 22 0:51 / /mnt/with\\040space rw - tmpfs tmpfs rw
+";
+        assert!(is_mount_point(
+            mountinfo,
+            Path::new("/var/lib/criox/containers/ab/rootfs")
+        ));
+        assert!(is_mount_point(mountinfo, Path::new("/mnt/with space")));
+        assert!(!is_mount_point(
+            mountinfo,
+            Path::new("/var/lib/criox/containers/ab")
+        ));
+        assert!(!is_mount_point(
+            mountinfo,
+            Path::new("/var/lib/criox/containers/abc/rootfs")
+        ));
+    }
 
     #[test]
     fn log_paths_stay_inside_the_pod_log_directory() {

@@ -369,14 +369,10 @@ impl SandboxManager {
             spec,
         };
         // The record reserves the name; a live pod's holder is named in the refusal.
-        self.store
-            .insert_unsynced(pod.clone())
-            .map_err(|e| match e {
-                StoreError::NameTaken { name, holder, .. } => {
-                    SandboxError::NameTaken { name, holder }
-                }
-                other => SandboxError::Store(other),
-            })?;
+        self.store.insert(pod.clone()).map_err(|e| match e {
+            StoreError::NameTaken { name, holder, .. } => SandboxError::NameTaken { name, holder },
+            other => SandboxError::Store(other),
+        })?;
         let lock = self.op_lock(&id);
         let _guard = lock.lock().await;
         match self.build(&mut pod, shm_size, bandwidth.as_ref()).await {

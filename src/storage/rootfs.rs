@@ -54,7 +54,12 @@ impl Rootfs {
     /// Mounts `layers` (topmost first, the order `lowerdir=` takes) under the upper
     /// directory.
     pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
-        for dir in [&self.target, &self.upper, &self.work, &self.empty] {
+        // `empty` only stands in for an image without layers.
+        let empty = layers.is_empty().then_some(&self.empty);
+        for dir in [&self.target, &self.upper, &self.work]
+            .into_iter()
+            .chain(empty)
+        {
             std::fs::create_dir_all(dir).map_err(|source| RootfsError::Create {
                 path: dir.clone(),
                 source,

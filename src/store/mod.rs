@@ -132,17 +132,10 @@ impl<T: Record> Store<T> {
         self.records.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a new record; its id and name must be free.
+    /// Adds a new record; its id and name must be free. The record is not flushed to disk
+    /// (see `update_unsynced`): a new pod or container does not outlive a power loss, and
+    /// start-up removes what one whose record was lost left on disk.
     pub fn insert(&self, record: T) -> Result<(), StoreError> {
-        self.insert_with(record, true)
-    }
-
-    /// `insert` without flushing to disk (see `update_unsynced`).
-    pub fn insert_unsynced(&self, record: T) -> Result<(), StoreError> {
-        self.insert_with(record, false)
-    }
-
-    fn insert_with(&self, record: T, sync: bool) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         {
             let index = self.read();
@@ -159,7 +152,7 @@ impl<T: Record> Store<T> {
                 });
             }
         }
-        self.persist(&record, sync)?;
+        self.persist(&record, false)?;
         let mut index = self.write_index();
         if let Some(name) = record.name() {
             index

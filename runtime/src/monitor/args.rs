@@ -24,6 +24,9 @@ pub struct MonitorArgs {
     pub runtime_root: PathBuf,
     /// Descriptor on which the creation result is reported.
     pub sync_fd: Option<i32>,
+    /// Descriptor to read one byte from before creating: the launcher's word that the
+    /// bundle is ready. End of file means it gave up, and the monitor leaves.
+    pub go_fd: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +37,8 @@ pub enum ArgsError {
     Unknown(String),
     #[error("monitor: --{0} is required")]
     Required(&'static str),
-    #[error("monitor: --sync-fd: not a number: {0}")]
-    BadFd(String),
+    #[error("monitor: --{0}: not a number: {1}")]
+    BadFd(&'static str, String),
 }
 
 impl MonitorArgs {
@@ -63,6 +66,10 @@ impl MonitorArgs {
             a.push("--sync-fd".into());
             a.push(fd.to_string().into());
         }
+        if let Some(fd) = self.go_fd {
+            a.push("--go-fd".into());
+            a.push(fd.to_string().into());
+        }
         for (flag, on) in [
             ("--stdin", self.stdin),
             ("--stdin-once", self.stdin_once),
@@ -83,6 +90,7 @@ impl MonitorArgs {
         let mut runtime = None;
         let mut runtime_root = None;
         let mut sync_fd = None;
+        let mut go_fd = None;
         let (mut stdin, mut stdin_once, mut terminal) = (false, false, false);
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -108,7 +116,11 @@ impl MonitorArgs {
                 "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
                 "--sync-fd" => {
                     let v = value()?.to_string_lossy().into_owned();
-                    sync_fd = Some(v.parse().map_err(|_| ArgsError::BadFd(v))?);
+                    sync_fd = Some(v.parse().map_err(|_| ArgsError::BadFd("sync-fd", v))?);
+                }
+                "--go-fd" => {
+                    let v = value()?.to_string_lossy().into_owned();
+                    go_fd = Some(v.parse().map_err(|_| ArgsError::BadFd("go-fd", v))?);
                 }
                 "--stdin" => stdin = true,
                 "--stdin-once" => stdin_once = true,
@@ -127,6 +139,7 @@ impl MonitorArgs {
             runtime: runtime.unwrap_or(RuntimeChoice::Embedded),
             runtime_root: runtime_root.ok_or(ArgsError::Required("runtime-root"))?,
             sync_fd,
+            go_fd,
         })
     }
 }
@@ -148,7 +161,13 @@ mod tests {
             runtime: RuntimeChoice::External("/usr/sbin/runc".into()),
             runtime_root: "/r".into(),
             sync_fd: Some(3),
+            go_fd: Some(4),
         };
         assert_eq!(MonitorArgs::parse(&a.to_args()).unwrap(), a);
+        let bad = ["--go-fd".into(), "four".into()];
+        assert_eq!(
+            MonitorArgs::parse(&bad).unwrap_err().to_string(),
+            "monitor: --go-fd: not a number: four"
+        );
     }
 }

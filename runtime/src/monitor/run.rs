@@ -103,6 +103,16 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         // SAFETY: fcntl on a descriptor we own.
         unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    if let Some(fd) = a.go_fd {
+        // SAFETY: the launcher handed this descriptor to us alone; it is closed on return.
+        let mut go = unsafe { File::from_raw_fd(fd) };
+        let mut byte = [0u8; 1];
+        if !matches!(go.read(&mut byte), Ok(1)) {
+            // The launcher gave up on the container before it was created: nothing was
+            // made, and no one waits for a report.
+            return Ok(());
+        }
+    }
     let mut made = Made::default();
     let created = create(&a, backend.as_ref(), &mut made);
     // What a failed creation made is removed before the launcher hears of it.
