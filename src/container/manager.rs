@@ -397,6 +397,21 @@ impl ContainerManager {
     /// Removes every trace of a container that failed to be made or is being removed:
     /// the runtime's container, the monitor state, the mount and the bundle.
     fn discard(&self, id: &str) {
+        self.delete_from_runtime(id);
+        self.remove_bundle(id);
+    }
+
+    /// `discard` for a container whose processes have ended: nothing of it runs from the
+    /// root filesystem any more, so the bundle goes while the runtime deletes its part.
+    fn discard_stopped(&self, id: &str) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.remove_bundle(id));
+            self.delete_from_runtime(id);
+        });
+    }
+
+    /// The runtime's container (its cgroup and state) and the monitor's state directory.
+    fn delete_from_runtime(&self, id: &str) {
         let handler = self.store.get(id).map(|r| r.handler).unwrap_or_default();
         let state_dir = self.state_dir(id);
         if let Ok(runtime) = self.runtime(&handler)
@@ -406,6 +421,10 @@ impl ContainerManager {
             tracing::warn!(container = id, error = %e, "runtime delete failed");
         }
         let _ = std::fs::remove_dir_all(&state_dir);
+    }
+
+    /// The root filesystem mount and the bundle with the writable layer.
+    fn remove_bundle(&self, id: &str) {
         let bundle = self.bundle_dir(id);
         if let Err(e) = Rootfs::new(&bundle).unmount() {
             tracing::warn!(container = id, error = %e, "cannot unmount root filesystem");
@@ -620,7 +639,7 @@ impl ContainerManager {
         self.stop_locked(&id, Duration::ZERO).await?;
         let this = self.clone();
         let discard_id = id.clone();
-        tokio::task::spawn_blocking(move || this.discard(&discard_id))
+        tokio::task::spawn_blocking(move || this.discard_stopped(&discard_id))
             .await
             .map_err(|e| ContainerError::Internal {
                 id: id.clone(),
