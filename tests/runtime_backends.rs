@@ -446,6 +446,73 @@ fn monitor_survives_the_launcher(kind: Kind) {
     assert!(!monitor_client::process_running(monitor));
 }
 
+/// Pids of processes whose command line names `path`.
+fn processes_naming(path: &std::path::Path) -> Vec<i32> {
+    let needle = path.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+fn wait_for_no_process_naming(path: &std::path::Path) -> Vec<i32> {
+    for _ in 0..500 {
+        if processes_naming(path).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    processes_naming(path)
+}
+
+/// The daemon starts a monitor before the bundle exists and lets it create once the bundle
+/// is ready; a launch given up before that leaves nothing.
+fn monitor_started_before_its_bundle(kind: Kind) {
+    let env = Env::new(kind, "pending");
+    let id = env.id(1);
+    let bundle = env.path(&format!("bundle-{id}"));
+    let req = env.request(&id, &bundle);
+    env.launched
+        .borrow_mut()
+        .push((req.id.clone(), req.state_dir.clone()));
+    let pending = env.rt.prepare_launch(&req).unwrap();
+    assert!(!bundle.exists());
+    assert_eq!(env.bundle(&id, &["sh", "-c", "exit 3"], |_| {}), bundle);
+    pending.create().unwrap();
+    env.rt.start(&id).unwrap();
+    assert_eq!(env.wait_exit(&id).exit_code, 3);
+
+    let gone = env.id(2);
+    let req = env.request(&gone, &env.path(&format!("bundle-{gone}")));
+    let pending = env.rt.prepare_launch(&req).unwrap();
+    // The detached monitor is up and waiting.
+    for _ in 0..500 {
+        if !processes_naming(&req.state_dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!processes_naming(&req.state_dir).is_empty());
+    drop(pending);
+    assert_eq!(
+        wait_for_no_process_naming(&req.state_dir),
+        Vec::<i32>::new()
+    );
+    assert!(!req.state_dir.exists());
+    assert!(!env.log_path(&gone).exists());
+    assert!(
+        !leftovers(env.rt.root()).contains(&gone),
+        "{:?}",
+        leftovers(env.rt.root())
+    );
+    assert!(cgroup_dirs(&gone).is_empty(), "{:?}", cgroup_dirs(&gone));
+}
+
 /// Not a test of its own: the launching process of `monitor_survives_the_launcher`.
 #[test]
 fn launcher_helper() {
@@ -502,4 +569,5 @@ both!(
     monitor_survives_the_launcher,
     seccomp_masked_eq_takes_value_as_the_mask,
     exec_with_seccomp_and_no_new_privileges_false,
+    monitor_started_before_its_bundle,
 );
