@@ -15,6 +15,8 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use super::table::Table;
+
 type Client = RuntimeServiceClient<Channel>;
 
 #[derive(Debug, Args)]
@@ -178,27 +180,32 @@ pub async fn ps(rt: &mut Client, args: PsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!(
-        "{:<15}{:<30}{:<22}{:<20}{:<25}{:<9}{:<15}",
-        "CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"
-    );
+    let mut table = Table::new(&[
+        "CONTAINER",
+        "IMAGE",
+        "CREATED",
+        "STATE",
+        "NAME",
+        "ATTEMPT",
+        "POD ID",
+    ]);
     for c in containers {
         let metadata = c.metadata.unwrap_or_default();
         let image = c.image.map(|i| i.image).unwrap_or_default();
         let state = ContainerState::try_from(c.state)
             .map(|s| s.as_str_name().trim_start_matches("CONTAINER_").to_string())
             .unwrap_or_default();
-        println!(
-            "{:<15}{:<30}{:<22}{:<20}{:<25}{:<9}{:<15}",
-            short(&c.id),
+        table.row(vec![
+            short(&c.id).to_string(),
             image,
             ago(c.created_at),
             state,
             metadata.name,
-            metadata.attempt,
-            short(&c.pod_sandbox_id)
-        );
+            metadata.attempt.to_string(),
+            short(&c.pod_sandbox_id).to_string(),
+        ]);
     }
+    table.print();
     Ok(())
 }
 

@@ -7,6 +7,8 @@ use criox_proto::v1::*;
 use serde_json::json;
 use tonic::transport::Channel;
 
+use super::table::Table;
+
 type Client = ImageServiceClient<Channel>;
 
 #[derive(Debug, Args)]
@@ -109,7 +111,7 @@ pub async fn images(client: &mut Client, args: ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!("{:<50} {:<20} {:<15} SIZE", "IMAGE", "TAG", "IMAGE ID");
+    let mut table = Table::new(&["IMAGE", "TAG", "IMAGE ID", "SIZE"]);
     for i in &list {
         let short_id: String =
             i.id.trim_start_matches("sha256:")
@@ -134,9 +136,10 @@ pub async fn images(client: &mut Client, args: ImagesArgs) -> Result<()> {
             rows.push((name.to_string(), "<none>".to_string()));
         }
         for (name, tag) in rows {
-            println!("{name:<50} {tag:<20} {short_id:<15} {size}");
+            table.row(vec![name, tag, short_id.clone(), size.clone()]);
         }
     }
+    table.print();
     Ok(())
 }
 

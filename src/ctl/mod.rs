@@ -7,6 +7,7 @@ mod monitoring;
 mod pods;
 mod runtime;
 mod streaming;
+mod table;
 
 use std::path::PathBuf;
 use std::time::Duration;

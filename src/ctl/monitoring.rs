@@ -10,6 +10,8 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use super::table::Table;
+
 type Client = RuntimeServiceClient<Channel>;
 
 #[derive(Debug, Args)]
@@ -69,25 +71,22 @@ pub async fn stats(rt: &mut Client, args: StatsArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
-        "{:<15}{:<25}{:>8}{:>12}{:>12}",
-        "CONTAINER", "NAME", "CPU %", "MEM", "DISK"
-    );
+    let mut table = Table::new(&["CONTAINER", "NAME", "CPU %", "MEM", "DISK"]);
     for s in stats {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
         let cpu = s.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
         let memory = s.memory.map(|m| value(&m.working_set_bytes)).unwrap_or(0);
         let disk = s.writable_layer.map(|w| value(&w.used_bytes)).unwrap_or(0);
-        println!(
-            "{:<15}{:<25}{:>8}{:>12}{:>12}",
-            &attributes.id[..attributes.id.len().min(13)],
+        table.row(vec![
+            attributes.id[..attributes.id.len().min(13)].to_string(),
             name,
             cpu_percent(&cpu),
             mib(memory),
-            mib(disk)
-        );
+            mib(disk),
+        ]);
     }
+    table.print();
     Ok(())
 }
 
@@ -109,10 +108,7 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
-        "{:<15}{:<25}{:>8}{:>12}{:>12}{:>12}",
-        "POD", "NAME", "CPU %", "MEM", "RX", "TX"
-    );
+    let mut table = Table::new(&["POD", "NAME", "CPU %", "MEM", "RX", "TX"]);
     for s in stats {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
@@ -126,16 +122,16 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
         let (rx, tx) = eth
             .map(|i| (value(&i.rx_bytes), value(&i.tx_bytes)))
             .unwrap_or((0, 0));
-        println!(
-            "{:<15}{:<25}{:>8}{:>12}{:>12}{:>12}",
-            &attributes.id[..attributes.id.len().min(13)],
+        table.row(vec![
+            attributes.id[..attributes.id.len().min(13)].to_string(),
             name,
             cpu_percent(&cpu),
             mib(memory),
             mib(rx),
-            mib(tx)
-        );
+            mib(tx),
+        ]);
     }
+    table.print();
     Ok(())
 }
 

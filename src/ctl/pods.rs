@@ -12,6 +12,8 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use super::table::Table;
+
 #[derive(Debug, Args)]
 pub struct RunpArgs {
     /// Pod sandbox config in crictl's JSON or YAML format (proto field names).
@@ -126,22 +128,19 @@ pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Res
         }
         return Ok(());
     }
-    println!(
-        "{:<13}  {:<8}  {:<24}  {:<16}  {:<8}  RUNTIME",
-        "POD ID", "STATE", "NAME", "NAMESPACE", "ATTEMPT"
-    );
+    let mut table = Table::new(&["POD ID", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]);
     for pod in items {
         let meta = pod.metadata.unwrap_or_default();
-        println!(
-            "{:<13}  {:<8}  {:<24}  {:<16}  {:<8}  {}",
-            &pod.id[..pod.id.len().min(13)],
-            if pod.state == 0 { "Ready" } else { "NotReady" },
+        table.row(vec![
+            pod.id[..pod.id.len().min(13)].to_string(),
+            if pod.state == 0 { "Ready" } else { "NotReady" }.to_string(),
             meta.name,
             meta.namespace,
-            meta.attempt,
-            pod.runtime_handler
-        );
+            meta.attempt.to_string(),
+            pod.runtime_handler,
+        ]);
     }
+    table.print();
     Ok(())
 }
 
