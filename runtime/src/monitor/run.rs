@@ -107,7 +107,13 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         // SAFETY: the launcher handed this descriptor to us alone; it is closed on return.
         let mut go = unsafe { File::from_raw_fd(fd) };
         let mut byte = [0u8; 1];
-        if !matches!(go.read(&mut byte), Ok(1)) {
+        let read = loop {
+            match go.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        if !matches!(read, Ok(1)) {
             // The launcher gave up on the container before it was created: nothing was
             // made, and no one waits for a report.
             return Ok(());
