@@ -460,6 +460,14 @@ fn processes_naming(path: &std::path::Path) -> Vec<i32> {
         .collect()
 }
 
+/// The session id of `pid`, from /proc/<pid>/stat.
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which ends with the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(3)?.parse().ok()
+}
+
 fn wait_for_no_process_naming(path: &std::path::Path) -> Vec<i32> {
     for _ in 0..500 {
         if processes_naming(path).is_empty() {
@@ -490,14 +498,21 @@ fn monitor_started_before_its_bundle(kind: Kind) {
     let gone = env.id(2);
     let req = env.request(&gone, &env.path(&format!("bundle-{gone}")));
     let pending = env.rt.prepare_launch(&req).unwrap();
-    // The detached monitor is up and waiting.
+    // The detached monitor (a session of its own, unlike the process that started it and
+    // leaves at once) is up and waiting.
+    let detached = || {
+        processes_naming(&req.state_dir)
+            .into_iter()
+            .filter(|pid| session_of(*pid) == Some(*pid))
+            .collect::<Vec<_>>()
+    };
     for _ in 0..500 {
-        if !processes_naming(&req.state_dir).is_empty() {
+        if !detached().is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!processes_naming(&req.state_dir).is_empty());
+    assert_eq!(detached().len(), 1);
     drop(pending);
     assert_eq!(
         wait_for_no_process_naming(&req.state_dir),
