@@ -2,11 +2,11 @@
 //! `exec` command (`criox oci exec` or `runc exec`) in the foreground, with pipes, or with a
 //! terminal whose master the runtime hands over a console socket.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use criox_runtime::monitor::console::ConsoleSocket;
+use criox_runtime::monitor::console::{ConsoleError, ConsoleSocket};
 
 use super::manager::{ContainerError, ContainerManager};
 
@@ -39,13 +39,28 @@ impl Drop for ExecProcess {
     }
 }
 
+/// Sets the size of the terminal whose master is `fd`.
+pub fn set_terminal_size(fd: &impl AsRawFd, rows: u16, columns: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a pointer we own.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
 impl ContainerManager {
-    /// Starts `cmd` in the running container `id`.
+    /// Starts `cmd` in the running container `id`. With a terminal, `size` (rows, columns)
+    /// is set on it the moment the runtime hands the master over, which is before the
+    /// process has usually got past its own setup to read it.
     pub async fn spawn_exec(
         &self,
         id: &str,
         cmd: &[String],
         tty: bool,
+        size: Option<(u16, u16)>,
     ) -> Result<ExecProcess, ContainerError> {
         let record = self.running_record(id)?;
         let process = self.exec_process(&record.id, cmd, tty)?;
@@ -105,12 +120,18 @@ impl ContainerManager {
             pid_file,
         };
         if let Some(console) = console {
-            let received = tokio::task::spawn_blocking(move || console.receive(10))
-                .await
-                .map_err(|e| ContainerError::Internal {
-                    id: record.id.clone(),
-                    message: format!("console task failed: {e}"),
-                })?;
+            let received = tokio::task::spawn_blocking(move || {
+                let master = console.receive(10)?;
+                if let Some((rows, columns)) = size {
+                    set_terminal_size(&master, rows, columns);
+                }
+                Ok::<_, ConsoleError>(master)
+            })
+            .await
+            .map_err(|e| ContainerError::Internal {
+                id: record.id.clone(),
+                message: format!("console task failed: {e}"),
+            })?;
             exec.terminal = Some(received.map_err(|e| ContainerError::Internal {
                 id: record.id.clone(),
                 message: e.to_string(),

@@ -2,14 +2,14 @@
 //! terminal of an exec'd process, or the framed attach socket of a container's monitor.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use bytes::Bytes;
 use criox_runtime::monitor::protocol;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::container::exec_stream::ExecProcess;
+use crate::container::exec_stream::{ExecProcess, set_terminal_size};
 use crate::streaming::RuntimeError;
 use crate::streaming::runtime::{ProcessIo, TerminalSize};
 
@@ -127,14 +127,7 @@ async fn terminal(
     let resizer = resize.map(|mut rx| {
         tokio::spawn(async move {
             while let Some(size) = rx.recv().await {
-                let ws = libc::winsize {
-                    ws_row: size.height,
-                    ws_col: size.width,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCSWINSZ reads one winsize from a pointer we own.
-                unsafe { libc::ioctl(resize_fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                set_terminal_size(&resize_fd, size.height, size.width);
             }
         })
     });

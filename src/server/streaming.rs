@@ -9,6 +9,10 @@ use criox_proto::v1::*;
 use tonic::Status;
 
 use super::{CriServer, relay};
+
+/// How long a terminal exec waits for the client's first size before it starts the
+/// process without one.
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 use crate::config::Config;
 use crate::container::manager::{ContainerError, ContainerManager};
 use crate::container::record::{ContainerRecord, State};
@@ -95,9 +99,20 @@ impl StreamingRuntime for DaemonContainers {
     ) -> BoxFuture<'a, Result<i32, RuntimeError>> {
         Box::pin(async move {
             let record = self.running(container_id)?;
+            let mut io = io;
+            // Clients send the terminal's size first thing; taking it before the process
+            // starts lets the process see it from its first instruction on.
+            let size = match io.resize.as_mut() {
+                Some(rx) if io.tty => tokio::time::timeout(FIRST_SIZE_WAIT, rx.recv())
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| (s.height, s.width)),
+                _ => None,
+            };
             let exec = self
                 .containers
-                .spawn_exec(&record.id, &cmd, io.tty)
+                .spawn_exec(&record.id, &cmd, io.tty, size)
                 .await
                 .map_err(|e| RuntimeError::Failed(e.to_string()))?;
             relay::exec(exec, io).await
