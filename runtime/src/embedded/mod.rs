@@ -225,6 +225,21 @@ impl Backend for Embedded {
 
     fn delete(&self, id: &str, force: bool) -> Result<(), BackendError> {
         let mut c = self.load(id)?;
+        if force && matches!(status_of(&c), Status::Created | Status::Running) {
+            // libcontainer removes the cgroup right after its own SIGKILL, retrying for
+            // about 100 ms; a loaded node can take longer to tear the processes down, and
+            // the cgroup would stay behind. Killed and gone first, only the removal is left.
+            if let Some(pid) = c.pid() {
+                let _ = c.kill(nix::sys::signal::Signal::SIGKILL, true);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while crate::monitor_client::process_running(pid.as_raw())
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                c = self.load(id)?;
+            }
+        }
         c.delete(force)
             .map_err(|e| Self::lib_err(id, "delete", e))?;
         // A container whose config never got written leaves its directory behind.
