@@ -244,8 +244,33 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops and removes, through the daemon, every pod and with it every container a test
+    /// left, as a failing one does: monitors and container processes outlive the daemon.
+    fn remove_leftover_pods(&self) {
+        let ctl = |args: &[&str]| {
+            Command::new(BIN)
+                .args(["ctl", "--timeout", "20", "--endpoint"])
+                .arg(&self.socket)
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+        };
+        let Ok(listed) = ctl(&["pods", "-q"]) else {
+            return;
+        };
+        for pod in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            let _ = ctl(&["stopp", pod]);
+            let _ = ctl(&["rmp", pod]);
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_leftover_pods();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
