@@ -418,20 +418,6 @@ fn stalling_runtime(dir: &Path) -> (PathBuf, PathBuf) {
     (path, pid_file)
 }
 
-/// Processes whose command line names `dir`: the monitors of a daemon's containers.
-fn processes_naming(dir: &Path) -> Vec<i32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .collect()
-}
-
 fn entries(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -466,18 +452,9 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
             .await
         })
     };
-    // The file appears before the shell has written the pid into it.
-    let mut stalled = None;
-    for _ in 0..500 {
-        stalled = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok());
-        if stalled.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stalled = stalled.expect("the runtime was asked to create");
+    let stalled = common::wait_for_pid_file(&pid_file)
+        .await
+        .expect("the runtime was asked to create");
     // Half made: a record, a bundle and its root filesystem mount.
     let bundles = daemon.root.join("containers");
     let records = daemon.root.join("store/containers");
@@ -497,12 +474,12 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     assert!(call.await.unwrap().is_err());
     // The monitor sees its runtime fail and leaves by itself.
     for _ in 0..500 {
-        if processes_naming(&daemon.state).is_empty() {
+        if common::processes_naming(&daemon.state).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(processes_naming(&daemon.state), Vec::<i32>::new());
+    assert_eq!(common::processes_naming(&daemon.state), Vec::<i32>::new());
     // What a power loss leaves of a container whose record was never flushed.
     let lost = bundles.join("0".repeat(64));
     std::fs::create_dir_all(lost.join("upper/tmp")).unwrap();

@@ -253,18 +253,9 @@ async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
         .await
     });
     // Wait until the pod is mid-way: namespaces pinned, address taken, plugin stalled.
-    // The file appears before the shell has written the pid into it.
-    let mut stalled = None;
-    for _ in 0..500 {
-        stalled = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok());
-        if stalled.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let stalled = stalled.expect("the plugin was called");
+    let stalled = common::wait_for_pid_file(&pid_file)
+        .await
+        .expect("the plugin was called");
     assert!(!mounts_below(&daemon.dir).is_empty());
     assert_eq!(net.allocations().len(), 1);
     assert!(!cgroup_dirs(&cgroup).is_empty());

@@ -446,20 +446,6 @@ fn monitor_survives_the_launcher(kind: Kind) {
     assert!(!monitor_client::process_running(monitor));
 }
 
-/// Pids of processes whose command line names `path`.
-fn processes_naming(path: &std::path::Path) -> Vec<i32> {
-    let needle = path.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .collect()
-}
-
 /// The session id of `pid`, from /proc/<pid>/stat.
 fn session_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -470,12 +456,12 @@ fn session_of(pid: i32) -> Option<i32> {
 
 fn wait_for_no_process_naming(path: &std::path::Path) -> Vec<i32> {
     for _ in 0..500 {
-        if processes_naming(path).is_empty() {
+        if common::processes_naming(path).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    processes_naming(path)
+    common::processes_naming(path)
 }
 
 /// The daemon starts a monitor before the bundle exists and lets it create once the bundle
@@ -501,7 +487,7 @@ fn monitor_started_before_its_bundle(kind: Kind) {
     // The detached monitor (a session of its own, unlike the process that started it and
     // leaves at once) is up and waiting.
     let detached = || {
-        processes_naming(&req.state_dir)
+        common::processes_naming(&req.state_dir)
             .into_iter()
             .filter(|pid| session_of(*pid) == Some(*pid))
             .collect::<Vec<_>>()

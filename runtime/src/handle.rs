@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
@@ -148,16 +148,11 @@ impl Runtime {
             Err(e) => return Err(e.into()),
         }
         // The monitor removes its pid file just before leaving: wait for the process itself.
-        if let Some(pid) = crate::monitor_client::monitor_pid(state_dir) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while crate::monitor_client::process_running(pid) {
-                if Instant::now() > deadline {
-                    // SAFETY: plain kill of the monitor recorded in the state directory.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        if let Some(pid) = crate::monitor_client::monitor_pid(state_dir)
+            && !crate::monitor_client::wait_gone(pid, Duration::from_secs(10))
+        {
+            // SAFETY: plain kill of the monitor recorded in the state directory.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         for name in files::ALL {
             let _ = std::fs::remove_file(state_dir.join(name));

@@ -31,6 +31,18 @@ pub fn process_running(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits up to `timeout` for `pid` to end (a zombie counts as ended); false if it still runs.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while process_running(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 /// Waits until the exit record appears; `None` after `timeout` (or never with `None`).
 /// While the monitor runs this sleeps on its socket, which the monitor closes right after
 /// writing the record; without a monitor it polls.

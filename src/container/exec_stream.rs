@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use criox_runtime::monitor::console::{ConsoleError, ConsoleSocket};
+use criox_runtime::monitor::console::{ConsoleError, ConsoleSocket, set_window_size};
 
 use super::manager::{ContainerError, ContainerManager};
 
@@ -37,18 +37,6 @@ impl Drop for ExecProcess {
         }
         let _ = std::fs::remove_file(&self.pid_file);
     }
-}
-
-/// Sets the size of the terminal whose master is `fd`.
-pub fn set_terminal_size(fd: &impl AsRawFd, rows: u16, columns: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: columns,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from a pointer we own.
-    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 impl ContainerManager {
@@ -123,7 +111,7 @@ impl ContainerManager {
             let received = tokio::task::spawn_blocking(move || {
                 let master = console.receive(10)?;
                 if let Some((rows, columns)) = size {
-                    set_terminal_size(&master, rows, columns);
+                    let _ = set_window_size(master.as_raw_fd(), rows, columns);
                 }
                 Ok::<_, ConsoleError>(master)
             })

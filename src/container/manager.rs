@@ -279,8 +279,7 @@ impl ContainerManager {
         .and_then(|r| r);
         match made {
             Ok(made) => {
-                // The Creating record is on disk already; what follows describes processes
-                // that a power loss ends anyway.
+                // What follows describes processes that a power loss ends anyway.
                 let record = self.store.update_unsynced(&id, |r| {
                     r.state = State::Created;
                     r.pid = made.pid;
@@ -526,8 +525,7 @@ impl ContainerManager {
                 continue;
             }
             let bundle = entry.path();
-            let rootfs = Rootfs::new(&bundle).target;
-            if is_mount_point(&mountinfo, &rootfs) {
+            if Rootfs::new(&bundle).is_mounted(&mountinfo) {
                 tracing::warn!(bundle = %bundle.display(), "a bundle without a record has its root filesystem mounted; leaving it");
                 continue;
             }
@@ -865,14 +863,6 @@ fn mount_records(config: &v1::ContainerConfig) -> Vec<MountRecord> {
 
 /// The CRI log file: the pod's log directory joined with the container's relative log
 /// path, which must stay inside it.
-/// Whether `path` is a mount point according to `mountinfo`.
-fn is_mount_point(mountinfo: &str, path: &Path) -> bool {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| Path::new(&point.replace("\\040", " ")) == path)
-}
-
 fn log_path(directory: Option<&Path>, relative: &str) -> Result<Option<PathBuf>, ContainerError> {
     if relative.is_empty() {
         return Ok(None);
@@ -930,28 +920,6 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_points_are_matched_whole_and_unescaped() {
-        let mountinfo = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
-40 22 0:50 / /var/lib/criox/containers/ab/rootfs rw - overlay overlay rw
-41 22 0:51 / /mnt/with\\040space rw - tmpfs tmpfs rw
-";
-        assert!(is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/ab/rootfs")
-        ));
-        assert!(is_mount_point(mountinfo, Path::new("/mnt/with space")));
-        assert!(!is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/ab")
-        ));
-        assert!(!is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/abc/rootfs")
-        ));
-    }
 
     #[test]
     fn log_paths_stay_inside_the_pod_log_directory() {

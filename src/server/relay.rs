@@ -2,16 +2,17 @@
 //! terminal of an exec'd process, or the framed attach socket of a container's monitor.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use bytes::Bytes;
 use criox_runtime::monitor::protocol;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::container::exec_stream::{ExecProcess, set_terminal_size};
+use crate::container::exec_stream::ExecProcess;
 use crate::streaming::RuntimeError;
 use crate::streaming::runtime::{ProcessIo, TerminalSize};
+use criox_runtime::monitor::console::set_window_size;
 
 const CHUNK: usize = 32 * 1024;
 
@@ -127,7 +128,7 @@ async fn terminal(
     let resizer = resize.map(|mut rx| {
         tokio::spawn(async move {
             while let Some(size) = rx.recv().await {
-                set_terminal_size(&resize_fd, size.height, size.width);
+                let _ = set_window_size(resize_fd.as_raw_fd(), size.height, size.width);
             }
         })
     });

@@ -439,3 +439,33 @@ pub async fn run_container(
     start_container(rt, &id).await;
     id
 }
+
+/// Pids of processes whose command line names `path` (a daemon's monitors name its state
+/// directory).
+pub fn processes_naming(path: &Path) -> Vec<i32> {
+    let needle = path.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+/// The pid a stalled helper script wrote to `path`, waiting up to ten seconds for it. The
+/// file appears before the shell has written the pid into it.
+pub async fn wait_for_pid_file(path: &Path) -> Option<i32> {
+    for _ in 0..500 {
+        let pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if pid.is_some() {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}

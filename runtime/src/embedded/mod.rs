@@ -231,12 +231,7 @@ impl Backend for Embedded {
             // the cgroup would stay behind. Killed and gone first, only the removal is left.
             if let Some(pid) = c.pid() {
                 let _ = c.kill(nix::sys::signal::Signal::SIGKILL, true);
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while crate::monitor_client::process_running(pid.as_raw())
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
+                crate::monitor_client::wait_gone(pid.as_raw(), std::time::Duration::from_secs(10));
                 c = self.load(id)?;
             }
         }

@@ -328,19 +328,7 @@ impl Handler for Io {
 
     fn resize(&mut self, rows: u16, cols: u16) -> Result<(), String> {
         let fd = self.terminal.ok_or("the container has no terminal")?;
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
-        let rc = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
-        if rc < 0 {
-            Err(std::io::Error::last_os_error().to_string())
-        } else {
-            Ok(())
-        }
+        super::console::set_window_size(fd, rows, cols).map_err(|e| e.to_string())
     }
 
     fn stdin(&mut self, data: &[u8]) {
