@@ -2,7 +2,11 @@ module criox.test/critools
 
 go 1.26.6
 
-require sigs.k8s.io/cri-tools v1.37.0
+require (
+	google.golang.org/grpc v1.83.2
+	k8s.io/cri-api v0.37.0
+	sigs.k8s.io/cri-tools v1.37.0
+)
 
 require (
 	cyphar.com/go-pathrs v0.2.1 // indirect
@@ -76,7 +80,6 @@ require (
 	golang.org/x/tools v0.48.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
-	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	k8s.io/api v0.37.0 // indirect
@@ -84,7 +87,6 @@ require (
 	k8s.io/cli-runtime v0.37.0 // indirect
 	k8s.io/client-go v0.37.0 // indirect
 	k8s.io/component-base v0.37.0 // indirect
-	k8s.io/cri-api v0.37.0 // indirect
 	k8s.io/cri-client v0.37.0 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
