@@ -179,7 +179,9 @@ pub async fn attach(
                         continue;
                     }
                 },
-                else => return,
+                // Dropping the write half would shut the socket down for writing, which
+                // the monitor takes for a client that left: output would stop coming.
+                else => return std::future::pending().await,
             };
             if write_half.write_all(&frame).await.is_err() {
                 return;

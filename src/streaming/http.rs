@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::cache::{Request, TokenCache};
 use super::runtime::StreamingRuntime;
-use super::{portforward, remotecommand, spdy};
+use super::{portforward, remotecommand, spdy, tunnel};
 
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
@@ -219,13 +219,7 @@ fn upgrade_spdy(shared: Arc<Shared>, request: Request, mut req: HttpRequest<Inco
             Request::PortForward {
                 ref pod_id,
                 ref ports,
-            } => match shared.runtime.port_forward_netns(pod_id).await {
-                Ok(netns) => portforward::serve_spdy(netns, ports.clone(), conn).await,
-                Err(e) => {
-                    tracing::warn!("port forward to pod {pod_id}: {e}");
-                    conn.shutdown().await;
-                }
-            },
+            } => serve_port_forward_spdy(&shared, pod_id, ports, conn).await,
             request => {
                 let Some(version) = remotecommand::Version::from_protocol(&protocol) else {
                     return;
@@ -247,6 +241,21 @@ fn upgrade_spdy(shared: Arc<Shared>, request: Request, mut req: HttpRequest<Inco
         headers.insert(PROTOCOL_HEADER, v);
     }
     reply
+}
+
+async fn serve_port_forward_spdy(
+    shared: &Shared,
+    pod_id: &str,
+    ports: &[u16],
+    conn: spdy::Connection,
+) {
+    match shared.runtime.port_forward_netns(pod_id).await {
+        Ok(netns) => portforward::serve_spdy(netns, ports.to_vec(), conn).await,
+        Err(e) => {
+            tracing::warn!("port forward to pod {pod_id}: {e}");
+            conn.shutdown().await;
+        }
+    }
 }
 
 /// Ports named in the query (`port=80&port=81` or `port=80,81`).
@@ -322,7 +331,10 @@ fn upgrade_websocket(
             }
         }
     };
+    let tunnel = chosen.starts_with(tunnel::PREFIX);
     let forward_ports = match &request {
+        // Tunneled SPDY names the port of each connection in its streams.
+        Request::PortForward { .. } if tunnel => None,
         Request::PortForward { ports, .. } => match query_ports(req.uri().query()) {
             Ok(q) if !q.is_empty() => Some(q),
             Ok(_) if !ports.is_empty() && ports.len() <= 127 => Some(ports.clone()),
@@ -347,6 +359,13 @@ fn upgrade_websocket(
             }
         };
         match request {
+            Request::PortForward {
+                ref pod_id,
+                ref ports,
+            } if tunnel => match spdy::Connection::new(tunnel::open(upgraded)) {
+                Ok(conn) => serve_port_forward_spdy(&shared, pod_id, ports, conn).await,
+                Err(e) => tracing::warn!("cannot start a SPDY connection: {e}"),
+            },
             Request::PortForward { ref pod_id, .. } => {
                 match shared.runtime.port_forward_netns(pod_id).await {
                     Ok(netns) => {

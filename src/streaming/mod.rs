@@ -11,6 +11,7 @@ mod remotecommand;
 pub mod runtime;
 mod spdy;
 mod tls;
+mod tunnel;
 mod websocket;
 
 use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! of client streams, `data` and `error`, sharing a `requestid` and naming the `port`; over
 //! WebSocket (`v4.channel.k8s.io`) the ports come from the query and port `i` uses channel
 //! `2i` for data and `2i+1` for errors, each starting with the port as two little-endian
-//! bytes.
+//! bytes. kubectl tunnels the SPDY protocol in a WebSocket (`SPDY/3.1+portforward.k8s.io`);
+//! once that tunnel is open it is served as SPDY.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +19,9 @@ use super::spdy::{self, Closed, SpdyStream};
 use super::websocket::{ChannelWriter, WsConn};
 
 pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
-pub const WEBSOCKET_PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
+/// WebSocket subprotocols: SPDY tunneled in binary messages (what kubectl sends first),
+/// and the channel protocol with the ports in the query.
+pub const WEBSOCKET_PROTOCOLS: &[&str] = &["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io"];
 
 /// Where forwarded bytes from the target go.
 enum Out {
