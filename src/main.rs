@@ -91,6 +91,9 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("oci") => std::process::exit(criox_runtime::cli::main(args[1..].to_vec())),
         Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
+        Some(criox_runtime::external::exec_relay::SUBCOMMAND) => std::process::exit(
+            criox_runtime::external::exec_relay::main(args[1..].to_vec()),
+        ),
         Some(sandbox::infra::SUBCOMMAND) => {
             std::process::exit(sandbox::infra::main(args[1..].to_vec()))
         }

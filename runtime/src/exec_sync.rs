@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::Process;
 
 use crate::error::{RuntimeError, io_err};
+use crate::exec_kill::REAP_LIMIT;
 use crate::handle::Runtime;
 
 /// What an exec produced.
@@ -153,28 +154,24 @@ impl Runtime {
         let mut err = (child.stderr.take().expect("piped"), Vec::new());
         let mut truncated = false;
         let finished = collect(&mut out, &mut err, limit, deadline, &mut truncated);
-        if !finished {
-            // The runtime's exec command only relays: the process itself must be killed.
-            if let Some(pid) = std::fs::read_to_string(pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-                .filter(|&p| p > 0)
-            {
-                // SAFETY: plain kill of the pid the runtime reported for this exec.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = child.kill();
+        let status = if finished {
+            child.wait()
+        } else {
+            // The process is gone, reaped by the exec command, before the timeout is
+            // reported: a probe that timed out leaves nothing behind.
+            let status = crate::exec_kill::end_exec(&mut child, pid_file, REAP_LIMIT);
+            // Output still buffered in the pipes, unless a process the exec left behind
+            // holds them open.
             collect(
                 &mut out,
                 &mut err,
                 limit,
-                Some(Instant::now() + Duration::from_secs(2)),
+                Some(Instant::now() + Duration::from_millis(200)),
                 &mut truncated,
             );
+            status
         }
-        let status = child
-            .wait()
-            .map_err(io_err(id, "waiting for exec", pid_file))?;
+        .map_err(io_err(id, "waiting for exec", pid_file))?;
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status
             .code()

@@ -98,6 +98,34 @@ impl Runtime {
         }
     }
 
+    /// The runtime's `exec` verb for a streaming exec, with its pid file; callers add
+    /// `--process`, `--console-socket` and the id. It runs in the foreground and exits with
+    /// the process's exit code. With a terminal an external runtime runs detached (runc
+    /// hands the terminal over only then) under `criox exec-relay`, which waits in its
+    /// place.
+    pub fn exec_command(&self, terminal: bool, pid_file: &Path) -> Command {
+        match &self.choice {
+            RuntimeChoice::External(bin) if terminal => {
+                let runtime = External::new(bin, &self.root).command();
+                let mut cmd = Command::new(&self.exe);
+                cmd.arg(crate::external::exec_relay::SUBCOMMAND)
+                    .arg(pid_file)
+                    .arg(runtime.get_program())
+                    .args(runtime.get_args())
+                    .arg("exec")
+                    .arg("--detach")
+                    .arg("--pid-file")
+                    .arg(pid_file);
+                cmd
+            }
+            _ => {
+                let mut cmd = self.oci_command();
+                cmd.arg("exec").arg("--pid-file").arg(pid_file);
+                cmd
+            }
+        }
+    }
+
     /// Starts a monitor that creates the container, and waits until it is created.
     pub fn launch(&self, req: &LaunchRequest) -> Result<Launched, RuntimeError> {
         self.prepare_launch(req)?.create()

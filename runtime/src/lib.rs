@@ -16,8 +16,10 @@
 //! - [`Runtime::delete`] removes the container (force kills it), waits for its monitor to
 //!   leave, and removes the state directory.
 //! - [`Runtime::exec_sync`] runs a process spec in a running container with a timeout and an
-//!   output limit; [`Runtime::oci_command`] gives the runtime's runc command line for a
-//!   streaming exec (`exec --process F --pid-file P [--console-socket S] [--detach] ID`).
+//!   output limit, and on timeout kills the process and has it reaped before returning;
+//!   [`Runtime::exec_command`] gives the runtime's foreground exec command for a streaming
+//!   exec (`… --process F [--console-socket S] ID` to add), and [`exec_kill`] ends one
+//!   whose client went away.
 //! - The state directory is the contract with a monitor, also after a daemon restart:
 //!   [`monitor_client::monitor_pid`], [`Runtime::exit_record`] / [`ExitRecord::read`],
 //!   [`monitor_client::wait_exit`], [`monitor_client::reopen_log`],
@@ -32,6 +34,7 @@ pub mod bundle;
 pub mod cli;
 pub mod embedded;
 mod error;
+pub mod exec_kill;
 pub mod exec_sync;
 pub mod external;
 mod handle;

@@ -10,32 +10,89 @@ use criox_runtime::monitor::console::{ConsoleError, ConsoleSocket, set_window_si
 
 use super::manager::{ContainerError, ContainerManager};
 
-/// A running exec. Dropping it kills the process in the container (a client that went
-/// away must not leave it running unattended) and removes its files.
+/// A running exec. Dropping it before the process ended kills the process in the
+/// container (a client that went away must not leave it running unattended) and lets the
+/// runtime's exec command, its parent, reap it before the files go.
 pub struct ExecProcess {
-    pub child: tokio::process::Child,
+    /// The runtime's exec command; `None` only while being dropped.
+    child: Option<tokio::process::Child>,
     /// The terminal's master side, when the exec has one.
     pub terminal: Option<OwnedFd>,
     files: Vec<PathBuf>,
     pid_file: PathBuf,
 }
 
+impl ExecProcess {
+    /// The runtime's exec command: its pipes are the process's, and it exits with the
+    /// process's exit code.
+    pub fn child(&mut self) -> &mut tokio::process::Child {
+        self.child
+            .as_mut()
+            .expect("an exec's command is there until it is dropped")
+    }
+}
+
 impl Drop for ExecProcess {
     fn drop(&mut self) {
-        if let Ok(Some(_)) | Err(_) = self.child.try_wait() {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let files = std::mem::take(&mut self.files);
+        let pid_file = self.pid_file.clone();
+        let remove = move || {
+            for file in &files {
+                let _ = std::fs::remove_file(file);
+            }
+            let _ = std::fs::remove_file(&pid_file);
+        };
+        if let Ok(Some(_)) | Err(_) = child.try_wait() {
             // Ended: nothing runs in the container any more.
-        } else if let Some(pid) = std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            // SAFETY: a plain kill of the pid the runtime recorded for this exec.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            remove();
+            return;
         }
-        let _ = self.child.start_kill();
-        for file in &self.files {
-            let _ = std::fs::remove_file(file);
+        let pid_file = self.pid_file.clone();
+        let end = async move {
+            end_exec(&mut child, &pid_file).await;
+            remove();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(end);
+            }
+            // Outside the runtime (the daemon is going down): the process is killed all
+            // the same; the exec command is killed when it is dropped.
+            Err(_) => {
+                if let Some(pid) = criox_runtime::exec_kill::recorded_pid(&self.pid_file) {
+                    criox_runtime::exec_kill::kill_exec(pid);
+                }
+            }
         }
-        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Kills the exec'd process and waits for the exec command to reap it and exit; see
+/// [`criox_runtime::exec_kill`].
+async fn end_exec(child: &mut tokio::process::Child, pid_file: &std::path::Path) {
+    use criox_runtime::exec_kill::{POLL, REAP_LIMIT, kill_exec, recorded_pid};
+    use tokio::time::{Instant, timeout, timeout_at};
+    let deadline = Instant::now() + REAP_LIMIT;
+    // The runtime records the pid once the process runs; an exec command that ends
+    // before then started nothing.
+    while Instant::now() < deadline {
+        if let Some(pid) = recorded_pid(pid_file) {
+            kill_exec(pid);
+            break;
+        }
+        if timeout(POLL, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    if timeout_at(deadline, child.wait()).await.is_err() {
+        tracing::warn!(
+            pid_file = %pid_file.display(),
+            "the runtime's exec command did not end after its process was killed"
+        );
+        let _ = child.kill().await;
     }
 }
 
@@ -80,13 +137,8 @@ impl ContainerManager {
         } else {
             None
         };
-        let mut command = tokio::process::Command::from(runtime.oci_command());
-        command
-            .arg("exec")
-            .arg("--process")
-            .arg(&process_file)
-            .arg("--pid-file")
-            .arg(&pid_file);
+        let mut command = tokio::process::Command::from(runtime.exec_command(tty, &pid_file));
+        command.arg("--process").arg(&process_file);
         if tty {
             command.arg("--console-socket").arg(&console_path);
         }
@@ -102,7 +154,7 @@ impl ContainerManager {
             source,
         })?;
         let mut exec = ExecProcess {
-            child,
+            child: Some(child),
             terminal: None,
             files,
             pid_file,

@@ -32,9 +32,9 @@ pub async fn exec(mut exec: ExecProcess, io: ProcessIo) -> Result<i32, RuntimeEr
     if let Some(master) = exec.terminal.take() {
         return terminal(exec, master, stdin, stdout, resize).await;
     }
-    let child_stdin = exec.child.stdin.take();
-    let child_stdout = exec.child.stdout.take();
-    let child_stderr = exec.child.stderr.take();
+    let child_stdin = exec.child().stdin.take();
+    let child_stdout = exec.child().stdout.take();
+    let child_stderr = exec.child().stderr.take();
     let feed = async move {
         if let (Some(mut rx), Some(mut writer)) = (stdin, child_stdin) {
             while let Some(data) = rx.recv().await {
@@ -48,7 +48,7 @@ pub async fn exec(mut exec: ExecProcess, io: ProcessIo) -> Result<i32, RuntimeEr
     tokio::pin!(feed);
     let outputs = async {
         tokio::join!(pump(child_stdout, stdout), pump(child_stderr, stderr));
-        exec.child.wait().await
+        exec.child().wait().await
     };
     tokio::pin!(outputs);
     let mut feeding = true;
@@ -132,7 +132,7 @@ async fn terminal(
             }
         })
     });
-    let status = exec.child.wait().await.map_err(failed)?;
+    let status = exec.child().wait().await.map_err(failed)?;
     let _ = tokio::task::spawn_blocking(move || output.join()).await;
     if let Some(task) = resizer {
         task.abort();

@@ -9,6 +9,8 @@ use oci_spec::runtime::LinuxResources;
 use crate::backend::{Backend, BackendError, ContainerState, CreateOptions};
 use crate::bundle;
 
+pub mod exec_relay;
+
 #[derive(Debug, Clone)]
 pub struct External {
     binary: PathBuf,

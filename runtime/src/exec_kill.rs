@@ -1,0 +1,65 @@
+//! Ending an exec'd process that its caller gave up on: an ExecSync past its timeout, a
+//! streaming client that went away.
+//!
+//! The process is not the caller's child. Its parent is the runtime's exec command
+//! (`criox oci exec`, `runc exec`, or the terminal relay), a child subreaper that waits
+//! for it: only that command can reap it. So the process is killed by the pid the runtime
+//! wrote to its pid file, and the exec command is left to reap it and exit. Killing the
+//! exec command first would hand the process, or its zombie, to the host's init.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// How long an exec command gets to reap its killed process and exit before it is killed
+/// itself.
+pub const REAP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often the pid file and the exec command are looked at while ending an exec.
+pub const POLL: Duration = Duration::from_millis(5);
+
+/// The pid the runtime recorded for an exec, once it has.
+pub fn recorded_pid(pid_file: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&p| p > 0)
+}
+
+/// SIGKILLs the exec'd process and, when it leads a process group of its own (runtimes
+/// start exec'd processes in a new session), everything in that group, so children it
+/// started in the foreground go with it.
+pub fn kill_exec(pid: i32) {
+    // SAFETY: getpgid and kill take plain integers.
+    unsafe {
+        if libc::getpgid(pid) == pid {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// Kills the exec'd process recorded in `pid_file` (waiting for the runtime to record it)
+/// and waits up to `limit` for `relay`, its parent, to reap it and exit; a relay still
+/// there then is killed. Returns the relay's exit status.
+pub fn end_exec(
+    relay: &mut std::process::Child,
+    pid_file: &Path,
+    limit: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut killed = false;
+    loop {
+        if let Some(status) = relay.try_wait()? {
+            return Ok(status);
+        }
+        if !killed && let Some(pid) = recorded_pid(pid_file) {
+            kill_exec(pid);
+            killed = true;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = relay.kill();
+            return relay.wait();
+        }
+        std::thread::sleep(POLL);
+    }
+}
