@@ -83,6 +83,10 @@ pub struct NodeFacts {
     pub cgroup_v2: bool,
     /// Swap accounting is on (memsw / memory.swap.max exist).
     pub swap_accounting: bool,
+    /// Containers' cgroups have the hugetlb controller. The kubelet sends a limit for
+    /// every huge page size the kernel knows, and the runtime refuses to create a
+    /// container with a limit it cannot set.
+    pub hugetlb: bool,
     pub apparmor: bool,
     /// The AppArmor profile for RuntimeDefault, when one is loaded on the node.
     pub apparmor_default_profile: Option<String>,
@@ -122,6 +126,7 @@ impl NodeFacts {
         NodeFacts {
             cgroup_v2,
             swap_accounting,
+            hugetlb: hugetlb_controller(cgroup_v2),
             apparmor,
             apparmor_default_profile: None,
             oom_score_adj_floor,
@@ -130,6 +135,28 @@ impl NodeFacts {
             capabilities: capabilities::own_bounding_set(),
         }
     }
+}
+
+/// Whether the hugetlb controller serves containers: in the unified hierarchy's
+/// controllers on a v2 node, or as a mounted v1 hierarchy otherwise (a hybrid node may
+/// list it only in its cgroup2 mount, where a v1 cgroup manager cannot use it).
+fn hugetlb_controller(cgroup_v2: bool) -> bool {
+    if cgroup_v2 {
+        return std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|n| n == "hugetlb"));
+    }
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| {
+        text.lines().any(|line| {
+            let Some((_, right)) = line.split_once(" - ") else {
+                return false;
+            };
+            let mut fields = right.split(' ');
+            fields.next() == Some("cgroup")
+                && fields
+                    .nth(1)
+                    .is_some_and(|opts| opts.split(',').any(|o| o == "hugetlb"))
+        })
+    })
 }
 
 /// Everything about one container the spec is built from.
@@ -322,6 +349,9 @@ pub fn build_container_spec(
             swap: node.swap_accounting,
         },
     )?;
+    if !node.hugetlb {
+        res.set_hugepage_limits(None);
+    }
     res.set_devices(Some(device_rules));
 
     let mut linux_builder = LinuxBuilder::default()
@@ -465,6 +495,7 @@ pub(crate) mod tests {
         NodeFacts {
             cgroup_v2: false,
             swap_accounting: false,
+            hugetlb: true,
             apparmor: false,
             apparmor_default_profile: None,
             oom_score_adj_floor: 0,
@@ -764,6 +795,43 @@ pub(crate) mod tests {
             out.spec.process().as_ref().unwrap().oom_score_adj(),
             Some(0)
         );
+    }
+
+    #[test]
+    fn hugepage_limits_are_left_out_without_the_hugetlb_controller() {
+        let mut cfg = security(|_| {});
+        cfg.linux.as_mut().unwrap().resources = Some(v1::LinuxContainerResources {
+            hugepage_limits: vec![v1::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 0,
+            }],
+            ..Default::default()
+        });
+        let hugepages = |spec: &Spec| {
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .and_then(|r| r.hugepage_limits().clone())
+        };
+        let out = build(&cfg, &image("", &[]), &pod()).unwrap();
+        assert_eq!(hugepages(&out.spec).map(|h| h.len()), Some(1));
+        let root = image_rootfs();
+        let mut without = node();
+        without.hugetlb = false;
+        let out = build_container_spec(
+            &ContainerSpecInput {
+                id: "c1",
+                rootfs: root.path(),
+                config: &cfg,
+                image: &image("", &[]),
+                image_name: "example.com/app:1",
+                pod: &pod(),
+                target_pid_namespace: None,
+            },
+            &without,
+        )
+        .unwrap();
+        assert_eq!(hugepages(&out.spec), None);
     }
 
     #[test]
