@@ -298,3 +298,74 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
             .any(|p| p.pod_sandbox_id == pod)
     );
 }
+
+/// The families the kubelet's cAdvisor endpoint has beyond CPU and memory usage: CFS
+/// throttling, limits, kernel and swap memory, open files and sockets. A container with
+/// a CPU quota, a pids limit and a listening socket shows each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_limits_and_open_files_are_reported() {
+    let network = TestNetwork::new(Path::new("/tmp"));
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
+    network.install(&daemon.cni_dir);
+    let mut rt = daemon.runtime().await;
+    let descriptors = descriptors(&mut rt).await;
+    for name in [
+        "container_cpu_cfs_periods_total",
+        "container_cpu_cfs_throttled_periods_total",
+        "container_cpu_cfs_throttled_seconds_total",
+        "container_memory_kernel_usage",
+        "container_memory_mapped_file",
+        "container_memory_swap",
+        "container_spec_memory_swap_limit_bytes",
+        "container_threads_max",
+        "container_file_descriptors",
+        "container_sockets",
+        "container_fs_reads_bytes_total",
+        "container_blkio_device_usage_total",
+    ] {
+        assert!(descriptors.contains_key(name), "{name} not described");
+    }
+
+    let pod_config = pod_config("limits", &common::unique("uid"));
+    let pod = run_pod(&mut rt, pod_config.clone()).await;
+    // Spins in a 20% quota (throttled), and holds a listening socket open.
+    let mut config = container("limited", "nc -l -p 8080 & while :; do :; done");
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 20_000,
+            memory_limit_in_bytes: 64 * 1024 * 1024,
+            memory_swap_limit_in_bytes: 64 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+
+    let labels = [("container", "limited")];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (throttled, sockets) = loop {
+        let metrics = pod_metrics(&mut rt, &pod).await;
+        let metrics = container_metrics(&metrics, &id);
+        assert_described(metrics, &descriptors);
+        let value = |name| value_of(metrics, &descriptors, name, &labels);
+        let throttled = value("container_cpu_cfs_throttled_periods_total");
+        let sockets = value("container_sockets");
+        if (throttled > 0 && sockets > 0) || Instant::now() > deadline {
+            assert!(value("container_cpu_cfs_periods_total") >= throttled);
+            assert!(value("container_file_descriptors") >= sockets + 3);
+            // Each of these is reported, whatever its value on this kernel.
+            value("container_memory_kernel_usage");
+            value("container_memory_mapped_file");
+            value("container_memory_swap");
+            value("container_spec_memory_swap_limit_bytes");
+            value("container_threads_max");
+            break (throttled, sockets);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(throttled > 0, "a 20% quota never throttled a busy loop");
+    assert!(sockets > 0, "the listening socket is not counted");
+    stop_and_remove_pod(&mut rt, &pod).await;
+}

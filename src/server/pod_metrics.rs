@@ -122,6 +122,78 @@ const THREADS: Family = gauge(
     "container_threads",
     "Number of threads running inside the container.",
 );
+const CFS_PERIODS: Family = counter(
+    "container_cpu_cfs_periods_total",
+    "Number of elapsed enforcement period intervals.",
+);
+const CFS_THROTTLED_PERIODS: Family = counter(
+    "container_cpu_cfs_throttled_periods_total",
+    "Number of throttled period intervals.",
+);
+const CFS_THROTTLED_SECONDS: Family = counter(
+    "container_cpu_cfs_throttled_seconds_total",
+    "Total time duration the container has been throttled.",
+);
+const MEMORY_KERNEL: Family = gauge(
+    "container_memory_kernel_usage",
+    "Size of kernel memory allocated in bytes.",
+);
+const MEMORY_MAPPED_FILE: Family = gauge(
+    "container_memory_mapped_file",
+    "Size of memory mapped files in bytes.",
+);
+const MEMORY_SWAP: Family = gauge("container_memory_swap", "Container swap usage in bytes.");
+const SPEC_MEMORY_SWAP_LIMIT: Family = gauge(
+    "container_spec_memory_swap_limit_bytes",
+    "Memory swap limit for the container; 0 when unlimited.",
+);
+const THREADS_MAX: Family = gauge(
+    "container_threads_max",
+    "Maximum number of threads allowed inside the container; 0 when unlimited.",
+);
+const FILE_DESCRIPTORS: Family = gauge(
+    "container_file_descriptors",
+    "Number of open file descriptors for the container.",
+);
+const SOCKETS: Family = gauge(
+    "container_sockets",
+    "Number of open sockets for the container.",
+);
+const FS_READS_BYTES: Family = with(
+    counter(
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read.",
+    ),
+    &["device"],
+);
+const FS_READS: Family = with(
+    counter(
+        "container_fs_reads_total",
+        "Cumulative count of reads completed.",
+    ),
+    &["device"],
+);
+const FS_WRITES_BYTES: Family = with(
+    counter(
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written.",
+    ),
+    &["device"],
+);
+const FS_WRITES: Family = with(
+    counter(
+        "container_fs_writes_total",
+        "Cumulative count of writes completed.",
+    ),
+    &["device"],
+);
+const BLKIO_DEVICE_USAGE: Family = with(
+    counter(
+        "container_blkio_device_usage_total",
+        "Blkio device bytes usage.",
+    ),
+    &["device", "major", "minor", "operation"],
+);
 const LAST_SEEN: Family = gauge(
     "container_last_seen",
     "Last time the container was seen by the runtime, in seconds since the epoch.",
@@ -234,6 +306,21 @@ pub const FAMILIES: &[&Family] = &[
     &SPEC_CPU_SHARES,
     &PROCESSES,
     &THREADS,
+    &CFS_PERIODS,
+    &CFS_THROTTLED_PERIODS,
+    &CFS_THROTTLED_SECONDS,
+    &MEMORY_KERNEL,
+    &MEMORY_MAPPED_FILE,
+    &MEMORY_SWAP,
+    &SPEC_MEMORY_SWAP_LIMIT,
+    &THREADS_MAX,
+    &FILE_DESCRIPTORS,
+    &SOCKETS,
+    &FS_READS_BYTES,
+    &FS_READS,
+    &FS_WRITES_BYTES,
+    &FS_WRITES,
+    &BLKIO_DEVICE_USAGE,
     &LAST_SEEN,
     &START_TIME,
     &FS_USAGE,
@@ -330,6 +417,36 @@ impl Sink {
         self.add_some(&SPEC_CPU_SHARES, detail.cpu_shares);
         self.add_some(&PROCESSES, detail.processes);
         self.add_some(&THREADS, detail.threads.or(stats.processes));
+        self.add_some(&CFS_PERIODS, detail.cfs_periods);
+        self.add_some(&CFS_THROTTLED_PERIODS, detail.cfs_throttled_periods);
+        self.add_some(&CFS_THROTTLED_SECONDS, detail.cfs_throttled_ns.map(seconds));
+        self.add_some(&MEMORY_KERNEL, detail.memory_kernel_bytes);
+        self.add_some(&MEMORY_MAPPED_FILE, detail.memory_mapped_file_bytes);
+        self.add_some(&MEMORY_SWAP, detail.memory_swap_bytes);
+        self.add(
+            &SPEC_MEMORY_SWAP_LIMIT,
+            &[],
+            detail.memory_swap_limit_bytes.unwrap_or(0),
+        );
+        self.add(&THREADS_MAX, &[], detail.threads_max.unwrap_or(0));
+        self.add_some(&FILE_DESCRIPTORS, detail.file_descriptors);
+        self.add_some(&SOCKETS, detail.sockets);
+        for io in &detail.io {
+            let (major, minor) = (io.major.to_string(), io.minor.to_string());
+            let device = format!("{major}:{minor}");
+            let device = [device.as_str()];
+            self.add(&FS_READS_BYTES, &device, io.read_bytes);
+            self.add(&FS_READS, &device, io.reads);
+            self.add(&FS_WRITES_BYTES, &device, io.write_bytes);
+            self.add(&FS_WRITES, &device, io.writes);
+            for (operation, bytes) in [("Read", io.read_bytes), ("Write", io.write_bytes)] {
+                self.add(
+                    &BLKIO_DEVICE_USAGE,
+                    &[device[0], &major, &minor, operation],
+                    bytes,
+                );
+            }
+        }
         self.add(&LAST_SEEN, &[], (self.timestamp / 1_000_000_000) as u64);
     }
 
@@ -478,6 +595,21 @@ mod tests {
             cpu_shares: Some(1),
             processes: Some(1),
             threads: Some(1),
+            cfs_periods: Some(1),
+            cfs_throttled_periods: Some(1),
+            cfs_throttled_ns: Some(1),
+            memory_kernel_bytes: Some(1),
+            memory_mapped_file_bytes: Some(1),
+            memory_swap_bytes: Some(1),
+            memory_swap_limit_bytes: Some(1),
+            threads_max: Some(1),
+            file_descriptors: Some(1),
+            sockets: Some(1),
+            io: vec![crate::stats::cgroup_detail::DeviceIo {
+                major: 8,
+                minor: 0,
+                ..Default::default()
+            }],
         };
         sink.cgroup(&stats, &detail);
         sink.interfaces(&[network::InterfaceStats {

@@ -141,7 +141,7 @@ impl MemoryStats {
 }
 
 /// A limit this large means "no limit" on v1 (the page-rounded maximum of an i64).
-const V1_UNLIMITED: u64 = 0x7FFF_FFFF_FFFF_F000;
+pub(super) const V1_UNLIMITED: u64 = 0x7FFF_FFFF_FFFF_F000;
 
 fn read_v1(
     cpuacct: &Path,

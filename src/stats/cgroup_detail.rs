@@ -1,5 +1,6 @@
 //! Figures of one cgroup beyond what CRI statistics carry: CPU time split into user and
-//! system, memory peak and failure counters, OOM kills, CPU limits, processes and threads.
+//! system, memory peak and failure counters, OOM kills, CPU limits and throttling, kernel,
+//! mapped and swap memory, processes, threads and their limit, open files and block I/O.
 //! Only cAdvisor-style metrics use them, so the statistics hot path does not read them.
 //!
 //! Each figure is optional: a kernel or controller that lacks the file leaves it out rather
@@ -7,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{Hierarchy, flat_keyed, read_u64};
+use super::cgroup::{Hierarchy, V1_UNLIMITED, flat_keyed, read_u64};
 use super::read_to_string;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +27,34 @@ pub struct CgroupDetail {
     pub cpu_shares: Option<u64>,
     pub processes: Option<u64>,
     pub threads: Option<u64>,
+    /// CFS enforcement periods that elapsed, and those in which the cgroup was throttled.
+    pub cfs_periods: Option<u64>,
+    pub cfs_throttled_periods: Option<u64>,
+    pub cfs_throttled_ns: Option<u64>,
+    /// Kernel memory (slabs, stacks, page tables) charged to the cgroup.
+    pub memory_kernel_bytes: Option<u64>,
+    /// Page cache mapped into processes.
+    pub memory_mapped_file_bytes: Option<u64>,
+    pub memory_swap_bytes: Option<u64>,
+    /// Memory plus swap limit on v1, swap limit on v2; None when unlimited.
+    pub memory_swap_limit_bytes: Option<u64>,
+    /// Task limit of the pids controller; None when unlimited.
+    pub threads_max: Option<u64>,
+    /// Open file descriptors of the cgroup's processes, and how many are sockets.
+    pub file_descriptors: Option<u64>,
+    pub sockets: Option<u64>,
+    /// Block I/O per device (v2 io.stat).
+    pub io: Vec<DeviceIo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
 }
 
 impl Hierarchy {
@@ -70,8 +99,29 @@ fn detail_v1(
             .and_then(|q| u64::try_from(q).ok());
         detail.cpu_period_us = read_u64(dir.join("cpu.cfs_period_us")).ok();
         detail.cpu_shares = read_u64(dir.join("cpu.shares")).ok();
+        if let Ok(stat) = read_to_string(dir.join("cpu.stat")) {
+            detail.cfs_periods = flat_keyed(&stat, "nr_periods");
+            detail.cfs_throttled_periods = flat_keyed(&stat, "nr_throttled");
+            detail.cfs_throttled_ns = flat_keyed(&stat, "throttled_time");
+        }
     }
     if let Some(dir) = &memory {
+        detail.memory_kernel_bytes = read_u64(dir.join("memory.kmem.usage_in_bytes")).ok();
+        if let Ok(stat) = read_to_string(dir.join("memory.stat")) {
+            detail.memory_mapped_file_bytes =
+                flat_keyed(&stat, "total_mapped_file").or_else(|| flat_keyed(&stat, "mapped_file"));
+        }
+        // memsw counts memory and swap together; without swap accounting there is none.
+        let usage = read_u64(dir.join("memory.usage_in_bytes")).ok();
+        let memsw = read_u64(dir.join("memory.memsw.usage_in_bytes")).ok();
+        detail.memory_swap_bytes = match (memsw, usage) {
+            (Some(both), Some(memory)) => Some(both.saturating_sub(memory)),
+            (None, Some(_)) => Some(0),
+            _ => None,
+        };
+        detail.memory_swap_limit_bytes = read_u64(dir.join("memory.memsw.limit_in_bytes"))
+            .ok()
+            .filter(|&limit| limit < V1_UNLIMITED);
         detail.memory_failcnt = read_u64(dir.join("memory.failcnt")).ok();
         detail.memory_max_usage_bytes = read_u64(dir.join("memory.max_usage_in_bytes")).ok();
         detail.oom_kills = read_to_string(dir.join("memory.oom_control"))
@@ -82,6 +132,10 @@ fn detail_v1(
     if let Some(dir) = pids.as_ref().or(memory.as_ref()) {
         detail.processes = count_lines(&dir.join("cgroup.procs"));
         detail.threads = count_lines(&dir.join("tasks"));
+        (detail.file_descriptors, detail.sockets) = open_files(&dir.join("cgroup.procs"));
+    }
+    if let Some(dir) = &pids {
+        detail.threads_max = read_limit(&dir.join("pids.max"));
     }
     detail
 }
@@ -91,6 +145,25 @@ fn detail_v2(dir: &Path) -> CgroupDetail {
     if let Ok(stat) = read_to_string(dir.join("cpu.stat")) {
         detail.cpu_user_ns = flat_keyed(&stat, "user_usec").map(|us| us.saturating_mul(1000));
         detail.cpu_system_ns = flat_keyed(&stat, "system_usec").map(|us| us.saturating_mul(1000));
+        detail.cfs_periods = flat_keyed(&stat, "nr_periods");
+        detail.cfs_throttled_periods = flat_keyed(&stat, "nr_throttled");
+        detail.cfs_throttled_ns =
+            flat_keyed(&stat, "throttled_usec").map(|us| us.saturating_mul(1000));
+    }
+    if let Ok(stat) = read_to_string(dir.join("memory.stat")) {
+        // Older kernels have no "kernel" total: add up its parts.
+        detail.memory_kernel_bytes = flat_keyed(&stat, "kernel").or_else(|| {
+            let parts = ["kernel_stack", "pagetables", "percpu", "sock", "slab"];
+            Some(parts.iter().filter_map(|k| flat_keyed(&stat, k)).sum())
+        });
+        detail.memory_mapped_file_bytes = flat_keyed(&stat, "file_mapped");
+    }
+    detail.memory_swap_bytes = read_u64(dir.join("memory.swap.current")).ok().or(Some(0));
+    detail.memory_swap_limit_bytes = read_limit(&dir.join("memory.swap.max"));
+    detail.threads_max = read_limit(&dir.join("pids.max"));
+    (detail.file_descriptors, detail.sockets) = open_files(&dir.join("cgroup.procs"));
+    if let Ok(stat) = read_to_string(dir.join("io.stat")) {
+        detail.io = parse_io_stat(&stat);
     }
     if let Ok(max) = read_to_string(dir.join("cpu.max")) {
         let mut fields = max.split_whitespace();
@@ -107,6 +180,68 @@ fn detail_v2(dir: &Path) -> CgroupDetail {
     detail.processes = count_lines(&dir.join("cgroup.procs"));
     detail.threads = count_lines(&dir.join("cgroup.threads"));
     detail
+}
+
+/// A limit file holding a number or "max" (None).
+fn read_limit(path: &Path) -> Option<u64> {
+    read_to_string(path.to_path_buf())
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+}
+
+/// io.stat: one line per device, "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ...".
+fn parse_io_stat(text: &str) -> Vec<DeviceIo> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let mut io = DeviceIo {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                ..Default::default()
+            };
+            for field in fields {
+                let Some((key, value)) = field.split_once('=') else {
+                    continue;
+                };
+                let value = value.parse().unwrap_or(0);
+                match key {
+                    "rbytes" => io.read_bytes = value,
+                    "wbytes" => io.write_bytes = value,
+                    "rios" => io.reads = value,
+                    "wios" => io.writes = value,
+                    _ => {}
+                }
+            }
+            Some(io)
+        })
+        .collect()
+}
+
+/// Open descriptors and sockets of the processes listed in `procs`; processes that end
+/// while being read count as having none.
+fn open_files(procs: &Path) -> (Option<u64>, Option<u64>) {
+    let Ok(text) = read_to_string(procs.to_path_buf()) else {
+        return (None, None);
+    };
+    let (mut files, mut sockets) = (0, 0);
+    for pid in text.split_whitespace() {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            files += 1;
+            if std::fs::read_link(entry.path()).is_ok_and(|target| {
+                target
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .starts_with(b"socket:")
+            }) {
+                sockets += 1;
+            }
+        }
+    }
+    (Some(files), Some(sockets))
 }
 
 /// The inverse of the runtimes' shares→weight mapping ([2, 262144] onto [1, 10000]).
