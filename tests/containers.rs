@@ -767,3 +767,153 @@ async fn streaming_exec_and_attach_reach_the_container() {
     .await
     .unwrap();
 }
+
+/// StopContainer is idempotent: a container that never existed or was already removed
+/// is stopped, as the kubelet expects when it retries; other calls still say NotFound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_container_that_is_gone_succeeds() {
+    let (daemon, _conf) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
+    let stop = |id: String| StopContainerRequest {
+        container_id: id,
+        timeout: 0,
+    };
+    rt.stop_container(stop("no-such-container".to_string()))
+        .await
+        .expect("stopping an unknown container");
+
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = host_network_pod("gone", logs.path());
+    let pod = run_pod_on(&mut rt, pod_config.clone(), EMBEDDED).await;
+    let id = common::run_container(
+        &mut rt,
+        &pod,
+        &pod_config,
+        common::busybox_container("gone", &["sleep", "60"]),
+    )
+    .await;
+    rt.stop_container(stop(id.clone())).await.expect("stop");
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("remove");
+    rt.stop_container(stop(id.clone()))
+        .await
+        .expect("stopping a removed container");
+    let err = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id,
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+/// An image volume (a mount naming an image) shows the image's files read-only, or one
+/// directory of it with image_sub_path; ContainerStatus names the image it came from, and
+/// removing the container unmounts it. Bad requests name the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_volume_mounts_the_image_read_only() {
+    let (daemon, _conf) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
+    let image_id = daemon
+        .images()
+        .await
+        .image_status(ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: common::busybox_image(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner()
+        .image
+        .expect("the busybox image")
+        .id;
+    let volume = |path: &str, sub_path: &str, readonly: bool| Mount {
+        container_path: path.to_string(),
+        readonly,
+        image: Some(ImageSpec {
+            image: image_id.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: sub_path.to_string(),
+        ..Default::default()
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = host_network_pod("volume", logs.path());
+    let pod = run_pod_on(&mut rt, pod_config.clone(), EMBEDDED).await;
+
+    for (mount, field) in [
+        (volume("/vol", "", false), "mounts[0].readonly"),
+        (
+            volume("/vol", "no/such/dir", true),
+            "mounts[0].image_sub_path",
+        ),
+        (volume("/vol", "../..", true), "mounts[0].image_sub_path"),
+    ] {
+        let mut config = common::busybox_container("bad", &["sleep", "60"]);
+        config.mounts = vec![mount];
+        let err = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+
+    let mut config = common::busybox_container("volume", &["sleep", "600"]);
+    config.mounts = vec![volume("/vol", "", true), volume("/sub", "etc", true)];
+    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let out = exec(&mut rt, &id, &["/vol/bin/busybox", "cat", "/sub/passwd"]).await;
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("root:x:0:0"));
+    assert_eq!(
+        exec(&mut rt, &id, &["test", "-e", "/sub/etc"])
+            .await
+            .exit_code,
+        1
+    );
+    let out = exec(&mut rt, &id, &["touch", "/vol/written"]).await;
+    assert_ne!(out.exit_code, 0, "an image volume took a write");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
+
+    let mounts = status(&mut rt, &id).await.mounts;
+    let vol = mounts.iter().find(|m| m.container_path == "/vol").unwrap();
+    assert!(vol.readonly);
+    assert_eq!(
+        vol.image.as_ref().map(|i| i.image_ref.as_str()),
+        Some(image_id.as_str())
+    );
+
+    let bundle_mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&id) && l.contains("image-volumes"))
+            .count()
+    };
+    assert_eq!(bundle_mounts(), 2);
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("stop");
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("remove");
+    assert_eq!(bundle_mounts(), 0, "image volumes left mounted");
+    stop_and_remove_pod(&mut rt, &pod).await;
+}

@@ -18,6 +18,7 @@ use oci_spec::image::ImageConfiguration;
 
 use super::events::{ContainerEvent, EventKind, Events};
 use super::exit_watch;
+use super::image_volume::{self, ImageVolume, ImageVolumeError};
 use super::record::{ContainerRecord, Exit, Filter, MountRecord, State, full_name};
 use super::spec::{ContainerSpecInput, NodeFacts, PodSpecContext, SpecError, build_container_spec};
 use crate::storage::rootfs::{Rootfs, RootfsError};
@@ -46,6 +47,8 @@ pub enum ContainerError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    ImageVolume(#[from] ImageVolumeError),
     #[error("container {id}: cannot write {path}: {source}")]
     Write {
         id: String,
@@ -75,6 +78,8 @@ pub struct ContainerImage {
     pub config: ImageConfiguration,
     /// Unpacked layer directories, topmost first (overlayfs `lowerdir=` order).
     pub layers: Vec<PathBuf>,
+    /// The images of the config's image volume mounts.
+    pub volumes: Vec<ImageVolume>,
 }
 
 /// What the pod contributes to a new container.
@@ -234,7 +239,7 @@ impl ContainerManager {
             image_ref: image.digest_ref.clone(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
-            mounts: mount_records(&config),
+            mounts: mount_records(&config, &image.volumes),
             log_path: log_path.clone(),
             handler,
             cgroup: String::new(),
@@ -339,6 +344,17 @@ impl ContainerManager {
         })?;
         let rootfs = Rootfs::new(&bundle);
         rootfs.mount(&image.layers)?;
+        // Image volumes become read-only binds of the image trees mounted in the bundle.
+        let mut config = config.clone();
+        for volume in &image.volumes {
+            let mount = &mut config.mounts[volume.index];
+            let source = image_volume::mount_volume(&bundle, volume, &mount.image_sub_path)?;
+            mount.host_path = source.display().to_string();
+            mount.image = None;
+            mount.image_sub_path.clear();
+            mount.readonly = true;
+        }
+        let config = &config;
         let built = build_container_spec(
             &ContainerSpecInput {
                 id,
@@ -425,6 +441,10 @@ impl ContainerManager {
     /// The root filesystem mount and the bundle with the writable layer.
     fn remove_bundle(&self, id: &str) {
         let bundle = self.bundle_dir(id);
+        if let Err(e) = image_volume::unmount_all(&bundle) {
+            tracing::warn!(container = id, error = %e, "cannot unmount image volumes");
+            return;
+        }
         if let Err(e) = Rootfs::new(&bundle).unmount() {
             tracing::warn!(container = id, error = %e, "cannot unmount root filesystem");
             return;
@@ -848,15 +868,24 @@ struct Made {
     cgroup: String,
 }
 
-fn mount_records(config: &v1::ContainerConfig) -> Vec<MountRecord> {
+fn mount_records(config: &v1::ContainerConfig, volumes: &[ImageVolume]) -> Vec<MountRecord> {
     config
         .mounts
         .iter()
-        .map(|m| MountRecord {
-            container_path: m.container_path.clone(),
-            host_path: m.host_path.clone(),
-            readonly: m.readonly,
-            propagation: m.propagation,
+        .enumerate()
+        .map(|(i, m)| {
+            let volume = volumes.iter().find(|v| v.index == i);
+            MountRecord {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: m.propagation,
+                image: volume
+                    .and(m.image.as_ref())
+                    .map(|i| i.image.clone())
+                    .unwrap_or_default(),
+                image_id: volume.map(|v| v.image_id.clone()).unwrap_or_default(),
+            }
         })
         .collect()
 }

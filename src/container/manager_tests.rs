@@ -107,6 +107,7 @@ impl Setup {
             digest_ref: "busybox@sha256:test".to_string(),
             config,
             layers: vec![fixture_rootfs()],
+            volumes: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod exec_stream;
 mod exit_watch;
+pub mod image_volume;
 pub mod manager;
 pub mod mounts;
 pub mod record;

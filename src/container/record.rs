@@ -60,6 +60,11 @@ pub struct MountRecord {
     pub readonly: bool,
     /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI numbers them.
     pub propagation: i32,
+    /// For an image volume: the image as the request named it, and its id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

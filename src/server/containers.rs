@@ -7,6 +7,7 @@ use criox_proto::v1::*;
 use tonic::Status;
 
 use super::{CriServer, unimplemented};
+use crate::container::image_volume::ImageVolume;
 use crate::container::manager::ContainerError;
 use crate::container::record::{ContainerRecord, Filter, State};
 use crate::store::StoreError;
@@ -17,6 +18,9 @@ pub fn container_error(e: ContainerError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         ContainerError::Spec(spec) if spec.is_invalid_argument() => {
+            Status::invalid_argument(e.to_string())
+        }
+        ContainerError::ImageVolume(volume) if volume.is_invalid_argument() => {
             Status::invalid_argument(e.to_string())
         }
         ContainerError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
@@ -59,13 +63,41 @@ pub async fn create_container(
         .unwrap_or_default();
     required("config.image.image", image_name)?;
     let pod = server.container_pod(pod_id).await?;
-    let image = server.container_image(image_name)?;
+    let mut image = server.container_image(image_name)?;
+    image.volumes = image_volumes(server, &config)?;
     let container_id = server
         .containers
         .create(&pod, image, config)
         .await
         .map_err(container_error)?;
     Ok(CreateContainerResponse { container_id })
+}
+
+/// The images of the config's image volume mounts, which must be pulled and read-only.
+fn image_volumes(server: &CriServer, config: &ContainerConfig) -> Result<Vec<ImageVolume>, Status> {
+    let mut volumes = Vec::new();
+    for (index, mount) in config.mounts.iter().enumerate() {
+        let Some(spec) = mount.image.as_ref().filter(|i| !i.image.is_empty()) else {
+            continue;
+        };
+        if !mount.readonly {
+            return Err(Status::invalid_argument(format!(
+                "mounts[{index}].readonly: an image volume is mounted read-only and must say so"
+            )));
+        }
+        let image = server.container_image(&spec.image).map_err(|status| {
+            Status::new(
+                status.code(),
+                format!("mounts[{index}].image: {}", status.message()),
+            )
+        })?;
+        volumes.push(ImageVolume {
+            index,
+            image_id: image.id,
+            layers: image.layers,
+        });
+    }
+    Ok(volumes)
 }
 
 pub async fn start_container(
@@ -85,12 +117,18 @@ pub async fn stop_container(
     if req.timeout < 0 {
         return Err(Status::invalid_argument("timeout must not be negative"));
     }
-    server
+    // Stopping is idempotent: a container that is gone is as stopped as it gets, and
+    // the kubelet retries a stop after the container was removed.
+    match server
         .containers
         .stop(id, Duration::from_secs(req.timeout as u64))
         .await
-        .map_err(container_error)?;
-    Ok(StopContainerResponse {})
+    {
+        Ok(()) | Err(ContainerError::Store(StoreError::NotFound(..))) => {
+            Ok(StopContainerResponse {})
+        }
+        Err(e) => Err(container_error(e)),
+    }
 }
 
 pub async fn remove_container(
@@ -137,6 +175,7 @@ fn image_spec(record: &ContainerRecord) -> ImageSpec {
         annotations: HashMap::new(),
         user_specified_image: record.image.clone(),
         runtime_handler: String::new(),
+        image_ref: String::new(),
     }
 }
 
@@ -191,6 +230,11 @@ pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
                 propagation: m.propagation,
+                image: (!m.image_id.is_empty()).then(|| ImageSpec {
+                    image: m.image.clone(),
+                    image_ref: m.image_id.clone(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect(),

@@ -144,6 +144,7 @@ impl CriServer {
             digest_ref: record.repo_digests.first().cloned().unwrap_or_default(),
             config,
             layers: rootfs.lower_dirs,
+            volumes: Vec::new(),
         })
     }
 
