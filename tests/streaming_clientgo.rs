@@ -333,6 +333,39 @@ async fn exec_without_a_terminal_separates_the_streams_and_passes_exit_codes_on(
         assert_eq!(status.code(), Some(0), "{}", session.describe());
         assert_eq!(session.output(), "first\n", "{}", session.describe());
     }
+
+    // A WebSocket upgrade the server refuses (a client speaking only a newer version) sends
+    // kubectl to SPDY with the same URL, which must still be good.
+    let script = "echo out; echo err >&2; exit 42";
+    let url = exec_url(&mut rt, &id, &["sh", "-c", script], Streams::default()).await;
+    let newer = ["--websocket-protocols", "v6.channel.k8s.io"];
+    let out = run(
+        &[&["exec", &url, "--protocol", "fallback"][..], &newer].concat(),
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(42), "{out:?}");
+    assert!(
+        stderr.contains(FELL_BACK) && stderr.contains("unable to negotiate protocol"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("err\ncommand terminated with exit code 42\n"),
+        "{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "out\n");
+
+    // Once a session ran, its URL is spent, and the user is told so.
+    for &protocol in EXECUTORS {
+        let out = run(&["exec", &url, "--protocol", protocol], b"");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{protocol}: {out:?}");
+        assert!(
+            stderr.contains("unknown, used or expired streaming token"),
+            "{protocol}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{protocol}: {out:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,6 +399,28 @@ async fn exec_with_a_terminal_echoes_input_and_follows_resizes() {
         assert_eq!(
             session.output(),
             "hello\r\ngot hello\r\n",
+            "{protocol}: {}",
+            session.describe()
+        );
+
+        // ^C typed in the terminal interrupts the command, as at a local shell.
+        let script = "echo ready; sleep 100";
+        let url = exec_url(&mut rt, &id, &["sh", "-c", script], tty).await;
+        let mut session =
+            Session::start(&["exec", &url, "--protocol", protocol, "--stdin", "--tty"]);
+        session.wait_for_output("ready\r\n").await;
+        session.send(b"\x03");
+        let status = session.wait_exit().await;
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "{protocol}: {}",
+            session.describe()
+        );
+        assert!(
+            session
+                .errors()
+                .contains("command terminated with exit code 130"),
             "{protocol}: {}",
             session.describe()
         );
@@ -666,6 +721,39 @@ async fn port_forward_fetches_pages_from_httpd_in_the_pod() {
         let mut session = session;
         let status = session.wait_exit().await;
         assert_eq!(status.code(), Some(0), "{}", session.describe());
+    }
+
+    // Nothing listens on the port: the user is told why, and the forward ends.
+    for &protocol in DIALERS {
+        let url = rt
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![9],
+            })
+            .await
+            .expect("PortForward")
+            .into_inner()
+            .url;
+        let (mut session, local) = forward(&url, 9, protocol, &[]).await;
+        let received = tokio::task::spawn_blocking(move || {
+            let mut conn = std::net::TcpStream::connect(&local).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut received = Vec::new();
+            let _ = conn.read_to_end(&mut received);
+            received
+        })
+        .await
+        .unwrap();
+        assert!(received.is_empty(), "{protocol}: {}", text(&received));
+        let status = session.wait_exit().await;
+        assert_eq!(status.code(), Some(1), "{}", session.describe());
+        let errors = session.errors().to_lowercase();
+        assert!(
+            errors.contains("connection refused") && errors.contains("lost connection to pod"),
+            "{}",
+            session.describe()
+        );
     }
     pods_support::stop_and_remove_pod(&mut rt, &pod).await;
 }

@@ -3,6 +3,7 @@
 //
 //	kubestream exec|attach URL [--protocol spdy|websocket|fallback] [--stdin] [--tty]
 //	                           [--rows N --cols N] [--resize-to ROWSxCOLS]... [--ca FILE]
+//	                           [--websocket-protocols P1,P2...]
 //	kubestream portforward URL LOCAL:REMOTE [--protocol spdy|websocket] [--ca FILE]
 //
 // exec and attach copy the remote process's output to stdout and stderr, feed stdin
@@ -69,6 +70,8 @@ type options struct {
 	cols     uint
 	resizes  sizes
 	verbose  string
+	// Subprotocols the WebSocket executor offers; client-go's default when empty.
+	wsProtocols string
 }
 
 // parse reads flags that may come before, between or after the positional arguments.
@@ -105,16 +108,24 @@ func shouldFallback(err error) bool {
 	return false
 }
 
+func websocketExecutor(c *restclient.Config, target *url.URL, o *options) (remotecommand.Executor, error) {
+	// RFC 6455 opens a WebSocket with GET.
+	if o.wsProtocols == "" {
+		return remotecommand.NewWebSocketExecutor(c, http.MethodGet, target.String())
+	}
+	protocols := strings.Split(o.wsProtocols, ",")
+	return remotecommand.NewWebSocketExecutorForProtocols(c, http.MethodGet, target.String(), protocols...)
+}
+
 func executor(target *url.URL, o *options) (remotecommand.Executor, error) {
 	c := config(target, o)
 	switch o.protocol {
 	case "spdy":
 		return remotecommand.NewSPDYExecutor(c, http.MethodPost, target)
 	case "websocket":
-		// RFC 6455 opens a WebSocket with GET.
-		return remotecommand.NewWebSocketExecutor(c, http.MethodGet, target.String())
+		return websocketExecutor(c, target, o)
 	case "fallback":
-		ws, err := remotecommand.NewWebSocketExecutor(c, http.MethodGet, target.String())
+		ws, err := websocketExecutor(c, target, o)
 		if err != nil {
 			return nil, err
 		}
@@ -166,6 +177,7 @@ func remoteCommand(args []string) {
 	fs.UintVar(&o.rows, "rows", 0, "first terminal height")
 	fs.UintVar(&o.cols, "cols", 0, "first terminal width")
 	fs.Var(&o.resizes, "resize-to", "terminal size ROWSxCOLS sent on SIGWINCH (repeatable)")
+	fs.StringVar(&o.wsProtocols, "websocket-protocols", "", "comma-separated subprotocols the WebSocket executor offers (default v5.channel.k8s.io)")
 	fs.StringVar(&o.verbose, "v", "0", "client-go log verbosity")
 	positional := parse(fs, args)
 	if len(positional) != 1 {

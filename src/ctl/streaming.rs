@@ -124,6 +124,14 @@ fn ws_url(url: &str) -> String {
     }
 }
 
+/// The message of the server's refusal: the `message` of a Kubernetes Status, or the text.
+fn refusal(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn open(url: &str, protocols: &str) -> Result<(Socket, String)> {
@@ -140,7 +148,7 @@ async fn open(url: &str, protocols: &str) -> Result<(Socket, String)> {
                 tokio_tungstenite::tungstenite::Error::Http(resp) => anyhow!(
                     "the streaming server refused the session: {} {}",
                     resp.status(),
-                    String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).trim()
+                    refusal(resp.body().as_deref().unwrap_or_default())
                 ),
                 other => anyhow!("cannot connect to {url}: {other}"),
             })?;

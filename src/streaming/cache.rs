@@ -76,6 +76,14 @@ impl TokenCache {
         Ok(token)
     }
 
+    /// The request under a live token, which stays usable: a refused upgrade leaves it to
+    /// the client's next attempt (kubectl tries WebSocket, then SPDY, with one URL).
+    pub fn peek(&self, token: &str) -> Option<Request> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (request, expires) = entries.get(token)?;
+        (*expires > Instant::now()).then(|| request.clone())
+    }
+
     /// Takes the request out: a token works once, and only before it expires.
     pub fn consume(&self, token: &str) -> Option<Request> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,6 +131,18 @@ mod tests {
         assert_eq!(cache.consume(&token), Some(pf()));
         assert_eq!(cache.consume(&token), None);
         assert_eq!(cache.consume("unknown"), None);
+    }
+
+    #[test]
+    fn peeking_leaves_the_token_usable() {
+        let cache = TokenCache::new(TOKEN_TTL);
+        let token = cache.insert(pf()).unwrap();
+        assert_eq!(cache.peek(&token), Some(pf()));
+        assert_eq!(cache.consume(&token), Some(pf()));
+        assert_eq!(cache.peek(&token), None);
+        let expired = TokenCache::new(Duration::from_millis(0));
+        let token = expired.insert(pf()).unwrap();
+        assert_eq!(expired.peek(&token), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 side: routes `/exec/<token>`, `/attach/<token>` and `/portforward/<token>`,
-//! consumes the token, negotiates the upgrade (SPDY/3.1 or WebSocket) and the subprotocol,
-//! and hands the upgraded connection to the session code.
+//! looks the token up, negotiates the upgrade (SPDY/3.1 or WebSocket) and the subprotocol,
+//! spends the token once both are agreed, and hands the upgraded connection to the session
+//! code.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ const SPDY_UPGRADE: &str = "SPDY/3.1";
 /// Connections served at once before new ones wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const UNKNOWN_TOKEN: &str = "unknown, used or expired streaming token: request a new URL";
 
 pub struct Shared {
     pub cache: TokenCache,
@@ -91,14 +93,31 @@ where
     }
 }
 
-fn text(status: StatusCode, message: impl Into<String>) -> Reply {
-    let mut body = message.into();
+/// A refusal as a Kubernetes `Status`: client-go shows its message to the user, where a
+/// plain-text body is read as YAML by the WebSocket executor and shown as nothing.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Reply {
+    let reason = match status {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        _ => "BadRequest",
+    };
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message.into(),
+        "reason": reason,
+        "code": status.as_u16(),
+    });
+    let mut body = body.to_string();
     body.push('\n');
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     *reply.status_mut() = status;
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("application/json"),
     );
     reply
 }
@@ -106,32 +125,30 @@ fn text(status: StatusCode, message: impl Into<String>) -> Reply {
 async fn route(shared: Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
     let path = req.uri().path().trim_matches('/').to_string();
     let Some((kind, token)) = path.split_once('/') else {
-        return text(
+        return refuse(
             StatusCode::NOT_FOUND,
             format!("no streaming endpoint at /{path}"),
         );
     };
     if !matches!(kind, "exec" | "attach" | "portforward") || token.is_empty() || token.contains('/')
     {
-        return text(
+        return refuse(
             StatusCode::NOT_FOUND,
             format!("no streaming endpoint at /{path}"),
         );
     }
     if req.method() != Method::GET && req.method() != Method::POST {
-        return text(
+        return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             "streaming endpoints take GET or POST",
         );
     }
-    let Some(request) = shared.cache.consume(token) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "unknown, used or expired streaming token: request a new URL",
-        );
+    // The token is spent only by an upgrade that succeeds (see `claim`).
+    let Some(request) = shared.cache.peek(token) else {
+        return refuse(StatusCode::NOT_FOUND, UNKNOWN_TOKEN);
     };
     if request.kind() != kind {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
             format!("the token is for /{}, not /{kind}", request.kind()),
         );
@@ -143,11 +160,11 @@ async fn route(shared: Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
         .unwrap_or_default()
         .to_string();
     if upgrade.eq_ignore_ascii_case("websocket") {
-        upgrade_websocket(shared, request, req)
+        upgrade_websocket(shared, token, request, req)
     } else if upgrade.eq_ignore_ascii_case(SPDY_UPGRADE) {
-        upgrade_spdy(shared, request, req)
+        upgrade_spdy(shared, token, request, req)
     } else {
-        text(
+        refuse(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: missing upgrade headers in request: expected Upgrade: SPDY/3.1 or websocket",
         )
@@ -174,20 +191,34 @@ fn negotiate(offered: &[String], supported: &[&str]) -> Option<String> {
         .cloned()
 }
 
-fn upgrade_spdy(shared: Arc<Shared>, request: Request, mut req: HttpRequest<Incoming>) -> Reply {
+/// Spends the token once the upgrade is agreed; None when another connection spent it
+/// first or it expired meanwhile.
+fn claim(shared: &Shared, token: &str) -> Option<Reply> {
+    match shared.cache.consume(token) {
+        Some(_) => None,
+        None => Some(refuse(StatusCode::NOT_FOUND, UNKNOWN_TOKEN)),
+    }
+}
+
+fn upgrade_spdy(
+    shared: Arc<Shared>,
+    token: &str,
+    request: Request,
+    mut req: HttpRequest<Incoming>,
+) -> Reply {
     let supported: &[&str] = match request {
         Request::PortForward { .. } => &[portforward::SPDY_PROTOCOL],
         _ => remotecommand::SPDY_PROTOCOLS,
     };
     let offered = list(req.headers(), PROTOCOL_HEADER);
     if offered.is_empty() {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: X-Stream-Protocol-Version is required",
         );
     }
     let Some(chosen) = negotiate(&offered, supported) else {
-        let mut reply = text(
+        let mut reply = refuse(
             StatusCode::FORBIDDEN,
             format!(
                 "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
@@ -198,6 +229,9 @@ fn upgrade_spdy(shared: Arc<Shared>, request: Request, mut req: HttpRequest<Inco
         }
         return reply;
     };
+    if let Some(refused) = claim(&shared, token) {
+        return refused;
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let protocol = chosen.clone();
     tokio::spawn(async move {
@@ -288,12 +322,13 @@ fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
 
 fn upgrade_websocket(
     shared: Arc<Shared>,
+    token: &str,
     request: Request,
     mut req: HttpRequest<Incoming>,
 ) -> Reply {
     let headers = req.headers();
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return text(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "WebSocket upgrade without Sec-WebSocket-Key",
         );
@@ -302,7 +337,7 @@ fn upgrade_websocket(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v.as_bytes() != b"13")
     {
-        let mut reply = text(StatusCode::BAD_REQUEST, "WebSocket version 13 is required");
+        let mut reply = refuse(StatusCode::BAD_REQUEST, "WebSocket version 13 is required");
         reply.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
@@ -322,7 +357,7 @@ fn upgrade_websocket(
         match negotiate(&offered, supported) {
             Some(p) => p,
             None => {
-                return text(
+                return refuse(
                     StatusCode::FORBIDDEN,
                     format!(
                         "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
@@ -339,15 +374,18 @@ fn upgrade_websocket(
             Ok(q) if !q.is_empty() => Some(q),
             Ok(_) if !ports.is_empty() && ports.len() <= 127 => Some(ports.clone()),
             Ok(_) => {
-                return text(
+                return refuse(
                     StatusCode::BAD_REQUEST,
                     "no port to forward: add ?port=N to the URL",
                 );
             }
-            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
         },
         _ => None,
     };
+    if let Some(refused) = claim(&shared, token) {
+        return refused;
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let protocol = chosen.clone();
     tokio::spawn(async move {
