@@ -917,3 +917,63 @@ async fn an_image_volume_mounts_the_image_read_only() {
     assert_eq!(bundle_mounts(), 0, "image volumes left mounted");
     stop_and_remove_pod(&mut rt, &pod).await;
 }
+
+/// Status says which handlers apply recursive read-only mounts (both do on kernels with
+/// mount_setattr), and such a mount makes the host directory's submounts read-only too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
+    let (daemon, _conf) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
+    let handlers = rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner()
+        .runtime_handlers;
+    for name in ["", "embedded", "runc"] {
+        let handler = handlers.iter().find(|h| h.name == name).expect(name);
+        let features = handler.features.as_ref().expect("features");
+        assert!(features.recursive_read_only_mounts, "{name}: {handlers:?}");
+    }
+
+    // A host directory with a tmpfs mounted below it.
+    let host = tempfile::tempdir().unwrap();
+    let sub = host.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(sub.clone());
+
+    for handler in [EMBEDDED, RUNC] {
+        let logs = tempfile::tempdir().unwrap();
+        let pod_config = host_network_pod("rro", logs.path());
+        let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
+        let mut config = common::busybox_container("rro", &["sleep", "600"]);
+        config.mounts = vec![Mount {
+            container_path: "/data".to_string(),
+            host_path: host.path().display().to_string(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        }];
+        let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+        let out = exec(&mut rt, &id, &["touch", "/data/sub/written"]).await;
+        assert_ne!(out.exit_code, 0, "{handler}: the submount took a write");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+            "{handler}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stop_and_remove_pod(&mut rt, &pod).await;
+    }
+}

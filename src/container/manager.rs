@@ -97,6 +97,8 @@ pub struct ContainerManager {
     bundles: PathBuf,
     states: PathBuf,
     node: NodeFacts,
+    /// Handlers that apply recursive read-only mounts.
+    recursive_read_only: std::collections::HashSet<String>,
     /// One lock per container, so that stop, remove and start of one id do not interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -114,7 +116,13 @@ impl ContainerManager {
         for file in unreadable {
             tracing::warn!(path = %file.path.display(), reason = %file.reason, "skipping unreadable container record");
         }
+        let recursive_read_only = runtimes
+            .iter()
+            .filter(|(_, runtime)| super::handler_features::supports_recursive_read_only(runtime))
+            .map(|(name, _)| name.clone())
+            .collect();
         let manager = Arc::new(ContainerManager {
+            recursive_read_only,
             store,
             events: Events::default(),
             runtimes,
@@ -127,6 +135,11 @@ impl ContainerManager {
         });
         manager.recover().await;
         Ok(manager)
+    }
+
+    /// Whether the handler applies recursive read-only mounts.
+    pub fn supports_recursive_read_only(&self, handler: &str) -> bool {
+        self.recursive_read_only.contains(handler)
     }
 
     pub fn events(&self) -> &Events {
@@ -355,6 +368,8 @@ impl ContainerManager {
             mount.readonly = true;
         }
         let config = &config;
+        let mut node = self.node.clone();
+        node.recursive_read_only = self.recursive_read_only.contains(&handler);
         let built = build_container_spec(
             &ContainerSpecInput {
                 id,
@@ -365,7 +380,7 @@ impl ContainerManager {
                 pod,
                 target_pid_namespace: None,
             },
-            &self.node,
+            &node,
         )?;
         if let Some(cwd) = built.spec.process().as_ref().map(|p| p.cwd()) {
             super::rootfs_path::create_dir_in_root(&rootfs.target, cwd).map_err(|source| {

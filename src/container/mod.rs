@@ -8,6 +8,7 @@
 pub mod events;
 pub mod exec_stream;
 mod exit_watch;
+mod handler_features;
 pub mod image_volume;
 pub mod manager;
 pub mod mounts;

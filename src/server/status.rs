@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use criox_proto::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse,
-    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    RuntimeConfigResponse, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest,
+    VersionResponse,
 };
 use tonic::Status;
 
@@ -51,9 +52,25 @@ pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResp
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
         info,
-        runtime_handlers: Vec::new(),
+        runtime_handlers: runtime_handlers(server),
         features: None,
     })
+}
+
+/// Each configured handler and what it supports; the empty name stands for the default
+/// handler, as pods that name none get it.
+fn runtime_handlers(server: &CriServer) -> Vec<RuntimeHandler> {
+    let runtime = &server.config.runtime;
+    let handler = |name: &str, config_name: &str| RuntimeHandler {
+        name: name.to_string(),
+        features: Some(RuntimeHandlerFeatures {
+            recursive_read_only_mounts: server.containers.supports_recursive_read_only(config_name),
+            user_namespaces: false,
+        }),
+    };
+    std::iter::once(handler("", &runtime.default_handler))
+        .chain(runtime.handlers.keys().map(|name| handler(name, name)))
+        .collect()
 }
 
 pub async fn runtime_config(

@@ -282,7 +282,7 @@ fn features() -> String {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
                           "private", "rprivate", "shared", "rshared", "slave", "rslave", "relatime",
-                          "norelatime", "strictatime", "nostrictatime", "tmpcopyup", "idmap"],
+                          "norelatime", "strictatime", "nostrictatime", "tmpcopyup", "idmap", "rro"],
         "linux": {
             "namespaces": namespaces,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
