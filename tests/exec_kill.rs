@@ -146,6 +146,7 @@ async fn exec_sync_timeout_kills_and_reaps(handler: &str, seconds: &str) {
     let pid = wait_for_process(&argv).await;
     let result = call.await.unwrap();
     let took = started.elapsed();
+    eprintln!("ExecSync with a timeout of 1s on {handler:?} answered after {took:?}");
     let err = result.expect_err("ExecSync past its timeout must fail");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
     assert!(
@@ -285,6 +286,26 @@ async fn terminal_exec_with_stdin(handler: &str) {
         assert!(stdout.contains("20 90"), "{proto}: {stdout:?}");
         assert!(stdout.contains("/dev/pts/"), "{proto}: {stdout:?}");
     }
+    // A process the runtime cannot start: its error comes back at once, not after the
+    // wait for a terminal that never comes.
+    let url = exec_url(&mut rt, &id, &["/no-such-binary"], true, true).await;
+    let started = Instant::now();
+    let out = streaming_support::client(&["exec", "-url", &url, "-stdin", "-stdout", "-tty"], b"");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("a missing program on {handler:?}, after {took:?}: {stderr}");
+    let said = format!(
+        "{:?} after {took:?}: {stderr}{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        daemon.log()
+    );
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(stderr.contains("no-such-binary"), "{said}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the error took {took:?}: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

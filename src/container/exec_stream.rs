@@ -96,6 +96,9 @@ async fn end_exec(child: &mut tokio::process::Child, pid_file: &std::path::Path)
     }
 }
 
+/// How long a terminal may still arrive after the runtime's exec command ended.
+const TERMINAL_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl ContainerManager {
     /// Starts `cmd` in the running container `id`. With a terminal, `size` (rows, columns)
     /// is set on it the moment the runtime hands the master over, which is before the
@@ -146,7 +149,9 @@ impl ContainerManager {
         command
             .stdin(if tty { Stdio::null() } else { Stdio::piped() })
             .stdout(if tty { Stdio::null() } else { Stdio::piped() })
-            .stderr(if tty { Stdio::null() } else { Stdio::piped() })
+            // With a terminal the process writes to the terminal; the pipe then carries
+            // only the runtime's own errors.
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         let child = command.spawn().map_err(|source| ContainerError::Write {
             id: record.id.clone(),
@@ -160,14 +165,26 @@ impl ContainerManager {
             pid_file,
         };
         if let Some(console) = console {
-            let received = tokio::task::spawn_blocking(move || {
+            let mut receiving = tokio::task::spawn_blocking(move || {
                 let master = console.receive(10)?;
                 if let Some((rows, columns)) = size {
                     let _ = set_window_size(master.as_raw_fd(), rows, columns);
                 }
                 Ok::<_, ConsoleError>(master)
-            })
-            .await
+            });
+            let ended = tokio::select! {
+                received = &mut receiving => Ok(received),
+                status = exec.child().wait() => Err(status),
+            };
+            let received = match ended {
+                Ok(received) => received,
+                // A short process may be over before its terminal is picked up: a runtime
+                // that started it had handed the terminal over already.
+                Err(status) => match tokio::time::timeout(TERMINAL_AFTER_EXIT, receiving).await {
+                    Ok(received) => received,
+                    Err(_) => return Err(exec_failed(&record.id, &mut exec, status).await),
+                },
+            }
             .map_err(|e| ContainerError::Internal {
                 id: record.id.clone(),
                 message: format!("console task failed: {e}"),
@@ -178,5 +195,34 @@ impl ContainerManager {
             })?);
         }
         Ok(exec)
+    }
+}
+
+/// The error of an exec command that ended before it handed a terminal over: what the
+/// runtime said on its stderr, instead of a wait for the terminal that never comes.
+async fn exec_failed(
+    id: &str,
+    exec: &mut ExecProcess,
+    status: std::io::Result<std::process::ExitStatus>,
+) -> ContainerError {
+    use tokio::io::AsyncReadExt;
+    let mut said = String::new();
+    if let Some(mut stderr) = exec.child().stderr.take() {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            stderr.read_to_string(&mut said),
+        )
+        .await;
+    }
+    let status = match status {
+        Ok(status) => status.to_string(),
+        Err(e) => e.to_string(),
+    };
+    ContainerError::Internal {
+        id: id.to_string(),
+        message: format!(
+            "the runtime's exec ended ({status}) without starting the process: {}",
+            said.trim()
+        ),
     }
 }

@@ -132,13 +132,35 @@ async fn terminal(
             }
         })
     });
+    // The process writes to the terminal: what comes on the exec command's own stderr is
+    // the runtime's, such as a program it could not start after handing the terminal over.
+    let runtime_said = exec.child().stderr.take().map(|mut stderr| {
+        tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text).await;
+            text
+        })
+    });
     let status = exec.child().wait().await.map_err(failed)?;
     let _ = tokio::task::spawn_blocking(move || output.join()).await;
     if let Some(task) = resizer {
         task.abort();
     }
+    if let Some(task) = runtime_said
+        && !status.success()
+        && let Ok(Ok(text)) = tokio::time::timeout(RUNTIME_ERROR_WAIT, task).await
+        && !text.trim().is_empty()
+    {
+        return Err(failed(format!(
+            "the runtime could not run the process: {}",
+            text.trim()
+        )));
+    }
     Ok(exit_code(status))
 }
+
+/// How long the runtime's error output may take to end after its exec command did.
+const RUNTIME_ERROR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An attach session over the monitor's socket, until the container's output ends or the
 /// client leaves.
