@@ -334,6 +334,42 @@ async fn exec_without_a_terminal_separates_the_streams_and_passes_exit_codes_on(
         assert_eq!(session.output(), "first\n", "{}", session.describe());
     }
 
+    // Output far beyond any buffer arrives whole: 16 MiB of random bytes, checked by digest.
+    let make = "head -c 16777216 /dev/urandom > /tmp/blob && sha256sum /tmp/blob";
+    let url = exec_url(&mut rt, &id, &["sh", "-c", make], Streams::default()).await;
+    let out = run(&["exec", &url], b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let blob_sha = text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    for &protocol in EXECUTORS {
+        let url = exec_url(&mut rt, &id, &["cat", "/tmp/blob"], Streams::default()).await;
+        let started = Instant::now();
+        let out = run(&["exec", &url, "--protocol", protocol], b"");
+        let took = started.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{protocol}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(out.stdout.len(), 16 << 20, "{protocol}");
+        assert_eq!(sha256_hex(&out.stdout), blob_sha, "{protocol}");
+        eprintln!(
+            "exec over {protocol}: 16 MiB of stdout in {took:?} ({:.0} MiB/s)",
+            16.0 / took.as_secs_f64()
+        );
+    }
+
+    // A command that is not there: the user is told which, and gets no output.
+    let url = exec_url(&mut rt, &id, &["no-such-command"], Streams::default()).await;
+    let out = run(&["exec", &url], b"");
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stderr).contains("no-such-command"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
     // A WebSocket upgrade the server refuses (a client speaking only a newer version) sends
     // kubectl to SPDY with the same URL, which must still be good.
     let script = "echo out; echo err >&2; exit 42";
@@ -574,13 +610,18 @@ async fn forward(url: &str, remote: u16, protocol: &str, extra: &[&str]) -> (Ses
     }
 }
 
-/// An HTTP/1.0 GET through the forwarded port: (status line, body).
-fn get(local: &str, path: &str) -> (String, Vec<u8>) {
+/// An HTTP/1.0 GET through the forwarded port: (status line, body). With `half_close`
+/// the request is followed by the end of the client's sending side, which must reach the
+/// server in the pod without cutting the response short.
+fn get(local: &str, path: &str, half_close: bool) -> (String, Vec<u8>) {
     let mut conn = std::net::TcpStream::connect(local).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").as_bytes())
         .unwrap();
+    if half_close {
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     let mut response = Vec::new();
     conn.read_to_end(&mut response)
         .unwrap_or_else(|e| panic!("GET {path}: {e} after {} bytes", response.len()));
@@ -607,15 +648,16 @@ async fn fetch_and_check(local: &str, big_sha: &str, what: &str) -> Duration {
     let big_sha = big_sha.to_string();
     let what = what.to_string();
     tokio::task::spawn_blocking(move || {
-        let (status, body) = get(&local, "/index.html");
+        let (status, body) = get(&local, "/index.html", false);
         assert!(status.contains(" 200 "), "{what}: {status}");
         assert_eq!(text(&body), "served in the pod\n", "{what}");
         // Two at once: each connection is its own pair of streams.
         let started = Instant::now();
-        let fetches: Vec<_> = (0..2)
-            .map(|_| {
+        let fetches: Vec<_> = [false, true]
+            .into_iter()
+            .map(|half_close| {
                 let local = local.clone();
-                std::thread::spawn(move || get(&local, "/big"))
+                std::thread::spawn(move || get(&local, "/big", half_close))
             })
             .collect();
         for fetch in fetches {
