@@ -977,3 +977,45 @@ async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
         stop_and_remove_pod(&mut rt, &pod).await;
     }
 }
+
+/// ContainerStatus.user tells the identity the container's process got, supplemental
+/// groups included, and Status says so (the SupplementalGroupsPolicy feature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_status_reports_the_process_user() {
+    let (daemon, _conf) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
+    let features = rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner()
+        .features
+        .expect("runtime features");
+    assert!(features.supplemental_groups_policy);
+
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = host_network_pod("user", logs.path());
+    let pod = run_pod_on(&mut rt, pod_config.clone(), EMBEDDED).await;
+    let mut config = common::busybox_container("user", &["sleep", "600"]);
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 3000 }),
+            supplemental_groups: vec![4000],
+            supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let out = exec(&mut rt, &id, &["id", "-G"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3000 4000");
+    let user = status(&mut rt, &id).await.user.expect("user");
+    let mut linux = user.linux.expect("linux user");
+    linux.supplemental_groups.sort();
+    assert_eq!(
+        (linux.uid, linux.gid, linux.supplemental_groups),
+        (1000, 3000, vec![3000, 4000])
+    );
+    stop_and_remove_pod(&mut rt, &pod).await;
+}

@@ -19,7 +19,7 @@ use oci_spec::image::ImageConfiguration;
 use super::events::{ContainerEvent, EventKind, Events};
 use super::exit_watch;
 use super::image_volume::{self, ImageVolume, ImageVolumeError};
-use super::record::{ContainerRecord, Exit, Filter, MountRecord, State, full_name};
+use super::record::{ContainerRecord, Exit, Filter, MountRecord, ProcessUser, State, full_name};
 use super::spec::{ContainerSpecInput, NodeFacts, PodSpecContext, SpecError, build_container_spec};
 use crate::storage::rootfs::{Rootfs, RootfsError};
 use crate::store::{Store, StoreError};
@@ -271,6 +271,7 @@ impl ContainerManager {
                 .as_ref()
                 .and_then(|l| l.resources.as_ref())
                 .map(super::record::Resources::from_cri),
+            user: None,
         };
         // The record comes first: a crash from here on leaves something start-up cleans.
         // It is not flushed to disk: after a power loss, which ends the container anyway,
@@ -304,6 +305,7 @@ impl ContainerManager {
                     r.monitor_pid = made.monitor_pid;
                     r.stop_signal = made.stop_signal;
                     r.cgroup = made.cgroup.clone();
+                    r.user = Some(made.user.clone());
                 })?;
                 self.emit(&record, EventKind::Created);
                 self.watch_exit(&id, made.monitor_pid);
@@ -415,12 +417,24 @@ impl ContainerManager {
                 message: e.to_string(),
             }
         })?;
+        let user = built
+            .spec
+            .process()
+            .as_ref()
+            .map(|p| p.user())
+            .map(|u| ProcessUser {
+                uid: u.uid(),
+                gid: u.gid(),
+                groups: u.additional_gids().clone().unwrap_or_default(),
+            })
+            .unwrap_or_default();
         let launched = pending.create()?;
         Ok(Made {
             pid: launched.pid,
             monitor_pid: launched.monitor_pid,
             stop_signal: built.stop_signal,
             cgroup,
+            user,
         })
     }
 
@@ -881,6 +895,7 @@ struct Made {
     monitor_pid: i32,
     stop_signal: i32,
     cgroup: String,
+    user: ProcessUser,
 }
 
 fn mount_records(config: &v1::ContainerConfig, volumes: &[ImageVolume]) -> Vec<MountRecord> {

@@ -105,6 +105,18 @@ pub struct ContainerRecord {
     /// before this field existed have none.
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// The identity the first process runs with, for ContainerStatus.user; records
+    /// written before this field existed have none.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Every group of the process, the primary one included.
+    pub groups: Vec<u32>,
 }
 
 /// The CRI's Linux resources, as ContainerStatus reports them back.
@@ -259,6 +271,7 @@ pub(crate) mod tests {
             monitor_pid: 0,
             exit: None,
             resources: None,
+            user: None,
         }
     }
 

@@ -248,7 +248,13 @@ pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
             ..Default::default()
         }),
         image_id: record.image_id.clone(),
-        user: None,
+        user: record.user.as_ref().map(|u| ContainerUser {
+            linux: Some(LinuxContainerUser {
+                uid: u.uid.into(),
+                gid: u.gid.into(),
+                supplemental_groups: u.groups.iter().map(|&g| g.into()).collect(),
+            }),
+        }),
     }
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use criox_proto::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
-    StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest,
-    VersionResponse,
+    RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+    VersionRequest, VersionResponse,
 };
 use tonic::Status;
 
@@ -53,7 +53,10 @@ pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResp
         status: Some(RuntimeStatus { conditions }),
         info,
         runtime_handlers: runtime_handlers(server),
-        features: None,
+        // Strict and Merge are both applied, and ContainerStatus reports the user.
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: true,
+        }),
     })
 }
 
