@@ -63,3 +63,74 @@ pub fn end_exec(
         std::thread::sleep(POLL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
+    /// A stand-in for a runtime's exec command: starts `sleep`, records its pid the way
+    /// runtimes do (complete file, renamed into place) and waits for it.
+    fn relay(pid_file: &Path) -> std::process::Child {
+        let script = format!(
+            "sleep 300 & echo $! > {0}.tmp && mv {0}.tmp {0}; wait $!",
+            pid_file.display()
+        );
+        // stderr: the shell reports its killed job there.
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_process_is_killed_and_reaped_by_its_parent_before_end_exec_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("exec.pid");
+        let mut relay = relay(&pid_file);
+        let pid = loop {
+            if let Some(pid) = recorded_pid(&pid_file) {
+                break pid;
+            }
+            std::thread::sleep(POLL);
+        };
+        let status = end_exec(&mut relay, &pid_file, REAP_LIMIT).unwrap();
+        // The relay saw its process die of SIGKILL and left on its own.
+        assert_eq!(status.code(), Some(128 + libc::SIGKILL), "{status:?}");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} is still there"
+        );
+    }
+
+    #[test]
+    fn a_relay_that_does_not_end_is_killed_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("never.pid");
+        let mut relay = Command::new("sh")
+            .arg("-c")
+            .arg("exec sleep 300")
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = end_exec(&mut relay, &pid_file, Duration::from_millis(200)).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn pid_files_are_read_only_when_complete_and_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pid");
+        assert_eq!(recorded_pid(&file), None);
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(recorded_pid(&file), None);
+        std::fs::write(&file, "0").unwrap();
+        assert_eq!(recorded_pid(&file), None);
+        std::fs::write(&file, "4242\n").unwrap();
+        assert_eq!(recorded_pid(&file), Some(4242));
+    }
+}
