@@ -255,6 +255,7 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
 
     // criox crashes and comes back under the running kubelet: nothing is recreated.
     let ids_before: Vec<String> = crictl.pods().iter().map(|p| p["id"].to_string()).collect();
+    let rotated_before = rotated_logs(&log_dir);
     node.daemon.kill();
     std::thread::sleep(Duration::from_secs(3));
     node.daemon.spawn().await;
@@ -275,6 +276,13 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
     let status = kubelet.container_status("web", "logger").unwrap();
     assert_eq!(status["restartCount"], 0, "{status}");
     assert!(running(&kubelet, "web").is_some());
+    // The restarted daemon reopens the log of a container it did not start: rotation goes
+    // on (a failed reopen makes the kubelet rename the file back).
+    let rotated_after = rotated_logs(&log_dir);
+    assert!(
+        rotated_after.iter().any(|n| !rotated_before.contains(n)),
+        "no rotation after the criox restart: {rotated_before:?} then {rotated_after:?}"
+    );
 
     // The kubelet crashes and comes back: it adopts the pod as it is.
     kubelet.kill();
@@ -302,6 +310,13 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
     assert!(
         after > before,
         "logs stopped after a kubelet restart: {before} then {after}"
+    );
+    // The new kubelet holds an event stream on the restarted daemon.
+    let metrics = kubelet.get("/metrics").unwrap_or_default();
+    let evented = metric(&metrics, "kubelet_evented_pleg_connection_success_count");
+    assert!(
+        evented >= 1.0,
+        "no evented PLEG connection after the restarts"
     );
     let (code, _) = http_get(host_port, "/index.html").expect("host port after restarts");
     assert_eq!(code, 200);
@@ -375,6 +390,14 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
         None,
         "the host port still answers"
     );
+}
+
+/// Rotated files of a container's log (`0.log.<timestamp>`, possibly compressed).
+fn rotated_logs(dir: &std::path::Path) -> Vec<String> {
+    pods_support::dir_entries(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("0.log."))
+        .collect()
 }
 
 /// An RFC 3339 timestamp with nanoseconds, as CRI log records start with.
