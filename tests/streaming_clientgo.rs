@@ -530,10 +530,24 @@ async fn attach_reaches_the_container_terminal_and_stdin() {
             &rows,
             "--cols",
             "90",
+            "--resize-to",
+            "40x100",
         ]);
         session.send(b"stty size; echo \"attached over $((6*7))\"\n");
         session.wait_for_output(&format!("{rows} 90\r\n")).await;
         session.wait_for_output("attached over 42\r\n").await;
+        // The user's terminal changes size while attached.
+        session.signal(nix::sys::signal::Signal::SIGWINCH);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !session.output().contains("40 100\r\n") {
+            assert!(
+                Instant::now() < deadline,
+                "{protocol}: the resize never reached the terminal; {}",
+                session.describe()
+            );
+            session.send(b"stty size\n");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         session.send(b"exit 5\n");
         let status = session.wait_exit().await;
         assert_eq!(status.code(), Some(0), "{protocol}: {}", session.describe());
@@ -872,6 +886,68 @@ async fn streaming_over_https_trusts_the_given_ca() {
             "{}",
             session.describe()
         );
+    }
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_outlive_the_clients_heartbeats() {
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
+    let port = free_port();
+    let web = container(
+        &mut rt,
+        &pod,
+        &pod_config,
+        "web",
+        &["sh", "-c", &httpd_script(port)],
+        |_| {},
+    )
+    .await;
+    let sha = big_sha(&mut rt, &web, &[]).await;
+
+    // client-go pings every 5 s (SPDY and WebSocket executors) or 10 s (the tunneling
+    // dialer); a server that mishandled them would end these quiet sessions.
+    let mut quiet = Vec::new();
+    for &protocol in EXECUTORS {
+        let url = exec_url(
+            &mut rt,
+            &web,
+            &["sh", "-c", "sleep 11; echo still here"],
+            Streams::default(),
+        )
+        .await;
+        quiet.push(tokio::task::spawn_blocking(move || {
+            (protocol, run(&["exec", &url, "--protocol", protocol], b""))
+        }));
+    }
+    let mut forwards = Vec::new();
+    for &protocol in DIALERS {
+        let url = rt
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![i32::from(port)],
+            })
+            .await
+            .expect("PortForward")
+            .into_inner()
+            .url;
+        forwards.push((protocol, forward(&url, port, protocol, &[]).await));
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for (protocol, (session, local)) in &forwards {
+        fetch_and_check(local, &sha, &format!("{protocol} after a quiet while")).await;
+        assert!(
+            !session.errors().contains(FELL_BACK),
+            "{}",
+            session.describe()
+        );
+    }
+    for task in quiet {
+        let (protocol, out) = task.await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{protocol}: {out:?}");
+        assert_eq!(text(&out.stdout), "still here\n", "{protocol}");
     }
     pods_support::stop_and_remove_pod(&mut rt, &pod).await;
 }
