@@ -621,3 +621,63 @@ async fn image_garbage_collection_removes_an_unused_image() {
     assert!(listed(&image));
     assert!(running(&kubelet, "user").is_some());
 }
+
+/// The kubelet names a limit for every huge page size the kernel knows; a node whose
+/// containers' cgroups have no hugetlb controller still creates, runs and updates them.
+#[tokio::test]
+async fn containers_with_the_kubelets_huge_page_limits_run_and_update() {
+    use criox_proto::v1::{
+        ContainerStatusRequest, HugepageLimit, LinuxContainerConfig, LinuxContainerResources,
+        UpdateContainerResourcesRequest,
+    };
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let _leftovers = PodLeftovers::new(&daemon.root);
+    let mut rt = daemon.runtime().await;
+    let mut pod_config = pods_support::pod_config("huge", &common::unique("uh"));
+    pods_support::on_host_network(&mut pod_config, criox_proto::v1::NamespaceMode::Container);
+    pod_config.log_directory = daemon.dir.join("logs").display().to_string();
+    let pod = pods_support::run_pod(&mut rt, pod_config.clone()).await;
+    let resources = LinuxContainerResources {
+        cpu_shares: 2,
+        hugepage_limits: ["2MB", "1GB"]
+            .iter()
+            .map(|size| HugepageLimit {
+                page_size: size.to_string(),
+                limit: 0,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut config = common::busybox_container("huge", &["sleep", "3600"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(resources.clone()),
+        ..Default::default()
+    });
+    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            cpu_shares: 4,
+            ..resources
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("UpdateContainerResources with huge page limits");
+    let status = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id,
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(
+        status.state,
+        criox_proto::v1::ContainerState::ContainerRunning as i32
+    );
+    assert_eq!(status.resources.unwrap().linux.unwrap().cpu_shares, 4);
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}

@@ -818,7 +818,11 @@ impl ContainerManager {
             unified: self.node.cgroup_v2,
             swap: self.node.swap_accounting,
         };
-        let built = super::resources::build(Some(resources), support)?;
+        let mut built = super::resources::build(Some(resources), support)?;
+        if !self.node.hugetlb {
+            // As at create: the kubelet names every page size, the node cannot limit any.
+            built.set_hugepage_limits(None);
+        }
         self.update_resources(id, built).await?;
         self.store
             .update(id, |r| {
