@@ -317,3 +317,54 @@ async fn terminal_exec_with_stdin_embedded() {
 async fn terminal_exec_with_stdin_runc() {
     terminal_exec_with_stdin(RUNC).await;
 }
+
+/// Whether `pid` still runs: gone or a zombie both mean it does not.
+fn running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+/// A shell's background child is in the exec's process group: it goes with the exec.
+async fn exec_sync_timeout_kills_the_whole_exec(handler: &str, background: &str, foreground: &str) {
+    let (daemon, _conf, id) = running_container(handler).await;
+    let mut rt = daemon.runtime().await;
+    let script = format!("sleep {background} & sleep {foreground}");
+    let call = {
+        let mut rt = rt.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            rt.exec_sync(ExecSyncRequest {
+                container_id: id,
+                cmd: vec!["sh".into(), "-c".into(), script],
+                timeout: 1,
+            })
+            .await
+        })
+    };
+    let pids = [
+        wait_for_process(&["sleep", background]).await,
+        wait_for_process(&["sleep", foreground]).await,
+    ];
+    let err = call
+        .await
+        .unwrap()
+        .expect_err("ExecSync past its timeout must fail");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+    for pid in pids {
+        assert!(!running(pid), "pid {pid} still runs: {}", state_of(pid));
+        // What the exec'd shell left is the container's own, not the host init's.
+        assert_ne!(parent_of(pid), Some(1), "pid {pid}: {}", state_of(pid));
+    }
+    assert_still_running(&mut rt, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_timeout_kills_what_the_exec_started_embedded() {
+    exec_sync_timeout_kills_the_whole_exec(EMBEDDED, "351", "352").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_timeout_kills_what_the_exec_started_runc() {
+    exec_sync_timeout_kills_the_whole_exec(RUNC, "353", "354").await;
+}
