@@ -5,9 +5,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,13 +25,19 @@ const CHUNK: usize = 32 * 1024;
 /// The byte stream inside the upgraded WebSocket `io`. The tunnel ends when the client
 /// closes the socket (the stream then reads EOF) or the stream's user shuts it down
 /// (the client then gets a normal close).
-pub fn open(io: TokioIo<Upgraded>) -> DuplexStream {
+pub fn open<I>(io: I) -> DuplexStream
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (ours, theirs) = tokio::io::duplex(BUFFER);
     tokio::spawn(pump(io, theirs));
     ours
 }
 
-async fn pump(io: TokioIo<Upgraded>, theirs: DuplexStream) {
+async fn pump<I>(io: I, theirs: DuplexStream)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
@@ -78,5 +82,57 @@ async fn pump(io: TokioIo<Upgraded>, theirs: DuplexStream) {
     // The server side ended: wait briefly for the client's close, then drop the socket.
     if tokio::time::timeout(CLOSE_GRACE, inbound).await.is_err() {
         abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_cross_message_boundaries_both_ways_and_the_end_is_a_normal_close() {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let mut tunnel = open(server_io);
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+
+        // The client's messages are one byte stream to the SPDY side.
+        for part in ["hel", "lo, ", "pod"] {
+            client
+                .send(Message::Binary(Bytes::from_static(part.as_bytes())))
+                .await
+                .unwrap();
+        }
+        let mut got = vec![0u8; 10];
+        tunnel.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"hello, pod");
+
+        tunnel.write_all(b"from the pod").await.unwrap();
+        let mut received = Vec::new();
+        while received.len() < 12 {
+            match client.next().await.unwrap().unwrap() {
+                Message::Binary(data) => received.extend_from_slice(&data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(received, b"from the pod");
+
+        // Shutting the SPDY side down closes the socket normally.
+        tunnel.shutdown().await.unwrap();
+        drop(tunnel);
+        match client.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+            other => panic!("no normal close: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_ends_the_stream() {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let mut tunnel = open(server_io);
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        client.close(None).await.unwrap();
+        let mut rest = Vec::new();
+        tunnel.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
     }
 }
