@@ -19,6 +19,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::config::Config;
 use crate::metrics::{self, Metrics, RpcMetricsLayer};
 use crate::server::CriServer;
+use crate::server::deadline::DeadlineLayer;
 
 const LOCK_FILE: &str = "criox.lock";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -114,6 +115,7 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
         .layer(RpcMetricsLayer::new(metrics))
+        .layer(DeadlineLayer)
         .add_service(server.runtime_service())
         .add_service(server.image_service())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {

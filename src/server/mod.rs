@@ -3,6 +3,7 @@
 //! functions; `runtime.rs` and `images.rs` hold the tonic trait impls that route to them.
 
 mod containers;
+pub mod deadline;
 mod images;
 mod pod_metrics;
 mod pods;
