@@ -445,14 +445,16 @@ fn kubelet_running() -> bool {
 fn remove_kubelet_chains() {
     for tool in ["iptables", "ip6tables"] {
         let run = |args: &[&str]| {
-            let _ = Command::new(tool)
+            Command::new(tool)
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .status()
+                .is_ok_and(|s| s.success())
         };
+        // Kubelets starting at the same time may each have added a jump.
         for hook in ["INPUT", "OUTPUT"] {
-            run(&["-t", "filter", "-D", hook, "-j", "KUBE-FIREWALL"]);
+            while run(&["-t", "filter", "-D", hook, "-j", "KUBE-FIREWALL"]) {}
         }
         run(&["-t", "filter", "-F", "KUBE-FIREWALL"]);
         run(&["-t", "filter", "-X", "KUBE-FIREWALL"]);
