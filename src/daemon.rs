@@ -163,7 +163,7 @@ async fn shutdown_signal(
 
 /// The longest socket path below the state directory is a runtime's per-container
 /// socket, `<state>/r/<handler>/<64-char id>/notify.sock`; the monitor's
-/// `<state>/c/<id>/monitor.sock` is shorter.
+/// `<state>/c/<id>/monitor.sock` and an exec's console socket beside it are shorter.
 fn check_socket_room(config: &Config) -> Result<(), DaemonError> {
     const SUN_PATH_MAX: usize = 107;
     const ID: usize = 64;
@@ -175,7 +175,8 @@ fn check_socket_room(config: &Config) -> Result<(), DaemonError> {
         .max()
         .unwrap_or(0);
     let below = ("/r/".len() + longest_handler + 1 + ID + "/notify.sock".len())
-        .max("/c/".len() + ID + "/monitor.sock".len());
+        .max("/c/".len() + ID + "/monitor.sock".len())
+        .max("/c/".len() + ID + 1 + crate::container::exec_stream::CONSOLE_SOCKET_NAME_LEN);
     let max = SUN_PATH_MAX.saturating_sub(below);
     if config.state.as_os_str().len() > max {
         return Err(DaemonError::StateTooLong {

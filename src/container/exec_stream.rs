@@ -99,6 +99,15 @@ async fn end_exec(child: &mut tokio::process::Child, pid_file: &std::path::Path)
 /// How long a terminal may still arrive after the runtime's exec command ended.
 const TERMINAL_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Length of an exec's console socket name in the container's state directory. Unix
+/// socket paths are limited to 107 bytes, so the name is kept shorter than the monitor's
+/// and the runtime's sockets, which set the longest state directory the daemon accepts.
+pub const CONSOLE_SOCKET_NAME_LEN: usize = "tty-".len() + 8 + ".sock".len();
+
+fn console_socket_name(nonce: &str) -> String {
+    format!("tty-{}.sock", &nonce[..8])
+}
+
 impl ContainerManager {
     /// Starts `cmd` in the running container `id`. With a terminal, `size` (rows, columns)
     /// is set on it the moment the runtime hands the master over, which is before the
@@ -128,7 +137,7 @@ impl ContainerManager {
             source,
         })?;
         let mut files = vec![process_file.clone()];
-        let console_path = dir.join(format!("exec-{nonce}.sock"));
+        let console_path = dir.join(console_socket_name(nonce));
         let console = if tty {
             files.push(console_path.clone());
             Some(
