@@ -6,7 +6,7 @@ mod common;
 mod pods_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
@@ -260,7 +260,6 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
     )
     .await;
     let mut kinds = Vec::new();
-    let mut stopped_at = None;
     while kinds.len() < 3 {
         let event = tokio::time::timeout(Duration::from_secs(20), first.next())
             .await
@@ -270,9 +269,15 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
         assert_eq!(event.container_id, id);
         assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
         if event.container_event_type == ContainerEventType::ContainerStoppedEvent as i32 {
-            stopped_at = Some(Instant::now());
             let status = &event.containers_statuses[0];
             assert_eq!(status.exit_code, 2);
+            // The event reports the exit it follows: a finish after the start, and an
+            // event made no earlier than that finish.
+            assert!(
+                status.started_at > 0 && status.finished_at > status.started_at,
+                "{status:?}"
+            );
+            assert!(event.created_at >= status.finished_at, "{event:?}");
         }
         kinds.push(event.container_event_type);
     }
@@ -284,7 +289,6 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
             ContainerEventType::ContainerStoppedEvent as i32,
         ]
     );
-    assert!(stopped_at.is_some());
     rt.remove_container(RemoveContainerRequest {
         container_id: id.clone(),
     })

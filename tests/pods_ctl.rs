@@ -36,10 +36,12 @@ async fn ctl_runs_lists_inspects_stops_and_removes_a_pod() {
     assert_eq!(id.len(), 64, "{id}");
 
     let listed = ok(daemon.ctl(&["pods", "--label", "tier=web"]));
-    assert!(
-        listed.contains(&id[..13]) && listed.contains("Ready"),
-        "{listed}"
-    );
+    // The pod's own row, with "Ready" as a whole cell: "NotReady" must not pass.
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&id[..13]))
+        .unwrap_or_else(|| panic!("pod {id} not listed: {listed}"));
+    assert!(row.split_whitespace().any(|cell| cell == "Ready"), "{row}");
     assert!(ok(daemon.ctl(&["pods", "-q", "--label", "tier=db"])).is_empty());
 
     let inspected: serde_json::Value =
