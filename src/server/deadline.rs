@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use tower::{Layer, Service};
 
-/// Answers this much before the transport's timer, which starts a little earlier.
-const MARGIN: Duration = Duration::from_millis(1);
+/// Answers this much before the transport's timer, which starts a little earlier. Timers
+/// tick in milliseconds, so a margin of one tick would leave the order to chance; ten
+/// also covers the client's own timer, which starts before the request reaches us.
+const MARGIN: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Default)]
 pub struct DeadlineLayer;
@@ -53,7 +55,7 @@ where
             let Some(timeout) = timeout else {
                 return future.await;
             };
-            match tokio::time::timeout(timeout.saturating_sub(MARGIN), future).await {
+            match tokio::time::timeout(timeout - MARGIN.min(timeout / 2), future).await {
                 Ok(result) => result,
                 Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
                     "the caller's deadline of {timeout:?} passed"
@@ -85,6 +87,38 @@ fn parse_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call that never ends, as a pull that outlives its caller's deadline.
+    struct Endless;
+
+    impl Service<http::Request<()>> for Endless {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Pending<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::pending()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_answers_deadline_exceeded() {
+        let mut service = DeadlineLayer.layer(Endless);
+        let request = http::Request::builder()
+            .header("grpc-timeout", "30m")
+            .body(())
+            .unwrap();
+        let started = std::time::Instant::now();
+        let response = service.call(request).await.unwrap();
+        // Before the transport's own timer, which would answer CANCELLED at 30 ms.
+        assert!(started.elapsed() < Duration::from_millis(30));
+        let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    }
 
     #[test]
     fn timeout_values_follow_the_grpc_wire_format() {
