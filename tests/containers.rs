@@ -9,7 +9,7 @@ mod pods_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::Daemon;
+use common::{Daemon, exec_url};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use pods_support::{TestNetwork, on_host_network, pod_config, run_pod, stop_and_remove_pod};
@@ -618,21 +618,6 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
 
 #[path = "streaming_support/mod.rs"]
 mod streaming_support;
-
-async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
-    rt.exec(ExecRequest {
-        container_id: id.to_string(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        tty,
-        stdin,
-        stdout: true,
-        stderr: !tty,
-    })
-    .await
-    .expect("Exec")
-    .into_inner()
-    .url
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_exec_and_attach_reach_the_container() {

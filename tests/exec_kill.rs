@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{Daemon, exec_url};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use pods_support::{on_host_network, pod_config};
@@ -171,21 +171,6 @@ async fn exec_sync_timeout_kills_and_reaps_the_process_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sync_timeout_kills_and_reaps_the_process_runc() {
     exec_sync_timeout_kills_and_reaps(RUNC, "302").await;
-}
-
-async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
-    rt.exec(ExecRequest {
-        container_id: id.to_string(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        tty,
-        stdin,
-        stdout: true,
-        stderr: !tty,
-    })
-    .await
-    .expect("Exec")
-    .into_inner()
-    .url
 }
 
 /// A streaming client, killed (as a client that crashes or loses its connection) on drop.

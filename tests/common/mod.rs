@@ -469,3 +469,26 @@ pub async fn wait_for_pid_file(path: &Path) -> Option<i32> {
     }
     None
 }
+
+/// The streaming URL of an Exec of `cmd` in container `id`: stdout always, stderr apart
+/// unless a terminal merges them.
+pub async fn exec_url(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    stdin: bool,
+    tty: bool,
+) -> String {
+    rt.exec(criox_proto::v1::ExecRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    })
+    .await
+    .expect("Exec")
+    .into_inner()
+    .url
+}
