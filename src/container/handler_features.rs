@@ -6,7 +6,7 @@ use criox_runtime::Runtime;
 /// Whether the handler applies the `rro` mount option: its features document lists it
 /// and the kernel has mount_setattr(2) (5.12 and later).
 pub fn supports_recursive_read_only(runtime: &Runtime) -> bool {
-    kernel_at_least(5, 12) && mount_options(runtime).iter().any(|o| o == "rro")
+    super::seccomp::kernel_version() >= (5, 12) && mount_options(runtime).iter().any(|o| o == "rro")
 }
 
 /// The `mountOptions` of the handler's features document; none when it cannot say.
@@ -20,30 +20,4 @@ fn mount_options(runtime: &Runtime) -> Vec<String> {
         .and_then(|doc| doc.get("mountOptions").cloned())
         .and_then(|options| serde_json::from_value(options).ok())
         .unwrap_or_default()
-}
-
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    parse_release(&release) >= (major, minor)
-}
-
-/// "6.1.0-18-amd64" → (6, 1); unparsable parts count as 0.
-fn parse_release(release: &str) -> (u32, u32) {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        assert_eq!(parse_release("6.1.0-18-amd64"), (6, 1));
-        assert_eq!(parse_release("5.12.3"), (5, 12));
-        assert!(parse_release("5.4.0") < (5, 12));
-        assert_eq!(parse_release("weird"), (0, 0));
-    }
 }

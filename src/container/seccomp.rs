@@ -663,7 +663,8 @@ fn go_arches() -> &'static [&'static str] {
     }
 }
 
-fn kernel_version() -> (u64, u64) {
+/// The running kernel's (major, minor); (0, 0) when it cannot be read.
+pub(crate) fn kernel_version() -> (u64, u64) {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -877,6 +878,14 @@ pub fn unconditionally_allowed(profile: &LinuxSeccomp) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert_eq!(parse_version("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(parse_version("5.12.3"), Some((5, 12)));
+        assert!(parse_version("5.4.0").unwrap() < (5, 12));
+        assert_eq!(parse_version("weird"), None);
+    }
     use crate::container::capabilities;
 
     fn default_caps() -> Capabilities {
