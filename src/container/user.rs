@@ -4,10 +4,16 @@
 //! `run_as_group`) from the CRI security context, else the image config's `User`
 //! (`user`, `uid`, `user:group`, `uid:gid`, or empty for root).
 
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::error::{Result, SpecError};
-use super::rootfs_path::read_in_root;
+use super::rootfs_path::resolve_in_root;
+
+/// Larger user databases than this are not plausible; the image, not the daemon's
+/// memory, pays for one.
+pub const MAX_USER_DB: u64 = 1 << 20;
 
 pub const FIELD_RUN_AS_USER: &str = "linux.security_context.run_as_user";
 pub const FIELD_RUN_AS_USERNAME: &str = "linux.security_context.run_as_username";
@@ -64,15 +70,8 @@ impl ImageUsers {
     /// Reads `/etc/passwd` and `/etc/group` of the image at `rootfs`. Missing files are
     /// empty databases (scratch images have none).
     pub fn load(rootfs: &Path) -> Result<Self> {
-        let read = |path: &str| {
-            read_in_root(rootfs, path).map_err(|source| SpecError::Read {
-                field: "image rootfs".to_string(),
-                path: rootfs.join(path.trim_start_matches('/')),
-                source,
-            })
-        };
-        let passwd = read("/etc/passwd")?.unwrap_or_default();
-        let group = read("/etc/group")?.unwrap_or_default();
+        let passwd = read_user_db(rootfs, "/etc/passwd")?.unwrap_or_default();
+        let group = read_user_db(rootfs, "/etc/group")?.unwrap_or_default();
         Ok(ImageUsers {
             passwd: parse_passwd(&passwd),
             groups: parse_group(&group),
@@ -208,6 +207,81 @@ impl ImageUsers {
         }
         Ok((uid, gid, name))
     }
+}
+
+/// Reads one of the image's user databases, resolved inside the rootfs. Only a regular
+/// file of at most [`MAX_USER_DB`] bytes is read: a FIFO would block the request forever,
+/// a device or a huge file would exhaust memory. The open neither follows a last
+/// symlink (a swap after resolving cannot lead outside) nor waits on a FIFO.
+fn read_user_db(rootfs: &Path, path: &str) -> Result<Option<String>> {
+    let field = format!("image {path}");
+    let host = resolve_in_root(rootfs, Path::new(path)).map_err(|source| SpecError::Read {
+        field: field.clone(),
+        path: rootfs.join(path.trim_start_matches('/')),
+        source,
+    })?;
+    let read_err = |source: io::Error| SpecError::Read {
+        field: field.clone(),
+        path: host.clone(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&host)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(SpecError::invalid(
+                &field,
+                "is a symlink, not a regular file",
+            ));
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(SpecError::invalid(
+            &field,
+            format!("is {what}, not a regular file"),
+        ));
+    }
+    if meta.len() > MAX_USER_DB {
+        return Err(SpecError::invalid(
+            &field,
+            format!(
+                "is {} bytes, more than the {MAX_USER_DB} allowed",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    // The size may grow after fstat: the cap holds for what is read too.
+    file.take(MAX_USER_DB + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_USER_DB {
+        return Err(SpecError::invalid(
+            &field,
+            format!("is more than the {MAX_USER_DB} bytes allowed"),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn to_id(field: &str, value: i64) -> Result<u32> {
@@ -451,6 +525,64 @@ pub(crate) mod tests {
             })
             .unwrap();
         assert_eq!(u.uid, 1000);
+    }
+
+    fn load_err(root: &Path) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = root.to_path_buf();
+        // A blocking open would hang the test: fail it on a timer instead.
+        std::thread::spawn(move || {
+            let _ = tx.send(ImageUsers::load(&root).map(|_| ()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("loading the user database blocked")
+            .expect_err("a hostile user database was accepted")
+            .to_string()
+    }
+
+    #[test]
+    fn fifo_passwd_is_refused_without_blocking() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        let c = std::ffi::CString::new(root.path().join("etc/passwd").to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = load_err(root.path());
+        assert_eq!(e, "image /etc/passwd: is a FIFO, not a regular file");
+    }
+
+    #[test]
+    fn device_group_through_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), PASSWD).unwrap();
+        // Resolved inside the rootfs: /dev/zero of the image, a character device there.
+        std::fs::create_dir(root.path().join("dev")).unwrap();
+        let dev = std::ffi::CString::new(root.path().join("dev/zero").to_str().unwrap()).unwrap();
+        // SAFETY: dev is a valid NUL-terminated path.
+        let made = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
+        if made != 0 {
+            // Without CAP_MKNOD a symlink to a directory stands in for a non-regular file.
+            std::fs::create_dir(root.path().join("dev/zero")).unwrap();
+        }
+        std::os::unix::fs::symlink("/dev/zero", root.path().join("etc/group")).unwrap();
+        let e = load_err(root.path());
+        assert!(e.starts_with("image /etc/group: is a "), "{e}");
+        assert!(e.ends_with(", not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn huge_passwd_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        let f = std::fs::File::create(root.path().join("etc/passwd")).unwrap();
+        // Sparse: the check must come before any read.
+        f.set_len(8 << 30).unwrap();
+        let e = load_err(root.path());
+        assert_eq!(
+            e,
+            "image /etc/passwd: is 8589934592 bytes, more than the 1048576 allowed"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid image reference {reference:?}: {reason}")]
+#[error("image.image: invalid image reference {reference:?}: {reason}")]
 pub struct ReferenceError {
     pub reference: String,
     pub reason: &'static str,
@@ -27,7 +27,83 @@ pub fn is_digest(s: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// The longest name (registry and repository) the distribution grammar allows.
+const MAX_NAME: usize = 255;
+const MAX_TAG: usize = 128;
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`: no empty, `.` or `..` component, no
+/// separator at either end, so a repository can never climb out of its request path.
+fn is_path_component(part: &str) -> bool {
+    let b = part.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let run_start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &b[run_start..i];
+        let ok = sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&c| c == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`.
+fn is_tag(tag: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_TAG
+        && word(b[0])
+        && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+}
+
+/// A domain name, IPv4 address or bracketed IPv6 address, with an optional port.
+fn is_registry_host(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("", port),
+                None => return false,
+            },
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, p),
+            None => (host, "1"),
+        }
+    };
+    let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|c| c.is_ascii_digit());
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    };
+    port_ok && (host.starts_with('[') || name.split('.').all(label))
+}
+
 impl Reference {
+    /// Parses by the distribution reference grammar, nothing looser: every component
+    /// later becomes part of a registry request path and of policy and mirror matching.
     pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
         let fail = |reason| ReferenceError {
             reference: input.to_string(),
@@ -50,14 +126,14 @@ impl Reference {
             _ => (name_tag, None),
         };
         if let Some(t) = &tag
-            && (t.is_empty()
-                || t.len() > 128
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-                || t.starts_with(['.', '-']))
+            && !is_tag(t)
         {
-            return Err(fail("bad tag"));
+            return Err(fail(
+                "the tag must be 1 to 128 of letters, digits, '_', '.', '-', not starting with '.' or '-'",
+            ));
+        }
+        if name.len() > MAX_NAME {
+            return Err(fail("the name is longer than 255 characters"));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, rest))
@@ -67,22 +143,13 @@ impl Reference {
             }
             _ => (None, name.to_string()),
         };
-        if repository.is_empty()
-            || repository.split('/').any(|part| {
-                part.is_empty()
-                    || !part.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
-            })
-        {
+        if !repository.split('/').all(is_path_component) {
             return Err(fail(
-                "the repository must be lowercase letters, digits, '.', '_', '-' and '/'",
+                "each repository component must be lowercase letters and digits, joined by '.', '_', '__' or dashes",
             ));
         }
         if let Some(r) = &registry
-            && !r
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            && !is_registry_host(r)
         {
             return Err(fail("bad registry host"));
         }
@@ -196,8 +263,44 @@ mod tests {
             "x:",
             "x:-bad",
             "reg.io/",
+            "reg.io/trusted/../evil/app",
+            "127.0.0.1:5000/a/../../../v2/_catalog",
+            "reg.io/./x",
+            "reg.io/a/.",
+            "reg.io/.hidden",
+            "reg.io/a./b",
+            "reg.io/a-",
+            "reg.io/a...b",
+            "reg.io/a___b",
+            "reg.io/a%2f..",
+            "reg.io/a?b",
+            "reg.io/a#b",
+            "x:.tag",
+            "bad_host:5000/x",
+            "-host.io/x",
+            "host.io:99999x/x",
+            "[::1/x",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
+        let long = format!("reg.io/{}", "a".repeat(250));
+        assert!(Reference::parse(&long).is_err());
+        assert!(Reference::parse(&format!("x:{}", "t".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn accepts_the_whole_grammar() {
+        for good in [
+            "a_b/c__d/e-f/g---h/i.j:_T.a-g",
+            "[::1]:5000/x",
+            "[fe80::1]/x:1",
+            "my-reg.example.com:443/team/app",
+            "localhost/x",
+            "localhost:5000/x",
+        ] {
+            assert!(Reference::parse(good).is_ok(), "{good:?} refused");
+        }
+        let e = Reference::parse("reg.io/a/../b").unwrap_err().to_string();
+        assert!(e.starts_with("image.image: invalid image reference"), "{e}");
     }
 }
