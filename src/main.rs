@@ -8,11 +8,13 @@ mod config;
 mod container;
 mod ctl;
 mod daemon;
+mod ids;
 mod image;
 mod metrics;
 mod network;
 mod sandbox;
 mod server;
+mod service_manager;
 mod stats;
 mod storage;
 mod store;
@@ -149,11 +151,16 @@ fn serve(args: &DaemonArgs) -> anyhow::Result<()> {
     let config = load_config(args)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .map_err(|e| anyhow::anyhow!("invalid log_level {:?}: {e}", config.log_level))?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // The journal stamps every line itself.
+    if service_manager::stderr_is_journal() {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
     run_async(async move { Ok(daemon::run(config).await?) })
 }
 

@@ -12,11 +12,10 @@ mod namespaces;
 mod shm;
 mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +23,7 @@ pub use cgroup::{PodCgroup, PodLimits};
 pub use namespaces::Pinned;
 pub use validate::Invalid;
 
+use crate::ids::{Locks, new_id, now_ns};
 use crate::network::{Bandwidth, Dns, NetworkError, NetworkManager, PodAttachment, PortMapping};
 use crate::store::{Record, Store, StoreError};
 
@@ -166,7 +166,7 @@ pub struct SandboxManager {
     handlers: Vec<String>,
     default_handler: String,
     /// One lock per pod, held through each operation on it.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Locks,
 }
 
 /// Filters of ListPodSandbox.
@@ -198,7 +198,7 @@ impl SandboxManager {
             network,
             handlers,
             default_handler,
-            locks: Mutex::new(HashMap::new()),
+            locks: Locks::default(),
         };
         let mut known = Vec::new();
         for mut pod in manager.store.list() {
@@ -238,11 +238,6 @@ impl SandboxManager {
             }
         }
         Ok(manager)
-    }
-
-    fn op_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id.to_string()).or_default().clone()
     }
 
     /// The full id of a created pod; pods still being created are not visible.
@@ -349,7 +344,7 @@ impl SandboxManager {
             hostname,
             state: PodState::NotReady,
             phase: Phase::Creating,
-            created_at: now_nanos(),
+            created_at: now_ns(),
             ips: Vec::new(),
             paths: PodPaths {
                 hostname: dir.join("hostname"),
@@ -373,7 +368,7 @@ impl SandboxManager {
             StoreError::NameTaken { name, holder, .. } => SandboxError::NameTaken { name, holder },
             other => SandboxError::Store(other),
         })?;
-        let lock = self.op_lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         match self.build(&mut pod, shm_size, bandwidth.as_ref()).await {
             Ok(()) => {
@@ -399,12 +394,7 @@ impl SandboxManager {
             tracing::warn!(pod = %pod.id, "cleaning up a failed pod: {e}");
         }
         let _ = self.store.remove(&pod.id);
-        self.drop_lock(&pod.id);
-    }
-
-    fn drop_lock(&self, id: &str) {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.remove(id);
+        self.locks.forget(&pod.id);
     }
 
     async fn build(
@@ -519,7 +509,7 @@ impl SandboxManager {
             Err(SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let lock = self.op_lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         // Removed while this call waited for the lock.
         let Some(mut pod) = self.store.get(&id) else {
@@ -569,7 +559,7 @@ impl SandboxManager {
             Err(SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let lock = self.op_lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         let Some(mut pod) = self.store.get(&id) else {
             return Ok(());
@@ -588,7 +578,7 @@ impl SandboxManager {
             message,
         })?;
         self.store.remove(&pod.id)?;
-        self.drop_lock(&pod.id);
+        self.locks.forget(&pod.id);
         Ok(())
     }
 
@@ -786,27 +776,6 @@ fn default_hostname(name: &str) -> String {
     }
 }
 
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// 64 hex digits from the kernel's random pool.
-fn new_id() -> String {
-    let mut bytes = [0u8; 32];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
-        // Without /dev/urandom, time and pid still make ids unique on this host.
-        let seed = now_nanos() as u128 ^ ((std::process::id() as u128) << 64);
-        bytes[..16].copy_from_slice(&seed.to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,11 +792,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_unique_hex() {
-        let a = new_id();
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, new_id());
+    fn hostnames_are_made_from_pod_names() {
         assert_eq!(default_hostname("web_0.x"), "web-0-x");
     }
 }
