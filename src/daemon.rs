@@ -70,6 +70,8 @@ pub enum DaemonError {
     Serve(#[from] tonic::transport::Error),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot take the socket-activated listener: {0}")]
+    Activation(#[from] crate::service_manager::ActivationError),
 }
 
 /// Serves the CRI until SIGTERM or SIGINT.
@@ -92,7 +94,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> {
     let _lock = RootLock::acquire(&config.root)?;
-    let listener = bind(listen).await?;
+    // A socket the service manager passed is its to keep: it is neither bound nor
+    // removed here, so the next start (or the next connection) finds it again.
+    let (listener, bound_here) = match crate::service_manager::activated_listener()? {
+        Some(listener) => {
+            let listener =
+                UnixListener::from_std(listener).map_err(|source| DaemonError::Listen {
+                    path: listen.to_path_buf(),
+                    source,
+                })?;
+            (listener, false)
+        }
+        None => (bind(listen).await?, true),
+    };
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
 
@@ -112,6 +126,7 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
     };
     let server = CriServer::new(Arc::new(config), metrics.clone()).await?;
     tracing::info!(socket = %listen.display(), "criox is serving the CRI");
+    crate::service_manager::notify_or_warn("READY=1");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
         .layer(RpcMetricsLayer::new(metrics))
@@ -126,6 +141,7 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
         result = &mut serve => result,
         name = shutdown_signal(&mut terminate, &mut interrupt) => {
             tracing::info!("{name} received, shutting down");
+            crate::service_manager::notify_or_warn("STOPPING=1");
             let _ = stop_tx.send(());
             // In-flight calls may finish, but a client that keeps its connection open
             // must not hold the daemon up.
@@ -138,7 +154,9 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
             }
         }
     };
-    let _ = std::fs::remove_file(listen);
+    if bound_here {
+        let _ = std::fs::remove_file(listen);
+    }
     result.map_err(DaemonError::from)
 }
 

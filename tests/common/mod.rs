@@ -61,6 +61,8 @@ pub struct DaemonBuilder {
     config: String,
     drop_ins: Vec<(String, String)>,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
+    socket_activated: bool,
 }
 
 impl DaemonBuilder {
@@ -79,6 +81,18 @@ impl DaemonBuilder {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The test binds the CRI socket and hands it to every start of the daemon as a
+    /// socket-activating service manager does (descriptor 3, `LISTEN_PID`, `LISTEN_FDS`).
+    pub fn socket_activated(mut self) -> Self {
+        self.socket_activated = true;
         self
     }
 
@@ -116,13 +130,20 @@ impl DaemonBuilder {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, toml).unwrap();
         }
+        let socket = state.join("criox.sock");
+        let activation = self.socket_activated.then(|| {
+            std::fs::create_dir_all(&state).unwrap();
+            std::os::unix::net::UnixListener::bind(&socket).expect("bind the activation socket")
+        });
         let mut daemon = Daemon {
-            socket: state.join("criox.sock"),
+            socket,
             root,
             state,
             cni_dir,
             config_path,
             args: self.args,
+            envs: self.envs,
+            activation,
             dir,
             child: None,
         };
@@ -139,6 +160,8 @@ pub struct Daemon {
     pub cni_dir: PathBuf,
     pub config_path: PathBuf,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
+    activation: Option<std::os::unix::net::UnixListener>,
     child: Option<Child>,
 }
 
@@ -148,6 +171,8 @@ impl Daemon {
             config: String::new(),
             drop_ins: Vec::new(),
             args: Vec::new(),
+            envs: Vec::new(),
+            socket_activated: false,
         }
     }
 
@@ -163,15 +188,45 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = match &self.activation {
+            // The shell's pid is the daemon's after exec, so it can name it in LISTEN_PID.
+            Some(_) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"")
+                    .arg(BIN);
+                sh
+            }
+            None => Command::new(BIN),
+        };
+        command
             .arg("--config")
             .arg(&self.config_path)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn criox");
+            .stderr(log);
+        if let Some(listener) = &self.activation {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = listener.as_raw_fd();
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rc = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, 3)
+                    };
+                    if rc < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn criox");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

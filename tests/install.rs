@@ -1,0 +1,120 @@
+//! `hack/install` staged into a temporary DESTDIR: the binary and its runc name on the
+//! PATH, the units, a configuration whose every key is commented so the binary's
+//! defaults apply, and an operator's edited files never overwritten.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn install(destdir: &Path) -> String {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/install"))
+        .env("DESTDIR", destdir)
+        .env("PREFIX", "/usr/local")
+        .output()
+        .expect("run hack/install");
+    assert!(
+        out.status.success(),
+        "hack/install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn installs_binary_units_and_commented_defaults() {
+    let stage = tempfile::tempdir().unwrap();
+    let root = stage.path();
+    install(root);
+
+    let bin = root.join("usr/local/bin/criox");
+    assert_eq!(
+        std::fs::read(&bin).unwrap(),
+        std::fs::read(common::BIN).unwrap(),
+        "the installed binary is the one built"
+    );
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("usr/local/bin/criox-runc")).unwrap(),
+        Path::new("criox")
+    );
+    // Invoked by its runc name, the binary speaks runc's command line.
+    let runc = Command::new(root.join("usr/local/bin/criox-runc"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&runc.stdout).starts_with("criox-runc "),
+        "{}",
+        String::from_utf8_lossy(&runc.stdout)
+    );
+
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/criox.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/criox\n"));
+    assert!(root.join("etc/systemd/system/criox.socket").is_file());
+
+    // Every key commented: the staged file loads to exactly the built-in defaults.
+    let config = root.join("etc/criox/criox.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("#root = \"/var/lib/criox\""), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
+        "an uncommented line:\n{text}"
+    );
+    let render = |path: &Path| {
+        let out = Command::new(common::BIN)
+            .arg("--config")
+            .arg(path)
+            .arg("config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(render(&config), render(Path::new("/dev/null")));
+    assert!(root.join("etc/criox/criox.conf.d").is_dir());
+}
+
+#[test]
+fn an_operators_files_are_kept() {
+    let stage = tempfile::tempdir().unwrap();
+    let root = stage.path();
+    install(root);
+    let config = root.join("etc/criox/criox.toml");
+    let unit = root.join("etc/systemd/system/criox.service");
+    std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
+    std::fs::write(&unit, "[Service]\nExecStart=/opt/criox\n").unwrap();
+
+    let said = install(root);
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "log_level = \"debug\"\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&unit).unwrap(),
+        "[Service]\nExecStart=/opt/criox\n"
+    );
+    assert!(
+        said.contains(&format!("kept {}", config.display())),
+        "{said}"
+    );
+    assert!(
+        std::fs::read_to_string(config.with_extension("toml.new"))
+            .unwrap()
+            .contains("#log_level"),
+        "the shipped configuration is offered beside the operator's"
+    );
+    // A third run finds nothing new to say about the unchanged socket unit.
+    let again = install(root);
+    assert!(again.contains("criox.socket (unchanged)"), "{again}");
+}
