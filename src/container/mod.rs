@@ -15,6 +15,18 @@ pub mod mounts;
 pub mod record;
 pub mod spec;
 
+// The container verbs, each an `impl ContainerManager` of its own.
+mod create;
+mod exec;
+mod exit;
+mod log;
+mod recover;
+mod remove;
+mod start;
+mod status;
+mod stop;
+mod update;
+
 mod capabilities;
 mod devices;
 mod error;

@@ -1,0 +1,274 @@
+//! CreateContainer: the record, the root filesystem, the OCI spec and the bundle, and a
+//! monitor that creates the container from them. On any failure nothing of it is left.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use criox_proto::v1;
+use criox_runtime::LaunchRequest;
+
+use super::events::EventKind;
+use super::image_volume::{self, ImageVolume};
+use super::log::log_path;
+use super::manager::{
+    ContainerError, ContainerImage, ContainerManager, ContainerPod, invalid, new_id, now_ns,
+};
+use super::record::{ContainerRecord, MountRecord, ProcessUser, State, full_name};
+use super::spec::{ContainerSpecInput, PodSpecContext, build_container_spec};
+use crate::storage::rootfs::Rootfs;
+use crate::store::StoreError;
+
+impl ContainerManager {
+    /// CreateContainer: mounts the root filesystem, writes the bundle and has a monitor
+    /// create the container. On any failure nothing of it is left.
+    pub async fn create(
+        self: &Arc<Self>,
+        pod: &ContainerPod,
+        image: ContainerImage,
+        config: v1::ContainerConfig,
+    ) -> Result<String, ContainerError> {
+        let metadata = config
+            .metadata
+            .as_ref()
+            .ok_or_else(|| invalid("metadata", "is required"))?;
+        if metadata.name.is_empty() {
+            return Err(invalid("metadata.name", "is required"));
+        }
+        let log_path = log_path(pod.log_directory.as_deref(), &config.log_path)?;
+        let handler = pod.context.runtime_handler.clone();
+        self.runtime(&handler)?;
+        let pod_ctx = &pod.context;
+        let id = new_id();
+        let record = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod_ctx.id.clone(),
+            name: metadata.name.clone(),
+            attempt: metadata.attempt,
+            full_name: full_name(
+                &metadata.name,
+                metadata.attempt,
+                &pod_ctx.name,
+                &pod_ctx.namespace,
+                &pod_ctx.uid,
+            ),
+            image: image.name.clone(),
+            image_id: image.id.clone(),
+            image_ref: image.digest_ref.clone(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            mounts: mount_records(&config, &image.volumes),
+            log_path: log_path.clone(),
+            handler,
+            cgroup: String::new(),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            stop_signal: libc::SIGTERM,
+            state: State::Creating,
+            created_at: now_ns(),
+            started_at: 0,
+            pid: 0,
+            monitor_pid: 0,
+            exit: None,
+            resources: config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.as_ref())
+                .map(super::record::Resources::from_cri),
+            user: None,
+        };
+        // The record comes first: a crash from here on leaves something start-up cleans.
+        // It is not flushed to disk: after a power loss, which ends the container anyway,
+        // start-up removes a bundle whose record was lost.
+        self.store.insert(record).map_err(|e| match e {
+            StoreError::NameTaken { name, holder, .. } => ContainerError::Invalid {
+                field: "metadata.name".to_string(),
+                reason: format!("container name {name:?} is in use by container {holder}"),
+            },
+            other => other.into(),
+        })?;
+
+        let this = self.clone();
+        let pod_ctx = pod.context.clone();
+        let task_id = id.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            this.make(&task_id, &pod_ctx, &image, &config, log_path)
+        })
+        .await
+        .map_err(|e| ContainerError::Internal {
+            id: id.clone(),
+            message: format!("create task failed: {e}"),
+        })
+        .and_then(|r| r);
+        match made {
+            Ok(made) => {
+                // What follows describes processes that a power loss ends anyway.
+                let record = self.store.update_unsynced(&id, |r| {
+                    r.state = State::Created;
+                    r.pid = made.pid;
+                    r.monitor_pid = made.monitor_pid;
+                    r.stop_signal = made.stop_signal;
+                    r.cgroup = made.cgroup.clone();
+                    r.user = Some(made.user.clone());
+                })?;
+                self.emit(&record, EventKind::Created);
+                self.watch_exit(&id, made.monitor_pid);
+                Ok(id)
+            }
+            Err(e) => {
+                let this = self.clone();
+                let cleanup_id = id.clone();
+                let _ = tokio::task::spawn_blocking(move || this.discard(&cleanup_id)).await;
+                let _ = self.store.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// The blocking part of create: root filesystem, spec, bundle, monitor.
+    fn make(
+        &self,
+        id: &str,
+        pod: &PodSpecContext,
+        image: &ContainerImage,
+        config: &v1::ContainerConfig,
+        log_path: Option<PathBuf>,
+    ) -> Result<Made, ContainerError> {
+        let bundle = self.bundle_dir(id);
+        if let Some(path) = &log_path
+            && let Some(dir) = path.parent()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| ContainerError::Write {
+                id: id.to_string(),
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(&self.states).map_err(|source| ContainerError::Write {
+            id: id.to_string(),
+            path: self.states.clone(),
+            source,
+        })?;
+        let handler = self.store.get(id).map(|r| r.handler).unwrap_or_default();
+        // The monitor starts up while the root filesystem and the spec are made; it
+        // creates nothing until `create` below, and leaves if this returns early.
+        let pending = self.runtime(&handler)?.prepare_launch(&LaunchRequest {
+            id: id.to_string(),
+            bundle: bundle.clone(),
+            state_dir: self.state_dir(id),
+            log_path,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            terminal: config.tty,
+        })?;
+        let rootfs = Rootfs::new(&bundle);
+        rootfs.mount(&image.layers)?;
+        // Image volumes become read-only binds of the image trees mounted in the bundle.
+        let mut config = config.clone();
+        for volume in &image.volumes {
+            let mount = &mut config.mounts[volume.index];
+            let source = image_volume::mount_volume(&bundle, volume, &mount.image_sub_path)?;
+            mount.host_path = source.display().to_string();
+            mount.image = None;
+            mount.image_sub_path.clear();
+            mount.readonly = true;
+        }
+        let config = &config;
+        let mut node = self.node.clone();
+        node.recursive_read_only = self.recursive_read_only.contains(&handler);
+        let built = build_container_spec(
+            &ContainerSpecInput {
+                id,
+                rootfs: &rootfs.target,
+                config,
+                image: &image.config,
+                image_name: &image.name,
+                pod,
+                target_pid_namespace: None,
+            },
+            &node,
+        )?;
+        if let Some(cwd) = built.spec.process().as_ref().map(|p| p.cwd()) {
+            super::rootfs_path::create_dir_in_root(&rootfs.target, cwd).map_err(|source| {
+                ContainerError::Write {
+                    id: id.to_string(),
+                    path: rootfs.target.join(cwd.strip_prefix("/").unwrap_or(cwd)),
+                    source,
+                }
+            })?;
+        }
+        for requirement in &built.propagation {
+            super::propagation::ensure(requirement)
+                .map_err(|e| invalid("mounts", e.to_string()))?;
+        }
+        let cgroup = built
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let config_path = bundle.join("config.json");
+        let json =
+            serde_json::to_vec_pretty(&built.spec).map_err(|e| ContainerError::Internal {
+                id: id.to_string(),
+                message: format!("cannot encode the OCI spec: {e}"),
+            })?;
+        // Read by the runtime now and by status later; a power loss ends the container with it.
+        crate::store::write_atomic_unsynced(&config_path, &json).map_err(|e| {
+            ContainerError::Internal {
+                id: id.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let user = built
+            .spec
+            .process()
+            .as_ref()
+            .map(|p| p.user())
+            .map(|u| ProcessUser {
+                uid: u.uid(),
+                gid: u.gid(),
+                groups: u.additional_gids().clone().unwrap_or_default(),
+            })
+            .unwrap_or_default();
+        let launched = pending.create()?;
+        Ok(Made {
+            pid: launched.pid,
+            monitor_pid: launched.monitor_pid,
+            stop_signal: built.stop_signal,
+            cgroup,
+            user,
+        })
+    }
+}
+
+struct Made {
+    pid: i32,
+    monitor_pid: i32,
+    stop_signal: i32,
+    cgroup: String,
+    user: ProcessUser,
+}
+
+fn mount_records(config: &v1::ContainerConfig, volumes: &[ImageVolume]) -> Vec<MountRecord> {
+    config
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let volume = volumes.iter().find(|v| v.index == i);
+            MountRecord {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: m.propagation,
+                image: volume
+                    .and(m.image.as_ref())
+                    .map(|i| i.image.clone())
+                    .unwrap_or_default(),
+                image_id: volume.map(|v| v.image_id.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
