@@ -237,6 +237,20 @@ pub fn is_pinned(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
+/// Keeps the PID namespace of `pid` (the pod's infra process) alive at `pin`, so
+/// containers can join it by path.
+pub fn pin_pid_namespace(pid: i32, pin: &Path) -> Result<(), String> {
+    std::fs::File::create(pin).map_err(|e| format!("create {}: {e}", pin.display()))?;
+    nix::mount::mount(
+        Some(format!("/proc/{pid}/ns/pid").as_str()),
+        pin,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("pin PID namespace of {pid} at {}: {e}", pin.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,37 @@
+//! RemovePodSandbox: everything the pod holds, then its files and its record.
+
+use super::teardown::{Depth, cleanup_dir};
+use super::{PodState, SandboxError, SandboxManager};
+
+impl SandboxManager {
+    /// Removes the pod and everything it holds; unknown pods succeed.
+    pub async fn remove(&self, id_or_prefix: &str) -> Result<(), SandboxError> {
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            Err(SandboxError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let lock = self.locks.of(&id);
+        let _guard = lock.lock().await;
+        let Some(mut pod) = self.store.get(&id) else {
+            return Ok(());
+        };
+        let errors = self.teardown(&mut pod, Depth::Everything).await;
+        if let Some(message) = errors.into_iter().next() {
+            // What is left is retried by the next removal; until then the pod is stopped.
+            pod.state = PodState::NotReady;
+            self.save(&pod, true)?;
+            return Err(SandboxError::Setup {
+                id: pod.id.clone(),
+                message,
+            });
+        }
+        cleanup_dir(&pod.paths.dir).map_err(|message| SandboxError::Setup {
+            id: pod.id.clone(),
+            message,
+        })?;
+        self.store.remove(&pod.id)?;
+        self.locks.forget(&pod.id);
+        Ok(())
+    }
+}
