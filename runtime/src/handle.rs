@@ -7,7 +7,6 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 
 use crate::backend::{Backend, ContainerState};
-use crate::embedded::Embedded;
 use crate::error::RuntimeError;
 use crate::external::External;
 use crate::launch::PendingLaunch;
@@ -80,22 +79,15 @@ impl Runtime {
         &self.root
     }
 
-    fn backend(&self) -> Box<dyn Backend> {
-        match &self.choice {
-            RuntimeChoice::Embedded => Box::new(Embedded::new(&self.root)),
-            RuntimeChoice::External(bin) => Box::new(External::new(bin, &self.root)),
-        }
+    /// Every verb runs in a process of its own: this process has many threads, and
+    /// libcontainer changes process-wide state (the working directory) while it works.
+    fn backend(&self) -> External {
+        crate::choice::command_line(&self.choice, &self.root, &self.exe)
     }
 
-    /// The runc command line of this runtime (`criox oci --root …` for the embedded one),
-    /// for verbs that must run in a process of their own such as `exec`.
+    /// The runc command line of this runtime (`criox oci --root …` for the embedded one).
     pub fn oci_command(&self) -> Command {
-        match &self.choice {
-            RuntimeChoice::Embedded => External::new(&self.exe, &self.root)
-                .with_prefix(vec!["oci".to_string()])
-                .command(),
-            RuntimeChoice::External(bin) => External::new(bin, &self.root).command(),
-        }
+        self.backend().command()
     }
 
     /// The runtime's `exec` verb for a streaming exec, with its pid file; callers add

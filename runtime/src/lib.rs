@@ -31,6 +31,7 @@
 
 pub mod backend;
 pub mod bundle;
+mod choice;
 pub mod cli;
 pub mod embedded;
 mod error;
@@ -41,6 +42,8 @@ mod handle;
 mod launch;
 pub mod monitor;
 pub mod monitor_client;
+pub mod mountinfo;
+pub mod process;
 
 pub use backend::{ContainerState, Status};
 pub use error::RuntimeError;

@@ -1,13 +1,15 @@
 //! The embedded backend: youki's libcontainer linked into this binary.
 //!
-//! `create` and `exec` clone into the container; they run only in single-threaded
-//! processes (the monitor, `criox oci`). The other verbs touch state files, cgroups and
-//! signals, and are safe from any process.
+//! libcontainer changes process-wide state while it works: `create` and `exec` clone and
+//! step into the container's directory, `start` steps into it to reach the notify socket,
+//! `delete` and `start` fork hooks. Every verb therefore runs only in a process of one
+//! thread (the monitor, `criox oci`), and refuses to run anywhere else.
 
 mod exec;
 mod exec_seccomp;
 mod propagation;
 mod spec_fixes;
+mod umask;
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -62,12 +64,30 @@ impl Embedded {
         self.root.join(id)
     }
 
+    /// Refuses to run in a process with more than one thread: another thread would see
+    /// the working directory move under it.
+    fn ensure_one_thread(id: &str) -> Result<(), BackendError> {
+        let threads = std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if threads == 1 {
+            Ok(())
+        } else {
+            Err(BackendError::failed(
+                id,
+                "embedded runtime",
+                format!("called from a process with {threads} threads; it needs exactly one"),
+            ))
+        }
+    }
+
     fn lib_err(id: &str, op: &'static str, err: LibcontainerError) -> BackendError {
         BackendError::failed(id, op, error_chain(&err))
     }
 
     pub(crate) fn load(&self, id: &str) -> Result<Container, BackendError> {
         bundle::check_id(id)?;
+        Self::ensure_one_thread(id)?;
         let dir = self.container_dir(id);
         if !dir.join("state.json").exists() {
             return Err(BackendError::NotFound { id: id.to_string() });
@@ -144,6 +164,7 @@ impl Backend for Embedded {
     fn create(&self, opts: CreateOptions<'_>) -> Result<i32, BackendError> {
         let id = opts.id;
         bundle::check_id(id)?;
+        Self::ensure_one_thread(id)?;
         let spec = bundle::load(id, opts.bundle, false)?;
         std::fs::create_dir_all(&self.root)
             .map_err(|e| BackendError::failed(id, "create runtime root", e.to_string()))?;
@@ -158,7 +179,7 @@ impl Backend for Embedded {
         let build_bundle = shadow.clone().unwrap_or_else(|| opts.bundle.to_path_buf());
         let cwd = std::env::current_dir().ok();
 
-        let result = (|| {
+        let result = umask::container_side(&self.container_dir(id), || {
             let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
                 .with_root_path(&self.root)?
                 .with_pid_file(opts.pid_file)?
@@ -178,7 +199,7 @@ impl Backend for Embedded {
                 .with_systemd(false)
                 .with_detach(true)
                 .build()
-        })();
+        });
 
         // libcontainer changes the caller's working directory while building.
         if let Some(cwd) = cwd {

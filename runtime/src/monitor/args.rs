@@ -3,13 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// Which OCI runtime creates the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuntimeChoice {
-    Embedded,
-    /// A runc-compatible binary.
-    External(PathBuf),
-}
+pub use crate::choice::RuntimeChoice;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorArgs {

@@ -43,6 +43,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    // The launcher's working directory may be removed while the monitor lives, and
+    // libcontainer reads the working directory when it creates.
+    let _ = std::env::set_current_dir("/");
     // Whatever the launcher's stdio is (a terminal, a pipe someone reads to its end), the
     // monitor must not hold it: results travel through the sync descriptor and the state
     // directory.

@@ -13,7 +13,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 use serde::{Deserialize, Serialize};
 
-use super::args::{MonitorArgs, RuntimeChoice};
+use super::args::MonitorArgs;
 use super::attach::{AttachServer, Handler};
 use super::console::{ConsoleError, ConsoleSocket};
 use super::cri_log::{CriLog, CriLogError, Stream};
@@ -23,8 +23,6 @@ use super::oom::OomWatcher;
 use super::protocol;
 use crate::backend::{Backend, BackendError, CreateOptions, Stdio};
 use crate::bundle;
-use crate::embedded::Embedded;
-use crate::external::External;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -92,10 +90,7 @@ struct Created {
 }
 
 pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
-    let backend: Box<dyn Backend> = match &a.runtime {
-        RuntimeChoice::Embedded => Box::new(Embedded::new(&a.runtime_root)),
-        RuntimeChoice::External(p) => Box::new(External::new(p, &a.runtime_root)),
-    };
+    let backend = crate::choice::in_process(&a.runtime, &a.runtime_root);
     // SAFETY: the launcher handed this descriptor to us alone.
     let mut sync = a.sync_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
     if let Some(s) = &sync {
