@@ -105,11 +105,14 @@ pub enum Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach registry {host}: {source}")]
+    #[error("cannot reach registry {host} over {scheme}: {cause}{hint}")]
     Connect {
         host: String,
-        #[source]
-        source: hyper_util::client::legacy::Error,
+        scheme: &'static str,
+        /// Every cause of the failure: the pool's own message says only "Connect".
+        cause: String,
+        /// What the operator can change, when the cause points at it.
+        hint: String,
     },
     #[error("registry {host}: reading the response: {source}")]
     Body {
@@ -154,6 +157,64 @@ pub struct RepoClient {
     repository: String,
     credentials: Option<Credentials>,
     authorization: tokio::sync::RwLock<Option<HeaderValue>>,
+}
+
+fn connect_error(
+    host: &str,
+    scheme: Option<&str>,
+    error: &hyper_util::client::legacy::Error,
+) -> ClientError {
+    let mut causes: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        next = e.source();
+    }
+    if causes.is_empty() {
+        causes.push(error.to_string());
+    }
+    let cause = causes.join(": ");
+    let tls = scheme == Some("https");
+    let lower = cause.to_ascii_lowercase();
+    let hint = if tls && (lower.contains("corrupt message") || lower.contains("invalidcontenttype"))
+    {
+        format!(
+            " (the server does not speak TLS; if {host} serves plain HTTP, mark it \
+             `insecure = true` in registries.conf: [[registry]] location = \"{host}\")"
+        )
+    } else if tls && lower.contains("certificate") {
+        format!(
+            " (if {host} uses a private CA, put it in <image.certs_dir>/{host}/ca.crt; \
+             if it serves plain HTTP, mark it `insecure = true` in registries.conf)"
+        )
+    } else {
+        String::new()
+    };
+    ClientError::Connect {
+        host: host.to_string(),
+        scheme: if tls { "https" } else { "http" },
+        cause,
+        hint,
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Docker Hub's API is not served at its name.
@@ -216,10 +277,7 @@ impl RepoClient {
         self.http
             .request(req)
             .await
-            .map_err(|source| ClientError::Connect {
-                host: self.host.clone(),
-                source,
-            })
+            .map_err(|source| connect_error(&self.host, uri.scheme_str(), &source))
     }
 
     /// GET with auth and up to five redirects; `what` names the object for errors.
@@ -509,5 +567,28 @@ mod tests {
     #[test]
     fn query_values_are_encoded() {
         assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised_with_and_without_ports() {
+        for host in [
+            "localhost",
+            "LOCALHOST:5000",
+            "127.0.0.1",
+            "127.3.2.1:443",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "registry.example",
+            "10.0.0.1:5000",
+            "localhost.example:5000",
+            "[2001:db8::1]:5000",
+            "127.0.0.1.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

@@ -320,16 +320,36 @@ impl ImageManager {
             let _gc = self.gc.read().await;
             for endpoint in &source.endpoints {
                 tracing::info!(image = %shown, registry = %endpoint.host, "pulling image");
-                let attempt = match RepoClient::new(
-                    self.http.clone(),
-                    &endpoint.host,
-                    &endpoint.repository,
-                    endpoint.insecure,
-                    credentials.clone(),
-                ) {
-                    Ok(client) => self.pull_from(&client, &source.reference, &keys).await,
-                    Err(e) => Err(PullError::Client(e)),
+                let (credentials, reference, keys) = (&credentials, &source.reference, &keys);
+                let pull = |insecure: bool| async move {
+                    match RepoClient::new(
+                        self.http.clone(),
+                        &endpoint.host,
+                        &endpoint.repository,
+                        insecure,
+                        credentials.clone(),
+                    ) {
+                        Ok(client) => self.pull_from(&client, reference, keys).await,
+                        Err(e) => Err(PullError::Client(e)),
+                    }
                 };
+                let mut attempt = pull(endpoint.insecure).await;
+                // A registry on loopback is usually a plain-HTTP one (containerd and
+                // Docker treat it so): when TLS cannot reach it, HTTP is tried before
+                // giving up, and its answer counts unless it cannot be reached either.
+                if !endpoint.insecure
+                    && client::is_loopback_host(&endpoint.host)
+                    && matches!(
+                        &attempt,
+                        Err(PullError::Client(ClientError::Connect { .. }))
+                    )
+                {
+                    tracing::info!(registry = %endpoint.host, "loopback registry unreachable over TLS; trying plain HTTP");
+                    match pull(true).await {
+                        Err(PullError::Client(ClientError::Connect { .. })) => {}
+                        other => attempt = other,
+                    }
+                }
                 match attempt {
                     Ok(record) => {
                         tracing::info!(image = %shown, id = %record.id, "image pulled");

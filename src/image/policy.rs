@@ -15,6 +15,11 @@ use super::sigstore::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    #[error(
+        "trust policy {path} does not exist (set image.signature_policy to another file); \
+         a minimal policy that accepts every image is {{\"default\": [{{\"type\": \"insecureAcceptAnything\"}}]}}"
+    )]
+    Missing { path: String },
     #[error("trust policy {path}: {source}")]
     Read {
         path: String,
@@ -72,9 +77,17 @@ pub struct Policy {
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: shown.clone(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                PolicyError::Missing {
+                    path: shown.clone(),
+                }
+            } else {
+                PolicyError::Read {
+                    path: shown.clone(),
+                    source,
+                }
+            }
         })?;
         Self::parse(&text, &shown)
     }
@@ -196,6 +209,23 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_policy_names_its_path_and_a_policy_that_works() {
+        let err = Policy::load(Path::new("/nonexistent/criox/policy.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("/nonexistent/criox/policy.json does not exist"),
+            "{text}"
+        );
+        let suggested = &text[text.find('{').unwrap()..];
+        let policy = Policy::parse(suggested, "suggested").expect("the suggested policy parses");
+        assert!(
+            policy
+                .check("reg.example/app", Some("1"), "reg.example/app:1")
+                .is_ok()
+        );
+    }
 
     const POLICY: &str = r#"{
       "default": [{"type": "reject"}],
