@@ -63,7 +63,7 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
     })?;
 
     let cwd = std::env::current_dir().ok();
-    let result = (|| {
+    let result = super::umask::container_side(&backend.root().join(id), || {
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(backend.root())?
             .with_pid_file(req.pid_file)?
@@ -85,7 +85,7 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
             .with_process(Some(&process_file))
             .with_detach(terminal)
             .build()
-    })();
+    });
     if let Some(cwd) = cwd {
         let _ = std::env::set_current_dir(cwd);
     }
