@@ -23,6 +23,15 @@ use crate::server::deadline::DeadlineLayer;
 
 const LOCK_FILE: &str = "criox.lock";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Nothing the daemon writes is meant for other users: bundles carry the containers'
+/// environment (secrets included), layers carry setuid binaries, records carry
+/// annotations. Group bits are masked too, since no group is entrusted with any of it;
+/// the few files containers' own users must read are given their modes explicitly.
+const UMASK: libc::mode_t = 0o077;
+const ROOT_MODE: u32 = 0o700;
+/// Searchable, not listable, by others: the CRI socket in it is reached by the members
+/// of its group.
+const STATE_MODE: u32 = 0o711;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -76,6 +85,7 @@ pub enum DaemonError {
 
 /// Serves the CRI until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    set_private_umask();
     let listen = config.listen_path();
     let socket_dir = listen.parent().map(Path::to_path_buf).unwrap_or_default();
     // The socket's directory is created only when it is the state directory itself;
@@ -84,7 +94,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         return Err(DaemonError::SocketDirMissing(socket_dir));
     }
     check_socket_room(&config)?;
-    let created = create_dirs(&[("root", &config.root), ("state", &config.state)])?;
+    let created = create_dirs(&[
+        ("root", &config.root, ROOT_MODE),
+        ("state", &config.state, STATE_MODE),
+    ])?;
     let result = serve_locked(config, &listen).await;
     if result.is_err() {
         remove_created(&created);
@@ -241,11 +254,17 @@ async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// Creates each missing directory (with parents) and returns the topmost ones it made,
-/// so that a failed start can take them back.
-fn create_dirs(dirs: &[(&'static str, &PathBuf)]) -> Result<Vec<PathBuf>, DaemonError> {
+fn set_private_umask() {
+    // SAFETY: umask only swaps the process's file creation mask.
+    unsafe { libc::umask(UMASK) };
+}
+
+/// Creates each missing directory (with parents), gives it its mode (also when an
+/// operator made it more open beforehand), and returns the topmost ones it made, so
+/// that a failed start can take them back.
+fn create_dirs(dirs: &[(&'static str, &PathBuf, u32)]) -> Result<Vec<PathBuf>, DaemonError> {
     let mut created = Vec::new();
-    for (what, dir) in dirs {
+    for (what, dir, mode) in dirs {
         let mut first_missing = None;
         for ancestor in dir.ancestors() {
             if ancestor.exists() {
@@ -253,8 +272,13 @@ fn create_dirs(dirs: &[(&'static str, &PathBuf)]) -> Result<Vec<PathBuf>, Daemon
             }
             first_missing = Some(ancestor.to_path_buf());
         }
-        if let Err(source) = std::fs::create_dir_all(dir) {
+        let made = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode)));
+        if let Err(source) = made {
             remove_created(&created);
+            if let Some(dir) = first_missing {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             return Err(DaemonError::CreateDir {
                 what,
                 path: dir.to_path_buf(),

@@ -10,16 +10,25 @@ const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 const HOST_HOSTS: &str = "/etc/hosts";
 
 pub fn write_hostname(path: &Path, hostname: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{hostname}\n"))
+    write_shared(path, format!("{hostname}\n"))
+}
+
+/// The containers' users, non-root ones included, read these files through their bind
+/// mounts, so they are world-readable whatever the daemon's umask; the pod's directory
+/// keeps host users out.
+fn write_shared(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
 }
 
 /// The pod's DNS configuration, or the host's resolv.conf when the pod gives none.
 pub fn write_resolv_conf(path: &Path, dns: Option<&Dns>) -> std::io::Result<()> {
     match dns {
-        Some(dns) => std::fs::write(path, resolv_conf(dns)),
+        Some(dns) => write_shared(path, resolv_conf(dns)),
         None => match std::fs::read(HOST_RESOLV_CONF) {
-            Ok(data) => std::fs::write(path, data),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(path, b""),
+            Ok(data) => write_shared(path, data),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_shared(path, b""),
             Err(e) => Err(e),
         },
     }
@@ -48,7 +57,7 @@ pub fn write_hosts(
     ips: &[IpAddr],
 ) -> std::io::Result<()> {
     if host_network && let Ok(data) = std::fs::read(HOST_HOSTS) {
-        return std::fs::write(path, data);
+        return write_shared(path, data);
     }
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -60,7 +69,7 @@ pub fn write_hosts(
             let _ = writeln!(out, "{ip}\t{hostname}");
         }
     }
-    std::fs::write(path, out)
+    write_shared(path, out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A container's root filesystem: the image's unpacked layers as overlay lower
 //! directories, with a writable upper directory of the container's own.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -65,6 +66,15 @@ impl Rootfs {
                 source,
             })?;
         }
+        // The overlay's root directory takes the upper directory's mode: it is the
+        // container's `/`, which its non-root users must be able to search, whatever the
+        // daemon's umask. Its parent keeps other host users out.
+        std::fs::set_permissions(&self.upper, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| RootfsError::Create {
+                path: self.upper.clone(),
+                source,
+            },
+        )?;
         let data = self.options(layers)?;
         // A writable layer never outlives its container (a restarted container gets a new
         // one), so syncing it buys nothing: `volatile` spares the unmount's flush of the
@@ -142,12 +152,14 @@ impl Rootfs {
     }
 }
 
+/// On the host the tree is only ever read by the daemon and the runtime: a setuid binary
+/// or a device node that a container planted in it must give nobody anything there.
 fn overlay(target: &Path, data: &str) -> nix::Result<()> {
     mount(
         Some("overlay"),
         target,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(data),
     )
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -291,7 +292,15 @@ fn write_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::create(&tmp).map_err(write_error)?;
+    // Records and bundles carry annotations and the containers' environment: root's
+    // alone, whatever umask the process was started with.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_error)?;
     file.write_all(bytes).map_err(write_error)?;
     if sync {
         file.sync_all().map_err(write_error)?;

@@ -42,6 +42,7 @@ impl External {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.prefix).arg("--root").arg(&self.root);
+        container_umask(&mut cmd);
         cmd
     }
 
@@ -95,6 +96,22 @@ fn runtime_message(stderr: &[u8]) -> String {
     msgs.join("; ")
 }
 
+/// A runtime makes the directories for mount points inside the root filesystem before
+/// its container's process sets its own umask, and an exec'd process keeps the one it
+/// was started with: the container's side gets the 022 that runc gives a container and
+/// images expect, not the private umask of the daemon and its monitors. The runtime's
+/// own state files have explicit modes.
+fn container_umask(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+}
+
 impl Backend for External {
     fn create(&self, opts: CreateOptions<'_>) -> Result<i32, BackendError> {
         let id = opts.id;
@@ -111,6 +128,7 @@ impl Backend for External {
         // that stays open as long as the container runs.
         let log = work.join("log");
         let mut cmd = Command::new(&self.binary);
+        container_umask(&mut cmd);
         cmd.args(&self.prefix)
             .arg("--root")
             .arg(&self.root)
