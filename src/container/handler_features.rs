@@ -6,7 +6,8 @@ use criox_runtime::Runtime;
 /// Whether the handler applies the `rro` mount option: its features document lists it
 /// and the kernel has mount_setattr(2) (5.12 and later).
 pub fn supports_recursive_read_only(runtime: &Runtime) -> bool {
-    super::seccomp::kernel_version() >= (5, 12) && mount_options(runtime).iter().any(|o| o == "rro")
+    super::spec::seccomp::kernel_version() >= (5, 12)
+        && mount_options(runtime).iter().any(|o| o == "rro")
 }
 
 /// The `mountOptions` of the handler's features document; none when it cannot say.

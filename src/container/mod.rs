@@ -11,7 +11,6 @@ mod exit_watch;
 mod handler_features;
 pub mod image_volume;
 pub mod manager;
-pub mod mounts;
 pub mod record;
 pub mod spec;
 
@@ -27,17 +26,12 @@ mod status;
 mod stop;
 mod update;
 
-mod capabilities;
-mod devices;
-mod error;
-mod namespaces;
-mod process;
 mod propagation;
-mod resources;
 mod rootfs_path;
-mod seccomp;
-mod security;
 mod user;
+
+// The translation's error, also the user lookup's.
+use self::spec::error;
 
 #[cfg(test)]
 mod runc_tests;

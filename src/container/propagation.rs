@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
-use super::mounts::{HostPropagation, PropagationRequirement};
+use super::spec::mounts::{HostPropagation, PropagationRequirement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PropagationError {

@@ -13,11 +13,11 @@ impl ContainerManager {
         id: &str,
         resources: &v1::LinuxContainerResources,
     ) -> Result<(), ContainerError> {
-        let support = super::resources::CgroupSupport {
+        let support = super::spec::resources::CgroupSupport {
             unified: self.node.cgroup_v2,
             swap: self.node.swap_accounting,
         };
-        let mut built = super::resources::build(Some(resources), support)?;
+        let mut built = super::spec::resources::build(Some(resources), support)?;
         if !self.node.hugetlb {
             // As at create: the kubelet names every page size, the node cannot limit any.
             built.set_hugepage_limits(None);

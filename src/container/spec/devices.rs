@@ -196,6 +196,16 @@ pub fn requested(devices: &[v1::Device]) -> Result<(Vec<LinuxDevice>, Vec<LinuxD
     Ok((nodes, rules))
 }
 
+/// Requested devices win over host devices at the same container path.
+pub fn merge(host: Vec<LinuxDevice>, requested: Vec<LinuxDevice>) -> Vec<LinuxDevice> {
+    let mut out: Vec<_> = host
+        .into_iter()
+        .filter(|h| requested.iter().all(|r| r.path() != h.path()))
+        .collect();
+    out.extend(requested);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
-//! Cgroup resources from the CRI's `LinuxContainerResources`.
+//! Cgroup resources from the CRI's `LinuxContainerResources`, and the container's cgroup.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use criox_proto::v1;
 use oci_spec::runtime::{
@@ -162,6 +163,24 @@ pub fn oom_score_adj(value: i64, floor: i32) -> Result<i32> {
         ));
     }
     Ok((value as i32).max(floor))
+}
+
+/// `<parent>/<id>` in cgroupfs form.
+pub fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf> {
+    let parent = if parent.is_empty() { "/criox" } else { parent };
+    if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
+        return Err(SpecError::invalid(
+            "pod cgroup_parent",
+            format!("{parent:?} is not an absolute cgroupfs path"),
+        ));
+    }
+    if id.is_empty() || id.contains('/') || id == ".." {
+        return Err(SpecError::invalid(
+            "container id",
+            format!("{id:?} cannot name a cgroup"),
+        ));
+    }
+    Ok(Path::new(parent).join(id))
 }
 
 #[cfg(test)]
