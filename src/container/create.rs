@@ -10,11 +10,10 @@ use criox_runtime::LaunchRequest;
 use super::events::EventKind;
 use super::image_volume::{self, ImageVolume};
 use super::log::log_path;
-use super::manager::{
-    ContainerError, ContainerImage, ContainerManager, ContainerPod, invalid, new_id, now_ns,
-};
+use super::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod, invalid};
 use super::record::{ContainerRecord, MountRecord, ProcessUser, State, full_name};
 use super::spec::{ContainerSpecInput, PodSpecContext, build_container_spec};
+use crate::ids::{new_id, now_ns};
 use crate::storage::rootfs::Rootfs;
 use crate::store::StoreError;
 

@@ -6,8 +6,9 @@ use criox_runtime::ExitRecord;
 
 use super::events::EventKind;
 use super::exit_watch;
-use super::manager::{ContainerManager, now_ns};
+use super::manager::ContainerManager;
 use super::record::{ContainerRecord, Exit, State};
+use crate::ids::now_ns;
 
 /// Exit code recorded when a container's end could not be observed.
 const UNKNOWN_EXIT_CODE: i32 = 255;

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criox_runtime::{Runtime, RuntimeError};
@@ -22,8 +22,12 @@ use super::events::{ContainerEvent, EventKind, Events};
 use super::image_volume::{ImageVolume, ImageVolumeError};
 use super::record::ContainerRecord;
 use super::spec::{NodeFacts, PodSpecContext, SpecError};
+use crate::ids::Locks;
 use crate::storage::rootfs::{Rootfs, RootfsError};
 use crate::store::{Store, StoreError};
+
+// Also named through this module by the server and the exec streams.
+pub use crate::ids::{new_id, now_ns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -96,7 +100,7 @@ pub struct ContainerManager {
     /// Handlers that apply recursive read-only mounts.
     pub(super) recursive_read_only: std::collections::HashSet<String>,
     /// One lock per container, so that stop, remove and start of one id do not interleave.
-    pub(super) locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(super) locks: Locks,
 }
 
 impl ContainerManager {
@@ -127,7 +131,7 @@ impl ContainerManager {
             // must fit in 108 bytes with a 64-character id in it.
             states: state.join("c"),
             node,
-            locks: Mutex::new(HashMap::new()),
+            locks: Locks::default(),
         });
         manager.recover().await;
         Ok(manager)
@@ -161,22 +165,6 @@ impl ContainerManager {
         Rootfs::new(&self.bundle_dir(id)).upper
     }
 
-    pub(super) fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.to_string())
-            .or_default()
-            .clone()
-    }
-
-    pub(super) fn forget_lock(&self, id: &str) {
-        self.locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
-
     pub(super) fn emit(&self, record: &ContainerRecord, kind: EventKind) {
         self.events.emit(ContainerEvent {
             container_id: record.id.clone(),
@@ -196,47 +184,5 @@ impl ContainerManager {
     /// The runtime of a container, for streaming exec.
     pub fn runtime_of(&self, record: &ContainerRecord) -> Result<Runtime, ContainerError> {
         Ok(self.runtime(&record.handler)?.clone())
-    }
-}
-
-/// A new container id: 32 random bytes as hex, like other CRI runtimes.
-pub fn new_id() -> String {
-    let mut bytes = [0u8; 32];
-    if getrandom(&mut bytes).is_err() {
-        // The clock and pid still make a unique id where the random source fails.
-        let seed = now_ns() as u128 ^ (u128::from(std::process::id()) << 64);
-        bytes[..16].copy_from_slice(&seed.to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    // SAFETY: getrandom writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n as usize == buf.len() {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_64_hex_and_distinct() {
-        let a = new_id();
-        let b = new_id();
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
     }
 }

@@ -20,7 +20,7 @@ impl ContainerManager {
             Err(ContainerError::Store(StoreError::NotFound(..))) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let lock = self.lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         let Some(record) = self.store.get(&id) else {
             return Ok(());
@@ -35,7 +35,7 @@ impl ContainerManager {
                 message: format!("remove task failed: {e}"),
             })?;
         self.store.remove(&id)?;
-        self.forget_lock(&id);
+        self.locks.forget(&id);
         self.emit(&record, EventKind::Deleted);
         Ok(())
     }

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use super::events::EventKind;
-use super::manager::{ContainerError, ContainerManager, now_ns};
+use super::manager::{ContainerError, ContainerManager};
 use super::record::State;
+use crate::ids::now_ns;
 
 impl ContainerManager {
     /// StartContainer.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
         let id = self.resolve(id)?;
-        let lock = self.lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         let record = self.get(&id)?;
         if record.state != State::Created {

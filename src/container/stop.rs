@@ -12,7 +12,7 @@ impl ContainerManager {
     /// that is not running succeeds.
     pub async fn stop(self: &Arc<Self>, id: &str, timeout: Duration) -> Result<(), ContainerError> {
         let id = self.resolve(id)?;
-        let lock = self.lock(&id);
+        let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         self.stop_locked(&id, timeout).await
     }
