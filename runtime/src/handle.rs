@@ -12,6 +12,7 @@ use crate::external::External;
 use crate::launch::PendingLaunch;
 use crate::monitor::files;
 use crate::monitor::{ExitRecord, RuntimeChoice};
+use crate::process::ProcessId;
 
 /// What a container is launched with.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct Launched {
     pub pid: i32,
     /// Pid of its monitor.
     pub monitor_pid: i32,
+    /// Its monitor by pid and start time: what to check before signalling it later.
+    pub monitor: Option<ProcessId>,
 }
 
 /// One OCI runtime: the embedded libcontainer or a runc-compatible binary, with its state
@@ -168,11 +171,11 @@ impl Runtime {
             Err(e) => return Err(e.into()),
         }
         // The monitor removes its pid file just before leaving: wait for the process itself.
-        if let Some(pid) = crate::monitor_client::monitor_pid(state_dir)
-            && !crate::monitor_client::wait_gone(pid, Duration::from_secs(10))
+        // Only the very process recorded is killed, never one that got its pid since.
+        if let Some(monitor) = crate::monitor_client::monitor_process(state_dir)
+            && !monitor.wait_gone(Duration::from_secs(10))
         {
-            // SAFETY: plain kill of the monitor recorded in the state directory.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            monitor.signal(libc::SIGKILL);
         }
         for name in files::ALL {
             let _ = std::fs::remove_file(state_dir.join(name));

@@ -134,10 +134,14 @@ impl PendingLaunch {
                 message: "the monitor exited without reporting".to_string(),
             })?;
         match (report.pid, report.kind.as_deref()) {
-            (Some(pid), _) => Ok(Launched {
-                pid,
-                monitor_pid: crate::monitor_client::monitor_pid(&self.state_dir).unwrap_or(0),
-            }),
+            (Some(pid), _) => {
+                let monitor = crate::monitor_client::monitor_process(&self.state_dir);
+                Ok(Launched {
+                    pid,
+                    monitor_pid: monitor.map_or(0, |m| m.pid),
+                    monitor,
+                })
+            }
             (None, kind) => {
                 let message = report.error.unwrap_or_default();
                 Err(match kind {

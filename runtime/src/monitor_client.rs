@@ -9,38 +9,25 @@ use std::time::{Duration, Instant};
 use crate::error::{RuntimeError, io_err};
 use crate::monitor::ExitRecord;
 use crate::monitor::files;
+use crate::process::ProcessId;
+
+/// The live monitor of the container in `state_dir`, if one runs: the process recorded in
+/// its pid file, checked by pid and start time.
+pub fn monitor_process(state_dir: &Path) -> Option<ProcessId> {
+    let text = std::fs::read_to_string(state_dir.join(files::PID_FILE)).ok()?;
+    let recorded: ProcessId = text.parse().ok()?;
+    recorded.is_alive().then_some(recorded)
+}
 
 /// Pid of the live monitor of the container in `state_dir`, if one runs.
 pub fn monitor_pid(state_dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(state_dir.join(files::PID_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    process_running(pid).then_some(pid)
+    monitor_process(state_dir).map(|p| p.pid)
 }
 
-/// Whether `pid` exists and is not a zombie.
+/// Whether `pid` exists and has not ended (a zombie has). For a recorded process, whose
+/// pid may have been reused, use [`ProcessId::is_alive`].
 pub fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, after)| !after.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// Waits up to `timeout` for `pid` to end (a zombie counts as ended); false if it still runs.
-pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while process_running(pid) {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    true
+    crate::process::pid_running(pid)
 }
 
 /// Waits until the exit record appears; `None` after `timeout` (or never with `None`).

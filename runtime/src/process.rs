@@ -74,6 +74,21 @@ impl ProcessId {
         unsafe { libc::kill(self.pid, signal) == 0 }
     }
 
+    /// A pidfd for the recorded process, readable once it exits; `None` when it is gone.
+    /// The descriptor refers to one process for good, so identity is checked once it is
+    /// open: a pid reused before the open is caught by the start time.
+    pub fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the descriptor was just returned to us and is owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        self.is_alive().then_some(fd)
+    }
+
     /// Waits up to `timeout` for the process to end; false if it still runs.
     pub fn wait_gone(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;

@@ -252,7 +252,9 @@ impl Backend for Embedded {
             // the cgroup would stay behind. Killed and gone first, only the removal is left.
             if let Some(pid) = c.pid() {
                 let _ = c.kill(nix::sys::signal::Signal::SIGKILL, true);
-                crate::monitor_client::wait_gone(pid.as_raw(), std::time::Duration::from_secs(10));
+                if let Some(init) = crate::process::ProcessId::of(pid.as_raw()) {
+                    init.wait_gone(std::time::Duration::from_secs(10));
+                }
                 c = self.load(id)?;
             }
         }

@@ -13,6 +13,7 @@ pub mod cri_log;
 pub mod exit_record;
 pub mod files;
 mod oom;
+mod own_log;
 pub mod protocol;
 mod run;
 
@@ -64,7 +65,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match run::run(parsed) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("monitor: {e}");
+            own_log::error(&e.to_string());
             1
         }
     }

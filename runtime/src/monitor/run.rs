@@ -116,6 +116,10 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     }
     let mut made = Made::default();
     let created = create(&a, backend.as_ref(), &mut made);
+    // A failed creation is reported to the launcher; from here on no one else hears.
+    if created.is_ok() {
+        super::own_log::open(&a.state_dir);
+    }
     // What a failed creation made is removed before the launcher hears of it.
     if created.is_err() {
         if made.pid_file {
@@ -151,13 +155,6 @@ struct Made {
     dir: bool,
     pid_file: bool,
     log: bool,
-}
-
-fn pid_alive(pid_file: &Path) -> bool {
-    std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .is_some_and(|pid| pid > 0 && Path::new(&format!("/proc/{pid}")).exists())
 }
 
 fn create(
@@ -206,10 +203,16 @@ fn create(
         made.dir = true;
     }
     let pid_file = dir.join(files::PID_FILE);
-    if dir.join(files::EXIT_FILE).exists() || pid_alive(&pid_file) {
+    if dir.join(files::EXIT_FILE).exists() || crate::monitor_client::monitor_process(dir).is_some()
+    {
         return Err(BackendError::AlreadyExists { id: id.to_string() }.into());
     }
-    std::fs::write(&pid_file, std::process::id().to_string()).map_err(io("pid file", &pid_file))?;
+    // With its start time, so that a later reader never takes a process that got the
+    // same pid after this monitor left for it.
+    let me = crate::process::ProcessId::current()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| std::process::id().to_string());
+    std::fs::write(&pid_file, me).map_err(io("pid file", &pid_file))?;
     made.pid_file = true;
     made.log = a.log_path.as_ref().is_some_and(|l| !l.exists());
     let log = CriLog::open(a.log_path.as_deref()).map_err(|source| MonitorError::Log {
@@ -318,7 +321,10 @@ struct Io {
 
 impl Handler for Io {
     fn reopen_log(&mut self) -> Result<(), String> {
-        self.log.reopen().map_err(|e| e.to_string())
+        self.log.reopen().map_err(|e| {
+            super::own_log::error(&format!("reopening the CRI log: {e}"));
+            e.to_string()
+        })
     }
 
     fn resize(&mut self, rows: u16, cols: u16) -> Result<(), String> {
@@ -409,6 +415,7 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
     let mut exit = reap(pid);
     let mut exited_at: Option<Instant> = exit.map(|_| Instant::now());
     let mut buf = vec![0u8; 32 * 1024];
+    let mut log_failing = false;
 
     loop {
         if let Some(t) = exited_at
@@ -498,7 +505,15 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
                         break;
                     }
                     Ok(n) => {
-                        let _ = io.log.write(*stream, &buf[..n]);
+                        // One line per run of failures: a full disk fails every write.
+                        match io.log.write(*stream, &buf[..n]) {
+                            Ok(_) => log_failing = false,
+                            Err(e) if !log_failing => {
+                                log_failing = true;
+                                super::own_log::error(&format!("container {id}: CRI log: {e}"));
+                            }
+                            Err(_) => {}
+                        }
                         let kind = match stream {
                             Stream::Stdout => protocol::STDOUT,
                             Stream::Stderr => protocol::STDERR,
