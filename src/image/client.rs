@@ -290,10 +290,13 @@ impl RepoClient {
         let mut uri: Uri = format!("{}{path}", self.base)
             .parse()
             .map_err(|e: http::uri::InvalidUri| self.protocol(what, e.to_string()))?;
-        let origin = uri.authority().cloned();
+        let origin = uri.clone();
+        let same_repo = format!("/v2/{}/", self.repository);
+        let is_manifest = path.starts_with(&format!("{same_repo}manifests/"));
         let mut authenticated = false;
         for _ in 0..6 {
-            let auth = if uri.authority() == origin.as_ref() {
+            // Credentials go only where they were given for, and never in clear text.
+            let auth = if same_origin(&uri, &origin) {
                 self.authorization.read().await.clone()
             } else {
                 None
@@ -317,8 +320,12 @@ impl RepoClient {
                     .get(header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| self.protocol(what, "redirect without a location"))?;
-                uri = resolve_location(&uri, location)
+                let next = resolve_location(&uri, location)
                     .ok_or_else(|| self.protocol(what, format!("bad redirect {location:?}")))?;
+                check_redirect(&origin, &same_repo, is_manifest, &next).map_err(|why| {
+                    self.protocol(what, format!("redirect to {location:?} refused: {why}"))
+                })?;
+                uri = next;
                 continue;
             }
             return match status {
@@ -500,6 +507,33 @@ fn encode(s: &str) -> String {
     out
 }
 
+fn same_origin(a: &Uri, b: &Uri) -> bool {
+    a.scheme() == b.scheme() && a.authority() == b.authority()
+}
+
+/// Blobs are often served from another host (a CDN); a manifest is not, and neither
+/// ever comes from another repository of the same registry or over a weaker scheme.
+fn check_redirect(
+    origin: &Uri,
+    repo_prefix: &str,
+    is_manifest: bool,
+    next: &Uri,
+) -> Result<(), &'static str> {
+    if origin.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
+        return Err("it leaves https");
+    }
+    if origin.authority() == next.authority() {
+        if !next.path().starts_with(repo_prefix) || next.path().contains("/../") {
+            return Err("it leads to another repository");
+        }
+        return Ok(());
+    }
+    if is_manifest {
+        return Err("a manifest comes from the registry itself");
+    }
+    Ok(())
+}
+
 fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
     if location.starts_with("http://") || location.starts_with("https://") {
         return location.parse().ok();
@@ -562,6 +596,50 @@ mod tests {
         let (scheme, params) = parse_challenge(r#"Basic realm="criox-test""#);
         assert_eq!(scheme, "Basic");
         assert_eq!(params[0].1, "criox-test");
+    }
+
+    #[test]
+    fn redirects_keep_the_repository_the_host_and_the_scheme() {
+        let origin: Uri = "https://reg.io/v2/team/app/manifests/1".parse().unwrap();
+        let check = |next: &str, manifest: bool| {
+            check_redirect(&origin, "/v2/team/app/", manifest, &next.parse().unwrap())
+        };
+        assert_eq!(
+            check("https://reg.io/v2/team/app/manifests/2", true),
+            Ok(())
+        );
+        assert_eq!(check("https://cdn.example/blob?sig=1", false), Ok(()));
+        assert_eq!(
+            check("https://reg.io/v2/evil/app/manifests/1", true),
+            Err("it leads to another repository")
+        );
+        assert_eq!(
+            check("https://reg.io/v2/_catalog", false),
+            Err("it leads to another repository")
+        );
+        assert_eq!(
+            check("https://reg.io/v2/team/app/../../evil/blobs/x", false),
+            Err("it leads to another repository")
+        );
+        assert_eq!(
+            check("https://other.io/v2/team/app/manifests/1", true),
+            Err("a manifest comes from the registry itself")
+        );
+        assert_eq!(
+            check("http://reg.io/v2/team/app/blobs/x", false),
+            Err("it leaves https")
+        );
+        assert_eq!(
+            check("http://cdn.example/blob", false),
+            Err("it leaves https")
+        );
+        let plain: Uri = "http://127.0.0.1:5000/v2/a/blobs/x".parse().unwrap();
+        assert!(!same_origin(&plain, &origin));
+        let downgraded: Uri = "http://reg.io/v2/team/app/manifests/1".parse().unwrap();
+        assert!(
+            !same_origin(&downgraded, &origin),
+            "credentials would go over http"
+        );
     }
 
     #[test]

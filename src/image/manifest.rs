@@ -46,6 +46,25 @@ pub enum ManifestError {
     NoPlatform { platform: String, available: String },
     #[error("the config lists {diff_ids} layers but the manifest has {layers}")]
     LayerCount { diff_ids: usize, layers: usize },
+    #[error("the manifest has {count} layers, more than the {MAX_LAYERS} allowed")]
+    TooManyLayers { count: usize },
+    #[error("{what} digest {digest:?} is not sha256:<64 lowercase hex digits>")]
+    BadDigest { what: &'static str, digest: String },
+}
+
+/// containerd's limit too; overlayfs could stack no more than about 500 anyway.
+pub const MAX_LAYERS: usize = 128;
+
+/// A digest becomes part of request paths and file names: only the exact form passes.
+fn check_digest(what: &'static str, digest: &str) -> Result<(), ManifestError> {
+    if super::reference::is_digest(digest) {
+        Ok(())
+    } else {
+        Err(ManifestError::BadDigest {
+            what,
+            digest: digest.to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,6 +167,9 @@ pub fn parse(body: &[u8], header_type: &str) -> Result<Fetched, ManifestError> {
                     what: "index",
                     source,
                 })?;
+            for entry in &index.manifests {
+                check_digest("index entry", &entry.digest)?;
+            }
             Ok(Fetched::Index(index.manifests))
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
@@ -156,6 +178,15 @@ pub fn parse(body: &[u8], header_type: &str) -> Result<Fetched, ManifestError> {
                     what: "manifest",
                     source,
                 })?;
+            if manifest.layers.len() > MAX_LAYERS {
+                return Err(ManifestError::TooManyLayers {
+                    count: manifest.layers.len(),
+                });
+            }
+            check_digest("config", &manifest.config.digest)?;
+            for layer in &manifest.layers {
+                check_digest("layer", &layer.digest)?;
+            }
             if !manifest.config.media_type.is_empty()
                 && !CONFIG_TYPES.contains(&manifest.config.media_type.as_str())
             {
@@ -327,10 +358,53 @@ mod tests {
 
     #[test]
     fn unknown_layer_media_types_are_refused() {
-        let m = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:a","size":1},
-            "layers":[{"mediaType":"application/x-unknown","digest":"sha256:b","size":1}]}"#;
+        let m = manifest_json(&[("application/x-unknown", &digest('b'))]);
         let e = parse(m.as_bytes(), OCI_MANIFEST).err().unwrap().to_string();
         assert!(e.contains("application/x-unknown"), "{e}");
         assert!(parse(br#"{"mediaType":"text/plain"}"#, "").is_err());
+    }
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn manifest_json(layers: &[(&str, &str)]) -> String {
+        let layers: Vec<String> = layers
+            .iter()
+            .map(|(t, d)| format!(r#"{{"mediaType":"{t}","digest":"{d}","size":1}}"#))
+            .collect();
+        format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":1}},"layers":[{}]}}"#,
+            digest('a'),
+            layers.join(",")
+        )
+    }
+
+    const TAR_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+    #[test]
+    fn layer_count_is_capped() {
+        let d = digest('c');
+        let ok: Vec<(&str, &str)> = (0..MAX_LAYERS).map(|_| (TAR_GZ, d.as_str())).collect();
+        assert!(parse(manifest_json(&ok).as_bytes(), OCI_MANIFEST).is_ok());
+        let over: Vec<(&str, &str)> = (0..=MAX_LAYERS).map(|_| (TAR_GZ, d.as_str())).collect();
+        let e = parse(manifest_json(&over).as_bytes(), OCI_MANIFEST)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(e, "the manifest has 129 layers, more than the 128 allowed");
+    }
+
+    #[test]
+    fn digests_that_could_change_a_request_path_are_refused() {
+        for bad in ["sha256:../../../v2/_catalog", "sha256:AB", "md5:00", ""] {
+            let m = manifest_json(&[(TAR_GZ, bad)]);
+            let e = parse(m.as_bytes(), OCI_MANIFEST).err().unwrap().to_string();
+            assert!(e.starts_with("layer digest"), "{bad:?}: {e}");
+        }
+        let index = r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:x/../y","size":1}]}"#;
+        let e = parse(index.as_bytes(), "").err().unwrap().to_string();
+        assert!(e.starts_with("index entry digest"), "{e}");
     }
 }

@@ -320,7 +320,12 @@ impl ImageManager {
             let _gc = self.gc.read().await;
             for endpoint in &source.endpoints {
                 tracing::info!(image = %shown, registry = %endpoint.host, "pulling image");
-                let (credentials, reference, keys) = (&credentials, &source.reference, &keys);
+                // The request's credentials are for the image's own registry: a mirror or
+                // a rewritten location was never given them.
+                let own = credentials
+                    .clone()
+                    .filter(|_| source.reference.registry.as_deref() == Some(&*endpoint.host));
+                let (credentials, reference, keys) = (&own, &source.reference, &keys);
                 let pull = |insecure: bool| async move {
                     match RepoClient::new(
                         self.http.clone(),
@@ -357,11 +362,12 @@ impl ImageManager {
                     }
                     Err(e) => {
                         // The next mirror (or search registry) may have it: only a
-                        // missing image or an unreachable registry moves on.
+                        // missing image, an unreachable registry or one that wants
+                        // credentials it was not given moves on.
                         let next = matches!(
                             &e,
                             PullError::Client(c) if c.is_not_found()
-                                || matches!(c, ClientError::Connect { .. })
+                                || matches!(c, ClientError::Connect { .. } | ClientError::Unauthorized { .. })
                         );
                         tracing::warn!(image = %shown, registry = %endpoint.host, error = %e, "pull failed");
                         let err = ImageError::Pull {

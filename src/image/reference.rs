@@ -167,6 +167,10 @@ impl Reference {
         if reference.registry.as_deref() == Some(DOCKER_HUB) {
             reference.normalize_docker_hub();
         }
+        // Measured as normalized: Docker Hub's `library/` must not push it over.
+        if reference.name().len() > MAX_NAME {
+            return Err(fail("the name is longer than 255 characters"));
+        }
         Ok(reference)
     }
 
@@ -285,6 +289,12 @@ mod tests {
         }
         let long = format!("reg.io/{}", "a".repeat(250));
         assert!(Reference::parse(&long).is_err());
+        // Found by fuzzing: 255 characters as written, 263 once normalized.
+        let hub = format!("docker.io/{}", "a".repeat(245));
+        assert!(Reference::parse(&hub).is_err(), "{hub} accepted");
+        let hub_ok = format!("docker.io/library/{}", "a".repeat(237));
+        let r = Reference::parse(&hub_ok).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
         assert!(Reference::parse(&format!("x:{}", "t".repeat(129))).is_err());
     }
 

@@ -85,13 +85,28 @@ impl ContentStore {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let text = fs::read(&path).map_err(io_err(&path))?;
-            let record: ImageRecord =
-                serde_json::from_slice(&text).map_err(|source| StoreError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-            records.insert(record.id.clone(), record);
+            // One damaged record costs its image (pulled again on demand), never the
+            // daemon's start.
+            let record = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_slice::<ImageRecord>(&text).map_err(|e| e.to_string())
+                })
+                .and_then(|r| {
+                    if is_digest(&r.id) {
+                        Ok(r)
+                    } else {
+                        Err(format!("its id {:?} is not a digest", r.id))
+                    }
+                });
+            match record {
+                Ok(record) => {
+                    records.insert(record.id.clone(), record);
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "skipping unreadable image record");
+                }
+            }
         }
         let blobs = root.join("blobs/sha256");
         for entry in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
@@ -302,6 +317,27 @@ mod tests {
             chain_ids: vec![],
             pulled_at: 0,
         }
+    }
+
+    #[test]
+    fn a_corrupt_record_is_skipped_and_the_others_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        store.add(record('a', &["r/x:1"])).unwrap();
+        let records = dir.path().join("records");
+        fs::write(
+            records.join(format!("{}.json", "b".repeat(64))),
+            b"{\"id\": 7",
+        )
+        .unwrap();
+        fs::write(
+            records.join(format!("{}.json", "c".repeat(64))),
+            br#"{"id":"../x","repo_tags":[],"repo_digests":[],"manifest_digest":"","size":0,"chain_ids":[],"pulled_at":0}"#,
+        )
+        .unwrap();
+        let store = ContentStore::open(dir.path()).expect("a corrupt record stopped the store");
+        let ids: Vec<String> = store.list().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![record('a', &[]).id]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A container's root filesystem: the image's unpacked layers as overlay lower
 //! directories, with a writable upper directory of the container's own.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -24,6 +25,11 @@ pub enum RootfsError {
         "layer directory {0} contains a character overlayfs cannot take in a path (',' or ':')"
     )]
     BadLayerPath(PathBuf),
+    #[error("cannot open layer directory {path}: {source}")]
+    OpenLayer {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot mount the root filesystem at {target}: {source}")]
     Mount { target: PathBuf, source: nix::Error },
     #[error("cannot unmount the root filesystem at {target}: {source}")]
@@ -75,7 +81,21 @@ impl Rootfs {
                 source,
             },
         )?;
-        let data = self.options(layers)?;
+        // Long layer paths overflow the page the mount data must fit in: the same
+        // directories, opened here and named through their descriptors, take about 18
+        // bytes each, enough for the most layers an image may have.
+        let (data, _held) = match self.options(layers) {
+            Ok(data) => (data, Vec::new()),
+            Err(RootfsError::TooManyLayers { .. }) => {
+                let held = open_layers(layers)?;
+                let short: Vec<PathBuf> = held
+                    .iter()
+                    .map(|fd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+                    .collect();
+                (self.options(&short)?, held)
+            }
+            Err(e) => return Err(e),
+        };
         // A writable layer never outlives its container (a restarted container gets a new
         // one), so syncing it buys nothing: `volatile` spares the unmount's flush of the
         // upper directory and makes the container's own fsync calls cheap. Kernels before
@@ -150,6 +170,23 @@ impl Rootfs {
             }),
         }
     }
+}
+
+fn open_layers(layers: &[PathBuf]) -> Result<Vec<OwnedFd>, RootfsError> {
+    layers
+        .iter()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(path)
+                .map(OwnedFd::from)
+                .map_err(|source| RootfsError::OpenLayer {
+                    path: path.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// On the host the tree is only ever read by the daemon and the runtime: a setuid binary
@@ -259,6 +296,42 @@ mod tests {
         std::fs::write(rootfs.target.join("f"), "x").unwrap();
         rootfs.unmount().unwrap();
         assert!(rootfs.upper.join("f").exists());
+    }
+
+    #[test]
+    fn many_layers_with_long_paths_still_mount() {
+        // Paths as long as the daemon's: 128 of them are far more than a page.
+        let dir = tempfile::tempdir().unwrap();
+        let layers_dir = dir.path().join("layers");
+        let layers: Vec<PathBuf> = (0..128)
+            .map(|i| {
+                let layer = layers_dir.join(format!("{i:064}"));
+                std::fs::create_dir_all(&layer).unwrap();
+                std::fs::write(layer.join(format!("f{i}")), i.to_string()).unwrap();
+                layer
+            })
+            .collect();
+        let rootfs = Rootfs::new(&dir.path().join("ctr"));
+        assert!(matches!(
+            rootfs.options(&layers),
+            Err(RootfsError::TooManyLayers { .. })
+        ));
+        rootfs.mount(&layers).unwrap();
+        struct Unmount<'a>(&'a Rootfs);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.unmount();
+            }
+        }
+        let _guard = Unmount(&rootfs);
+        for i in [0, 64, 127] {
+            assert_eq!(
+                std::fs::read_to_string(rootfs.target.join(format!("f{i}"))).unwrap(),
+                i.to_string()
+            );
+        }
+        std::fs::write(rootfs.target.join("new"), "x").unwrap();
+        assert!(rootfs.upper.join("new").exists());
     }
 
     #[test]
