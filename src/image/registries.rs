@@ -109,12 +109,15 @@ impl RegistriesConf {
                 });
             }
         };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|source| RegistriesError::Parse {
-                path: path.display().to_string(),
-                source,
-            })
+        Self::parse(&text, &path.display().to_string()).map(Some)
+    }
+
+    /// One file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<RegistriesConf, RegistriesError> {
+        toml::from_str(text).map_err(|source| RegistriesError::Parse {
+            path: path.to_string(),
+            source,
+        })
     }
 
     /// A drop-in replaces the search list if it sets one, replaces registries with the

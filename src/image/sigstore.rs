@@ -10,55 +10,17 @@ use super::client::RepoClient;
 use super::fetch;
 use super::manifest::Descriptor;
 
+mod key;
+pub use key::{KeyError, PublicKey};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SigstoreError {
-    #[error("public key {path}: {detail}")]
-    Key { path: String, detail: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("no sigstore signature for {digest} in the registry")]
     Missing { digest: String },
     #[error("no signature for {digest} verifies with the policy's key ({detail})")]
     Invalid { digest: String, detail: String },
-}
-
-/// The SubjectPublicKeyInfo header of an uncompressed P-256 key; the 65-byte point follows.
-const P256_SPKI_PREFIX: &[u8] = &[
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-/// A P-256 public key from PEM (`BEGIN PUBLIC KEY`) text.
-#[derive(Debug, Clone)]
-pub struct PublicKey(Vec<u8>);
-
-impl PublicKey {
-    pub fn from_pem(pem: &str, path: &str) -> Result<PublicKey, SigstoreError> {
-        let fail = |detail: &str| SigstoreError::Key {
-            path: path.to_string(),
-            detail: detail.to_string(),
-        };
-        let body: String = pem
-            .lines()
-            .skip_while(|l| !l.starts_with("-----BEGIN PUBLIC KEY-----"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----END"))
-            .collect();
-        if body.is_empty() {
-            return Err(fail("no PEM public key"));
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .map_err(|_| fail("bad base64 in the PEM block"))?;
-        match der.strip_prefix(P256_SPKI_PREFIX) {
-            Some(point) if point.len() == 65 && point[0] == 4 => Ok(PublicKey(point.to_vec())),
-            _ => Err(fail("not an ECDSA P-256 public key")),
-        }
-    }
-
-    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &self.0)
-            .verify(message, signature)
-            .is_ok()
-    }
 }
 
 #[derive(Deserialize)]
@@ -172,6 +134,7 @@ pub async fn verify(
 
 #[cfg(test)]
 mod tests {
+    use super::key::P256_SPKI_PREFIX;
     use super::*;
 
     #[test]

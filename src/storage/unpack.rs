@@ -11,7 +11,10 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+// Spelled out: the fuzz crate compiles this file by path, where the default differs.
+#[path = "unpack/headers.rs"]
 mod headers;
+#[path = "unpack/sys.rs"]
 mod sys;
 
 use headers::Extended;
@@ -190,7 +193,16 @@ fn prepare_parents(dest: &Path, rel: &Path, shown: &str) -> Result<(), UnpackErr
                 ));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&current).map_err(|e| entry_error(shown, e))?;
+                // A parent the layer does not list gets the mode image tools give it,
+                // not the daemon's private umask: containers' non-root users walk it.
+                fs::create_dir(&current)
+                    .and_then(|()| {
+                        fs::set_permissions(
+                            &current,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                        )
+                    })
+                    .map_err(|e| entry_error(shown, e))?;
             }
             Err(e) => return Err(entry_error(shown, e)),
         }
@@ -374,4 +386,5 @@ fn unpack_entry<R: Read>(
 }
 
 #[cfg(test)]
+#[path = "unpack/tests.rs"]
 mod tests;
