@@ -172,10 +172,60 @@ fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<
     Ok(())
 }
 
+/// The child cgroup of the pod that its infra process runs in: the pod's own cgroup stays
+/// free of processes, so that controllers can be enabled for the containers below it.
+const INFRA_LEAF: &str = "infra";
+
+/// Makes the infra process's cgroup below the pod's in every hierarchy that can take it,
+/// and returns the `cgroup.procs` files to join. A v1 cpuset hierarchy is left out: a new
+/// cpuset cgroup has no CPUs to run on until someone assigns some.
+pub fn infra_procs(cgroup: &PodCgroup) -> Result<Vec<PathBuf>, CgroupError> {
+    let relative = cgroup.path.trim_start_matches('/');
+    let mut procs = Vec::new();
+    for hierarchy in hierarchies(detect()) {
+        let controllers = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if controllers.split(',').any(|c| c == "cpuset") {
+            continue;
+        }
+        let leaf = hierarchy.join(relative).join(INFRA_LEAF);
+        match std::fs::create_dir(&leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(CgroupError::Create { path: leaf, source }),
+        }
+        procs.push(leaf.join("cgroup.procs"));
+    }
+    Ok(procs)
+}
+
+/// Removes the infra cgroups, waiting briefly for an infra process that is still exiting.
+fn remove_infra(cgroup: &PodCgroup) -> Result<(), CgroupError> {
+    let relative = cgroup.path.trim_start_matches('/');
+    for hierarchy in hierarchies(detect()) {
+        let leaf = hierarchy.join(relative).join(INFRA_LEAF);
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir(&leaf) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(source) => return Err(CgroupError::Remove { path: leaf, source }),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes the directories this pod created, deepest first. Processes that are still
 /// exiting keep the pod's cgroup busy for a moment, so it is retried briefly; a parent
 /// this pod made that other pods' cgroups now live in is left to them.
 pub fn remove(cgroup: &PodCgroup) -> Result<(), CgroupError> {
+    if !cgroup.path.is_empty() {
+        remove_infra(cgroup)?;
+    }
     let own = Path::new(cgroup.path.trim_start_matches('/'));
     for dir in cgroup.created.iter().rev() {
         let shared_parent = !dir.ends_with(own);

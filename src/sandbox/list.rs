@@ -14,7 +14,7 @@ pub struct PodFilter {
 
 impl SandboxManager {
     pub async fn list(&self, filter: &PodFilter) -> Vec<Pod> {
-        let mut pods: Vec<Pod> = if filter.id.is_empty() {
+        let pods: Vec<Pod> = if filter.id.is_empty() {
             self.store.list()
         } else {
             match self.resolve(&filter.id) {
@@ -22,6 +22,7 @@ impl SandboxManager {
                 Err(_) => Vec::new(),
             }
         };
+        let mut pods: Vec<Pod> = pods.into_iter().map(|pod| self.refreshed(pod)).collect();
         pods.retain(|pod| {
             pod.phase == Phase::Created
                 && filter.state.is_none_or(|s| s == pod.state)

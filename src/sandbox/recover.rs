@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::namespaces;
 use super::teardown::{Depth, cleanup_dir};
 use super::{Phase, Pod, PodState, SandboxError, SandboxManager};
+use super::{namespaces, status};
 use crate::ids::Locks;
 use crate::network::NetworkManager;
 use crate::store::Store;
@@ -51,6 +51,7 @@ impl SandboxManager {
                     .network
                     .as_ref()
                     .is_some_and(|p| !namespaces::is_pinned(p))
+                || pod.state == PodState::Ready && status::infra_ended(&pod)
             {
                 manager
                     .store

@@ -148,12 +148,31 @@ impl SandboxManager {
         } else {
             pod.spec.cgroup_parent.clone()
         };
-        // Recorded before any directory is made, so a crash leaves a trail to clean.
-        pod.cgroup.path = parent.clone();
-        self.save(pod, false)?;
-        pod.cgroup = cgroup::create(&parent, pod.spec.limits.as_ref())
-            .map_err(|e| setup_err(e.to_string()))?;
-        self.save(pod, false)?;
+        let systemd = crate::cgroup_driver::is_systemd();
+        if systemd {
+            // systemd owns the tree: the pod's cgroup is its slice, started if nobody had.
+            let limits = pod
+                .spec
+                .limits
+                .as_ref()
+                .map(|l| (l.memory_limit, l.cpu_shares, l.cpu_quota, l.cpu_period));
+            pod.cgroup.path = crate::cgroup_driver::pod_slice(
+                &pod.paths.dir,
+                &pod.id,
+                &pod.spec.cgroup_parent,
+                limits,
+            )
+            .await
+            .map_err(&setup_err)?;
+            self.save(pod, false)?;
+        } else {
+            // Recorded before any directory is made, so a crash leaves a trail to clean.
+            pod.cgroup.path = parent.clone();
+            self.save(pod, false)?;
+            pod.cgroup = cgroup::create(&parent, pod.spec.limits.as_ref())
+                .map_err(|e| setup_err(e.to_string()))?;
+            self.save(pod, false)?;
+        }
 
         if pod.spec.pid_mode == NamespaceMode::Pod {
             let joins: Vec<(&str, PathBuf)> = [
@@ -165,16 +184,27 @@ impl SandboxManager {
             .filter_map(|(k, p)| p.map(|p| (k, p)))
             .collect();
             let pod_dir = pod.paths.dir.clone();
+            let cgroup = pod.cgroup.clone();
             let pid = tokio::task::spawn_blocking(move || {
                 let refs: Vec<(&str, &Path)> =
                     joins.iter().map(|(k, p)| (*k, p.as_path())).collect();
-                infra::spawn(&refs, &pod_dir)
+                let procs = if systemd {
+                    Vec::new()
+                } else {
+                    cgroup::infra_procs(&cgroup).map_err(|e| e.to_string())?
+                };
+                infra::spawn(&refs, &pod_dir, &procs).map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| setup_err(e.to_string()))?
-            .map_err(|e| setup_err(e.to_string()))?;
+            .map_err(&setup_err)?;
             pod.infra_pid = Some(pid);
             self.save(pod, false)?;
+            if systemd {
+                crate::cgroup_driver::pod_infra_scope(&pod.id, &pod.cgroup.path, pid as u32)
+                    .await
+                    .map_err(&setup_err)?;
+            }
             let pin = pod.paths.dir.join("ns/pid");
             namespaces::pin_pid_namespace(pid, &pin).map_err(&setup_err)?;
             pod.paths.pid_namespace = Some(pin);

@@ -1,6 +1,6 @@
 //! What a pod is now: its record, and the counts metrics report.
 
-use super::{Phase, Pod, PodState, SandboxError, SandboxManager};
+use super::{NamespaceMode, Phase, Pod, PodState, SandboxError, SandboxManager, infra};
 
 impl SandboxManager {
     /// A copy of the pod's record: paths, cgroup parent, IPs, state.
@@ -8,7 +8,21 @@ impl SandboxManager {
         let id = self.resolve(id_or_prefix)?;
         self.store
             .get(&id)
+            .map(|pod| self.refreshed(pod))
             .ok_or_else(|| SandboxError::NotFound(id_or_prefix.to_string()))
+    }
+
+    /// The pod as it is now: a ready pod whose infra process has ended is not ready any
+    /// more, as a pod whose pause process exits, and its record says so from then on.
+    pub(super) fn refreshed(&self, mut pod: Pod) -> Pod {
+        if pod.state == PodState::Ready && infra_ended(&pod) {
+            tracing::warn!(pod = %pod.id, "the pod's infra process ended; the pod is not ready");
+            pod.state = PodState::NotReady;
+            if let Err(e) = self.store.update(&pod.id, |p| p.state = PodState::NotReady) {
+                tracing::warn!(pod = %pod.id, "recording that the pod is not ready: {e}");
+            }
+        }
+        pod
     }
 
     /// How many made pods are ready and not ready, for metrics.
@@ -23,4 +37,12 @@ impl SandboxManager {
         }
         vec![("ready", ready), ("notready", not_ready)]
     }
+}
+
+/// True when the pod's shared PID namespace has lost its PID 1: the kernel has killed
+/// every process in it, and no container can join it any more.
+pub(super) fn infra_ended(pod: &Pod) -> bool {
+    pod.spec.pid_mode == NamespaceMode::Pod
+        && pod.phase == Phase::Created
+        && pod.infra_pid.is_some_and(|pid| !infra::is_running(pid))
 }
