@@ -6,39 +6,12 @@ use std::time::Duration;
 use criox_proto::v1::*;
 use tonic::Status;
 
+use super::grpc_errors::in_field;
 use super::{CriServer, unimplemented};
 use crate::container::image_volume::ImageVolume;
 use crate::container::manager::ContainerError;
 use crate::container::record::{ContainerRecord, Filter, State};
 use crate::store::StoreError;
-
-pub fn container_error(e: ContainerError) -> Status {
-    match &e {
-        ContainerError::Invalid { .. } | ContainerError::UnknownHandler(_) => {
-            Status::invalid_argument(e.to_string())
-        }
-        ContainerError::Spec(spec) if spec.is_invalid_argument() => {
-            Status::invalid_argument(e.to_string())
-        }
-        ContainerError::ImageVolume(volume) if volume.is_invalid_argument() => {
-            Status::invalid_argument(e.to_string())
-        }
-        ContainerError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
-        ContainerError::ExecTimeout { .. } => Status::deadline_exceeded(e.to_string()),
-        ContainerError::Store(StoreError::NotFound(..)) => Status::not_found(e.to_string()),
-        ContainerError::Store(StoreError::Ambiguous(..)) => Status::invalid_argument(e.to_string()),
-        ContainerError::Store(StoreError::NameTaken { .. }) => {
-            Status::already_exists(e.to_string())
-        }
-        ContainerError::Runtime(criox_runtime::RuntimeError::InvalidArgument { .. }) => {
-            Status::invalid_argument(e.to_string())
-        }
-        ContainerError::Runtime(criox_runtime::RuntimeError::NotFound { .. }) => {
-            Status::not_found(e.to_string())
-        }
-        _ => Status::internal(e.to_string()),
-    }
-}
 
 fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     if value.is_empty() {
@@ -65,11 +38,8 @@ pub async fn create_container(
     let pod = server.container_pod(pod_id).await?;
     let mut image = server.container_image(image_name)?;
     image.volumes = image_volumes(server, &config)?;
-    let container_id = server
-        .containers
-        .create(&pod, image, config)
-        .await
-        .map_err(container_error)?;
+    let container_id = server.containers.create(&pod, image, config).await?;
+    super::edge::record_container(&container_id);
     Ok(CreateContainerResponse { container_id })
 }
 
@@ -85,12 +55,9 @@ fn image_volumes(server: &CriServer, config: &ContainerConfig) -> Result<Vec<Ima
                 "mounts[{index}].readonly: an image volume is mounted read-only and must say so"
             )));
         }
-        let image = server.container_image(&spec.image).map_err(|status| {
-            Status::new(
-                status.code(),
-                format!("mounts[{index}].image: {}", status.message()),
-            )
-        })?;
+        let image = server
+            .container_image(&spec.image)
+            .map_err(|status| in_field(&format!("mounts[{index}].image"), status))?;
         volumes.push(ImageVolume {
             index,
             image_id: image.id,
@@ -105,7 +72,7 @@ pub async fn start_container(
     req: StartContainerRequest,
 ) -> Result<StartContainerResponse, Status> {
     let id = required("container_id", &req.container_id)?;
-    server.containers.start(id).await.map_err(container_error)?;
+    server.containers.start(id).await?;
     Ok(StartContainerResponse {})
 }
 
@@ -127,7 +94,7 @@ pub async fn stop_container(
         Ok(()) | Err(ContainerError::Store(StoreError::NotFound(..))) => {
             Ok(StopContainerResponse {})
         }
-        Err(e) => Err(container_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -136,11 +103,7 @@ pub async fn remove_container(
     req: RemoveContainerRequest,
 ) -> Result<RemoveContainerResponse, Status> {
     let id = required("container_id", &req.container_id)?;
-    server
-        .containers
-        .remove(id)
-        .await
-        .map_err(container_error)?;
+    server.containers.remove(id).await?;
     Ok(RemoveContainerResponse {})
 }
 
@@ -285,7 +248,7 @@ pub async fn container_status(
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Status> {
     let id = required("container_id", &req.container_id)?;
-    let record = server.containers.get(id).map_err(container_error)?;
+    let record = server.containers.get(id)?;
     let mut info = HashMap::new();
     if req.verbose {
         let spec = server.containers.spec(&record.id).ok();
@@ -312,11 +275,7 @@ pub async fn update_container_resources(
     let linux = req
         .linux
         .ok_or_else(|| Status::invalid_argument("linux is required"))?;
-    server
-        .containers
-        .update_cri_resources(id, &linux)
-        .await
-        .map_err(container_error)?;
+    server.containers.update_cri_resources(id, &linux).await?;
     Ok(UpdateContainerResourcesResponse {})
 }
 
@@ -325,11 +284,7 @@ pub async fn reopen_container_log(
     req: ReopenContainerLogRequest,
 ) -> Result<ReopenContainerLogResponse, Status> {
     let id = required("container_id", &req.container_id)?;
-    server
-        .containers
-        .reopen_log(id)
-        .await
-        .map_err(container_error)?;
+    server.containers.reopen_log(id).await?;
     Ok(ReopenContainerLogResponse {})
 }
 
@@ -345,11 +300,7 @@ pub async fn exec_sync(
         return Err(Status::invalid_argument("timeout must not be negative"));
     }
     let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
-    let output = server
-        .containers
-        .exec_sync(id, &req.cmd, timeout)
-        .await
-        .map_err(container_error)?;
+    let output = server.containers.exec_sync(id, &req.cmd, timeout).await?;
     Ok(ExecSyncResponse {
         stdout: output.stdout,
         stderr: output.stderr,

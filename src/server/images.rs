@@ -5,41 +5,12 @@ use std::collections::HashMap;
 use base64::Engine;
 use criox_proto::v1::image_service_server::ImageService;
 use criox_proto::v1::*;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::CriServer;
-use crate::image::client::ClientError;
-use crate::image::fetch::FetchError;
-use crate::image::fetch_error_is_integrity;
-use crate::image::{Credentials, ImageError, ImageRecord, PullError};
-
-/// Maps an image error to the gRPC code a client can act on; the message names the
-/// image and the cause.
-fn status(e: ImageError) -> Status {
-    let code = match &e {
-        ImageError::Reference(_) => Code::InvalidArgument,
-        ImageError::NotFound { .. } => Code::NotFound,
-        ImageError::InUse { .. } => Code::FailedPrecondition,
-        ImageError::Policy(_) | ImageError::Registries(_) => Code::FailedPrecondition,
-        ImageError::Timeout { .. } => Code::DeadlineExceeded,
-        ImageError::Pull { source, .. } => match source {
-            PullError::Client(ClientError::NotFound { .. }) => Code::NotFound,
-            PullError::Client(ClientError::Unauthorized { .. }) => Code::Unauthenticated,
-            PullError::Client(ClientError::Connect { .. }) => Code::Unavailable,
-            PullError::Manifest(_) | PullError::NestedIndex(_) | PullError::Signature(_) => {
-                Code::FailedPrecondition
-            }
-            PullError::ManifestDigest { .. } => Code::DataLoss,
-            PullError::Fetch(f) if fetch_error_is_integrity(f) => Code::DataLoss,
-            PullError::Fetch(FetchError::Unpack { source, .. }) if !source.is_io() => {
-                Code::FailedPrecondition
-            }
-            _ => Code::Internal,
-        },
-        _ => Code::Internal,
-    };
-    Status::new(code, e.to_string())
-}
+use super::edge::{self, Subject};
+use super::grpc_errors::task_failed;
+use crate::image::{Credentials, ImageError, ImageRecord};
 
 fn image_name(spec: Option<&ImageSpec>, field: &str) -> Result<String, Status> {
     match spec.map(|s| s.image.trim()) {
@@ -98,7 +69,7 @@ impl CriServer {
         &self,
         record: &ImageRecord,
     ) -> Result<(Image, Option<crate::image::ImageConfig>), Status> {
-        let config = self.images.config(record).map_err(status)?;
+        let config = self.images.config(record)?;
         let (uid, username) = user_of(&config.config.user);
         let image = Image {
             id: record.id.clone(),
@@ -123,121 +94,170 @@ impl ImageService for CriServer {
         &self,
         request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
-        let filter = request
-            .into_inner()
-            .filter
-            .and_then(|f| f.image)
-            .map(|s| s.image)
-            .filter(|s| !s.is_empty());
-        let records = match filter {
-            Some(name) => self.images.find(&name).into_iter().collect(),
-            None => self.images.list(),
-        };
-        let mut images = Vec::with_capacity(records.len());
-        for record in &records {
-            images.push(self.cri_image(record)?.0);
-        }
-        Ok(Response::new(ListImagesResponse { images }))
+        let span = edge::span("ListImages", Subject::Node);
+        edge::read(span, list_images(self, request.into_inner())).await
     }
 
     async fn image_status(
         &self,
         request: Request<ImageStatusRequest>,
     ) -> Result<Response<ImageStatusResponse>, Status> {
-        let request = request.into_inner();
-        let name = image_name(request.image.as_ref(), "image.image")?;
-        // CRI: an unknown image is not an error, just no image.
-        let Some(record) = self.images.find(&name) else {
-            return Ok(Response::new(ImageStatusResponse::default()));
-        };
-        let (image, config) = self.cri_image(&record)?;
-        let mut info = HashMap::new();
-        if request.verbose {
-            let detail = serde_json::json!({
-                "id": record.id,
-                "manifestDigest": record.manifest_digest,
-                "chainIDs": record.chain_ids,
-                "pulledAt": record.pulled_at,
-                "imageSpec": config,
-            });
-            info.insert("info".to_string(), detail.to_string());
-        }
-        Ok(Response::new(ImageStatusResponse {
-            image: Some(image),
-            info,
-        }))
+        let req = request.into_inner();
+        let span = edge::span("ImageStatus", Subject::Image(image_of(req.image.as_ref())));
+        edge::read(span, image_status(self, req)).await
     }
 
     async fn pull_image(
         &self,
         request: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        let request = request.into_inner();
-        let name = image_name(request.image.as_ref(), "image.image")?;
-        let credentials = credentials(request.auth.as_ref())?;
-        let pulled = self.images.pull(&name, credentials).await;
-        match &pulled {
-            Ok(record) => self.metrics.image_pulled(true, record.size),
-            Err(_) => self.metrics.image_pulled(false, 0),
-        }
-        let record = pulled.map_err(status)?;
-        Ok(Response::new(PullImageResponse {
-            image_ref: record.id,
-        }))
+        let req = request.into_inner();
+        let span = edge::span("PullImage", Subject::Image(image_of(req.image.as_ref())));
+        let server = self.clone();
+        edge::change(span, async move { pull_image(&server, req).await }).await
     }
 
     async fn remove_image(
         &self,
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        let name = image_name(request.into_inner().image.as_ref(), "image.image")?;
-        let containers = self
-            .containers
-            .list(&crate::container::record::Filter::default());
-        let user_of = |id: &str| {
-            containers
-                .iter()
-                .find(|c| c.image_id == id)
-                .map(|c| c.id.clone())
-        };
-        match self.images.remove(&name, user_of).await {
-            // CRI: removing an image that is not there succeeds.
-            Ok(_) | Err(ImageError::NotFound { .. }) => Ok(Response::new(RemoveImageResponse {})),
-            Err(e) => Err(status(e)),
-        }
+        let req = request.into_inner();
+        let span = edge::span("RemoveImage", Subject::Image(image_of(req.image.as_ref())));
+        let server = self.clone();
+        edge::change(span, async move { remove_image(&server, req).await }).await
     }
 
     async fn image_fs_info(
         &self,
-        _request: Request<ImageFsInfoRequest>,
+        request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        let images = self.images.clone();
-        let (usage, mountpoint) = tokio::task::spawn_blocking(move || images.usage())
-            .await
-            .map_err(|e| Status::internal(format!("measuring the image store: {e}")))?;
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        let fs = FilesystemUsage {
-            timestamp,
-            fs_id: Some(FilesystemIdentifier {
-                mountpoint: mountpoint.display().to_string(),
-            }),
-            used_bytes: Some(UInt64Value { value: usage.bytes }),
-            inodes_used: Some(UInt64Value {
-                value: usage.inodes,
-            }),
-        };
-        Ok(Response::new(ImageFsInfoResponse {
-            image_filesystems: vec![fs],
-            container_filesystems: vec![],
-        }))
+        let span = edge::span("ImageFsInfo", Subject::Node);
+        edge::read(span, image_fs_info(self, request.into_inner())).await
     }
+}
+
+/// The image a request names, for its span.
+fn image_of(spec: Option<&ImageSpec>) -> &str {
+    spec.map(|s| s.image.as_str()).unwrap_or_default()
+}
+
+pub async fn list_images(
+    server: &CriServer,
+    request: ListImagesRequest,
+) -> Result<ListImagesResponse, Status> {
+    let filter = request
+        .filter
+        .and_then(|f| f.image)
+        .map(|s| s.image)
+        .filter(|s| !s.is_empty());
+    let records = match filter {
+        Some(name) => server.images.find(&name).into_iter().collect(),
+        None => server.images.list(),
+    };
+    let mut images = Vec::with_capacity(records.len());
+    for record in &records {
+        images.push(server.cri_image(record)?.0);
+    }
+    Ok(ListImagesResponse { images })
+}
+
+pub async fn image_status(
+    server: &CriServer,
+    request: ImageStatusRequest,
+) -> Result<ImageStatusResponse, Status> {
+    let name = image_name(request.image.as_ref(), "image.image")?;
+    // CRI: an unknown image is not an error, just no image.
+    let Some(record) = server.images.find(&name) else {
+        return Ok(ImageStatusResponse::default());
+    };
+    let (image, config) = server.cri_image(&record)?;
+    let mut info = HashMap::new();
+    if request.verbose {
+        let detail = serde_json::json!({
+            "id": record.id,
+            "manifestDigest": record.manifest_digest,
+            "chainIDs": record.chain_ids,
+            "pulledAt": record.pulled_at,
+            "imageSpec": config,
+        });
+        info.insert("info".to_string(), detail.to_string());
+    }
+    Ok(ImageStatusResponse {
+        image: Some(image),
+        info,
+    })
+}
+
+pub async fn pull_image(
+    server: &CriServer,
+    request: PullImageRequest,
+) -> Result<PullImageResponse, Status> {
+    let name = image_name(request.image.as_ref(), "image.image")?;
+    let credentials = credentials(request.auth.as_ref())?;
+    let pulled = server.images.pull(&name, credentials).await;
+    match &pulled {
+        Ok(record) => server.metrics.image_pulled(true, record.size),
+        Err(_) => server.metrics.image_pulled(false, 0),
+    }
+    let record = pulled?;
+    Ok(PullImageResponse {
+        image_ref: record.id,
+    })
+}
+
+pub async fn remove_image(
+    server: &CriServer,
+    request: RemoveImageRequest,
+) -> Result<RemoveImageResponse, Status> {
+    let name = image_name(request.image.as_ref(), "image.image")?;
+    let containers = server
+        .containers
+        .list(&crate::container::record::Filter::default());
+    let user_of = |id: &str| {
+        containers
+            .iter()
+            .find(|c| c.image_id == id)
+            .map(|c| c.id.clone())
+    };
+    match server.images.remove(&name, user_of).await {
+        // CRI: removing an image that is not there succeeds.
+        Ok(_) | Err(ImageError::NotFound { .. }) => Ok(RemoveImageResponse {}),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn image_fs_info(
+    server: &CriServer,
+    _request: ImageFsInfoRequest,
+) -> Result<ImageFsInfoResponse, Status> {
+    let images = server.images.clone();
+    let (usage, mountpoint) = tokio::task::spawn_blocking(move || images.usage())
+        .await
+        .map_err(|e| task_failed("measuring the image store", e))?;
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let fs = FilesystemUsage {
+        timestamp,
+        fs_id: Some(FilesystemIdentifier {
+            mountpoint: mountpoint.display().to_string(),
+        }),
+        used_bytes: Some(UInt64Value { value: usage.bytes }),
+        inodes_used: Some(UInt64Value {
+            value: usage.inodes,
+        }),
+    };
+    Ok(ImageFsInfoResponse {
+        image_filesystems: vec![fs],
+        container_filesystems: vec![],
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]

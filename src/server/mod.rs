@@ -1,14 +1,19 @@
-//! The CRI gRPC services. Handlers here are thin: they validate, call a manager, and map
-//! the manager's errors to gRPC codes. Each CRI area has its own file of handler
+//! The CRI gRPC services. Handlers here are thin: they validate, call a manager, and hand
+//! back its errors, which `grpc_errors` maps to gRPC codes. Every RPC passes `edge` (its
+//! span; its own task when it changes state). Each CRI area has its own file of handler
 //! functions; `runtime.rs` and `images.rs` hold the tonic trait impls that route to them.
 
 mod containers;
 pub mod deadline;
+mod edge;
+mod events;
+mod grpc_errors;
 mod images;
 mod pod_metrics;
 mod pods;
 mod relay;
 mod runtime;
+mod runtime_config;
 mod stats;
 mod status;
 mod streaming;
@@ -43,16 +48,42 @@ pub struct CriServer {
     network: Arc<NetworkManager>,
 }
 
+/// Why the services cannot start. Boxed: the daemon's own error carries it, and the
+/// managers' errors are large.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("image service: {0}")]
-    Images(#[from] crate::image::ImageError),
+    Images(Box<crate::image::ImageError>),
     #[error(transparent)]
-    Streaming(#[from] crate::streaming::StreamingError),
+    Streaming(Box<crate::streaming::StreamingError>),
     #[error("cannot open the container store: {0}")]
-    Containers(#[from] ContainerError),
+    Containers(Box<ContainerError>),
     #[error("cannot open the pod sandboxes: {0}")]
-    Pods(#[from] crate::sandbox::SandboxError),
+    Pods(Box<crate::sandbox::SandboxError>),
+}
+
+impl From<crate::image::ImageError> for StartError {
+    fn from(e: crate::image::ImageError) -> Self {
+        StartError::Images(Box::new(e))
+    }
+}
+
+impl From<crate::streaming::StreamingError> for StartError {
+    fn from(e: crate::streaming::StreamingError) -> Self {
+        StartError::Streaming(Box::new(e))
+    }
+}
+
+impl From<ContainerError> for StartError {
+    fn from(e: ContainerError) -> Self {
+        StartError::Containers(Box::new(e))
+    }
+}
+
+impl From<crate::sandbox::SandboxError> for StartError {
+    fn from(e: crate::sandbox::SandboxError) -> Self {
+        StartError::Pods(Box::new(e))
+    }
 }
 
 impl CriServer {
@@ -110,7 +141,7 @@ impl CriServer {
 
     /// What the pod contributes to a new container; the pod must be ready.
     async fn container_pod(&self, pod_id: &str) -> Result<ContainerPod, Status> {
-        let pod = self.pods.get(pod_id).await.map_err(pods::status_of)?;
+        let pod = self.pods.get(pod_id).await?;
         if pod.state != PodState::Ready {
             return Err(Status::failed_precondition(format!(
                 "pod sandbox {} is not ready",
@@ -127,10 +158,7 @@ impl CriServer {
 
     /// The image a new container is made from: its config and unpacked layers.
     fn container_image(&self, image: &str) -> Result<ContainerImage, Status> {
-        let rootfs = self.images.rootfs(image).map_err(|e| match e {
-            crate::image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
-            other => Status::internal(other.to_string()),
-        })?;
+        let rootfs = self.images.rootfs(image)?;
         let record = self
             .images
             .find(image)

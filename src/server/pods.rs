@@ -10,7 +10,6 @@ use crate::container::spec::PodSpecContext;
 use crate::network::{Dns, PortMapping as PodPort};
 use crate::sandbox::{
     self, Invalid, NamespaceMode as Mode, Pod, PodFilter, PodLimits, PodSpec, PodState,
-    SandboxError,
 };
 
 pub async fn run_pod_sandbox(
@@ -20,71 +19,42 @@ pub async fn run_pod_sandbox(
     let config = req
         .config
         .ok_or_else(|| Status::invalid_argument("config: a pod sandbox config is required"))?;
-    let spec = spec_from(config, req.runtime_handler)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let span = tracing::info_span!("RunPodSandbox", pod = %spec.full_name());
-    let id = tracing::Instrument::instrument(server.pods.run(spec), span.clone())
-        .await
-        .map_err(|e| {
-            span.in_scope(|| tracing::warn!("refused: {e}"));
-            status_of(e)
-        })?;
-    span.in_scope(|| tracing::info!(id = %id, "pod sandbox ready"));
+    let spec = spec_from(config, req.runtime_handler)?;
+    let id = server.pods.run(spec).await?;
+    super::edge::record_pod(&id);
+    tracing::info!("pod sandbox ready");
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
 
-#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn stop_pod_sandbox(
     server: &CriServer,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
     // Stopping is idempotent: an unknown pod has nothing left to stop.
     if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
-        server
-            .containers
-            .stop_pod_containers(&pod.id)
-            .await
-            .map_err(super::containers::container_error)?;
+        server.containers.stop_pod_containers(&pod.id).await?;
     }
-    server
-        .pods
-        .stop(&req.pod_sandbox_id)
-        .await
-        .map_err(status_of)?;
+    server.pods.stop(&req.pod_sandbox_id).await?;
     Ok(StopPodSandboxResponse {})
 }
 
-#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn remove_pod_sandbox(
     server: &CriServer,
     req: RemovePodSandboxRequest,
 ) -> Result<RemovePodSandboxResponse, Status> {
     if let Ok(pod) = server.pods.get(&req.pod_sandbox_id).await {
         server.cpu_rate.forget(&pod.id);
-        server
-            .containers
-            .remove_pod_containers(&pod.id)
-            .await
-            .map_err(super::containers::container_error)?;
+        server.containers.remove_pod_containers(&pod.id).await?;
     }
-    server
-        .pods
-        .remove(&req.pod_sandbox_id)
-        .await
-        .map_err(status_of)?;
+    server.pods.remove(&req.pod_sandbox_id).await?;
     Ok(RemovePodSandboxResponse {})
 }
 
-#[tracing::instrument(skip_all, fields(pod = %req.pod_sandbox_id))]
 pub async fn pod_sandbox_status(
     server: &CriServer,
     req: PodSandboxStatusRequest,
 ) -> Result<PodSandboxStatusResponse, Status> {
-    let pod = server
-        .pods
-        .get(&req.pod_sandbox_id)
-        .await
-        .map_err(status_of)?;
+    let pod = server.pods.get(&req.pod_sandbox_id).await?;
     let mut info = HashMap::new();
     if req.verbose {
         let check = server.pods.check_network(&pod).await;
@@ -172,17 +142,6 @@ pub async fn list_pod_sandbox(
         })
         .collect();
     Ok(ListPodSandboxResponse { items })
-}
-
-pub fn status_of(e: SandboxError) -> Status {
-    let message = e.to_string();
-    match e {
-        SandboxError::Invalid(_) => Status::invalid_argument(message),
-        SandboxError::NameTaken { .. } => Status::already_exists(message),
-        SandboxError::NotFound(_) => Status::not_found(message),
-        SandboxError::Ambiguous(_) => Status::invalid_argument(message),
-        _ => Status::internal(message),
-    }
 }
 
 fn invalid(field: &str, message: String) -> Invalid {

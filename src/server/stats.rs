@@ -1,17 +1,13 @@
-//! Statistics, metrics and container events.
+//! Statistics and metrics of containers and pods.
 
 use std::path::Path;
 use std::time::Instant;
 
 use criox_proto::v1::*;
-use tokio::sync::broadcast::error::RecvError;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::CriServer;
-use super::containers::{container_error, to_status};
-use super::runtime::ContainerEventStream;
-use crate::container::events::{ContainerEvent, EventKind};
+use super::grpc_errors::task_failed;
 use crate::container::manager::now_ns;
 use crate::container::record::{ContainerRecord, Filter, State};
 use crate::sandbox::{Pod, PodFilter, PodState};
@@ -100,14 +96,11 @@ pub async fn container_stats(
     server: &CriServer,
     req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
-    let record = server
-        .containers
-        .get(&req.container_id)
-        .map_err(container_error)?;
+    let record = server.containers.get(&req.container_id)?;
     let server = server.clone();
     let stats = tokio::task::spawn_blocking(move || container_stats_of(&server, &record))
         .await
-        .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+        .map_err(|e| task_failed("statistics", e))?;
     Ok(ContainerStatsResponse { stats: Some(stats) })
 }
 
@@ -138,7 +131,7 @@ pub async fn list_container_stats(
             .collect()
     })
     .await
-    .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    .map_err(|e| task_failed("statistics", e))?;
     Ok(ListContainerStatsResponse { stats })
 }
 
@@ -212,16 +205,12 @@ pub async fn pod_sandbox_stats(
     server: &CriServer,
     req: PodSandboxStatsRequest,
 ) -> Result<PodSandboxStatsResponse, Status> {
-    let pod = server
-        .pods
-        .get(&req.pod_sandbox_id)
-        .await
-        .map_err(super::pods::status_of)?;
+    let pod = server.pods.get(&req.pod_sandbox_id).await?;
     let containers = server.containers.list(&Filter::default());
     let server = server.clone();
     let stats = tokio::task::spawn_blocking(move || pod_stats_of(&server, &pod, &containers))
         .await
-        .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+        .map_err(|e| task_failed("statistics", e))?;
     Ok(PodSandboxStatsResponse { stats: Some(stats) })
 }
 
@@ -246,61 +235,8 @@ pub async fn list_pod_sandbox_stats(
             .collect()
     })
     .await
-    .map_err(|e| Status::internal(format!("statistics task failed: {e}")))?;
+    .map_err(|e| task_failed("statistics", e))?;
     Ok(ListPodSandboxStatsResponse { stats })
-}
-
-pub async fn get_container_events(
-    server: &CriServer,
-    _req: GetEventsRequest,
-) -> Result<ContainerEventStream, Status> {
-    let server = server.clone();
-    let mut events = server.containers.events().subscribe();
-    // A task per subscriber turns events into responses; it ends when the subscriber
-    // goes away (the send fails) or the daemon stops (the channel closes).
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "a container event subscriber fell behind");
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            let response = event_response(&server, &event).await;
-            if tx.send(Ok(response)).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Box::pin(ReceiverStream::new(rx)))
-}
-
-async fn event_response(server: &CriServer, event: &ContainerEvent) -> ContainerEventResponse {
-    let kind = match event.kind {
-        EventKind::Created => ContainerEventType::ContainerCreatedEvent,
-        EventKind::Started => ContainerEventType::ContainerStartedEvent,
-        EventKind::Stopped => ContainerEventType::ContainerStoppedEvent,
-        EventKind::Deleted => ContainerEventType::ContainerDeletedEvent,
-    };
-    let pod_filter = Filter {
-        pod_id: Some(event.pod_id.clone()),
-        ..Default::default()
-    };
-    ContainerEventResponse {
-        container_id: event.container_id.clone(),
-        container_event_type: kind as i32,
-        created_at: event.at_ns,
-        pod_sandbox_status: server.pod_status_for_event(&event.pod_id).await,
-        containers_statuses: server
-            .containers
-            .list(&pod_filter)
-            .iter()
-            .map(to_status)
-            .collect(),
-    }
 }
 
 pub async fn list_metric_descriptors(
@@ -333,6 +269,6 @@ pub async fn list_pod_sandbox_metrics(
             .collect()
     })
     .await
-    .map_err(|e| Status::internal(format!("metrics task failed: {e}")))?;
+    .map_err(|e| task_failed("metrics", e))?;
     Ok(ListPodSandboxMetricsResponse { pod_metrics })
 }

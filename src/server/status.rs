@@ -1,19 +1,15 @@
-//! Version, Status, RuntimeConfig and UpdateRuntimeConfig: the runtime describing itself.
+//! Version and Status: the runtime describing itself and whether it can work.
 
 use std::collections::HashMap;
 
 use criox_proto::v1::{
-    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
-    StatusRequest, StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
-    VersionRequest, VersionResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse, VersionRequest, VersionResponse,
 };
 use tonic::Status;
 
 use super::CriServer;
-use crate::config::{CgroupManager, Config};
-use crate::network::PodCidrOutcome;
-use crate::network::template::parse_pod_cidrs;
+use crate::config::Config;
 
 pub const RUNTIME_NAME: &str = "criox";
 pub const RUNTIME_API_VERSION: &str = "v1";
@@ -38,6 +34,11 @@ pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResp
         let config_json = serde_json::to_string(config.as_ref())
             .map_err(|e| Status::internal(format!("cannot encode the configuration: {e}")))?;
         info.insert("config".to_string(), config_json);
+        // As the RuntimeConfig RPC's linux.cgroup_driver, for a client that reads only this.
+        info.insert(
+            "cgroupDriver".to_string(),
+            config.runtime.cgroup_manager.as_str().to_string(),
+        );
         let cidrs: Vec<String> = server
             .network
             .pod_cidrs()
@@ -74,61 +75,6 @@ fn runtime_handlers(server: &CriServer) -> Vec<RuntimeHandler> {
     std::iter::once(handler("", &runtime.default_handler))
         .chain(runtime.handlers.keys().map(|name| handler(name, name)))
         .collect()
-}
-
-pub async fn runtime_config(
-    server: &CriServer,
-    _req: RuntimeConfigRequest,
-) -> Result<RuntimeConfigResponse, Status> {
-    let cgroup_driver = match server.config.runtime.cgroup_manager {
-        CgroupManager::Systemd => CgroupDriver::Systemd,
-        CgroupManager::Cgroupfs => CgroupDriver::Cgroupfs,
-    };
-    Ok(RuntimeConfigResponse {
-        linux: Some(LinuxRuntimeConfiguration {
-            cgroup_driver: cgroup_driver as i32,
-        }),
-    })
-}
-
-/// The kubelet hands over the node's pod CIDR; see `network::pod_cidr` for what follows.
-pub async fn update_runtime_config(
-    server: &CriServer,
-    req: UpdateRuntimeConfigRequest,
-) -> Result<UpdateRuntimeConfigResponse, Status> {
-    let text = req
-        .runtime_config
-        .and_then(|c| c.network_config)
-        .map(|n| n.pod_cidr)
-        .unwrap_or_default();
-    if text.trim().is_empty() {
-        return Ok(UpdateRuntimeConfigResponse {});
-    }
-    let cidrs = parse_pod_cidrs(&text).map_err(|part| {
-        Status::invalid_argument(format!(
-            "runtime_config.network_config.pod_cidr: {part:?} is not a CIDR"
-        ))
-    })?;
-    let network = server.network.clone();
-    let outcome = tokio::task::spawn_blocking(move || network.set_pod_cidrs(cidrs))
-        .await
-        .map_err(|e| Status::internal(format!("pod CIDR task failed: {e}")))?
-        .map_err(|e| Status::failed_precondition(e.to_string()))?;
-    match outcome {
-        PodCidrOutcome::Remembered => {
-            tracing::info!(pod_cidr = %text, "pod CIDR received; no CNI configuration template is set")
-        }
-        PodCidrOutcome::AlreadyReady => tracing::info!(
-            pod_cidr = %text,
-            "pod CIDR received; a CNI configuration is already in place, the template is not used"
-        ),
-        PodCidrOutcome::Rendered(path) => tracing::info!(
-            pod_cidr = %text,
-            path = %path.display(),
-            "CNI configuration written from the template"
-        ),
-    }
-    Ok(UpdateRuntimeConfigResponse {})
 }
 
 fn condition(kind: &str, result: Result<(), (String, String)>) -> RuntimeCondition {

@@ -150,26 +150,6 @@ impl StreamingRuntime for DaemonContainers {
     }
 }
 
-fn to_status(e: StreamingError) -> Status {
-    match e {
-        StreamingError::Invalid(m) => Status::invalid_argument(m),
-        StreamingError::Runtime(RuntimeError::NotFound(id)) => {
-            Status::not_found(format!("container {id} not found"))
-        }
-        StreamingError::Runtime(RuntimeError::PodNotFound(id)) => {
-            Status::not_found(format!("pod sandbox {id} not found"))
-        }
-        StreamingError::Runtime(RuntimeError::NotRunning(id)) => {
-            Status::failed_precondition(format!("container {id} is not running"))
-        }
-        StreamingError::Runtime(RuntimeError::PodNotReady(id)) => {
-            Status::failed_precondition(format!("pod sandbox {id} is not ready"))
-        }
-        StreamingError::Cache(e) => Status::resource_exhausted(e.to_string()),
-        other => Status::internal(other.to_string()),
-    }
-}
-
 pub async fn exec(server: &CriServer, req: ExecRequest) -> Result<ExecResponse, Status> {
     let url = server
         .streaming
@@ -181,8 +161,7 @@ pub async fn exec(server: &CriServer, req: ExecRequest) -> Result<ExecResponse, 
             stderr: req.stderr,
             tty: req.tty,
         })
-        .await
-        .map_err(to_status)?;
+        .await?;
     Ok(ExecResponse { url })
 }
 
@@ -196,8 +175,7 @@ pub async fn attach(server: &CriServer, req: AttachRequest) -> Result<AttachResp
             stderr: req.stderr,
             tty: req.tty,
         })
-        .await
-        .map_err(to_status)?;
+        .await?;
     Ok(AttachResponse { url })
 }
 
@@ -222,7 +200,6 @@ pub async fn port_forward(
             pod_id: req.pod_sandbox_id,
             ports,
         })
-        .await
-        .map_err(to_status)?;
+        .await?;
     Ok(PortForwardResponse { url })
 }
