@@ -2,7 +2,7 @@
 //! busybox root filesystem from the test fixtures as the image's one layer. Pods here use
 //! the node's network, so no CNI is involved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuild
 use super::events::EventKind;
 use super::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
 use super::record::{Filter, State};
-use super::spec::{NodeFacts, PodNamespace, PodPid, PodSpecContext};
+use super::spec::tests as spec_tests;
+use super::spec::{NodeFacts, PodSpecContext};
 
 /// The criox binary beside this test binary (cargo builds it for the integration tests).
 fn criox_binary() -> PathBuf {
@@ -64,21 +65,11 @@ impl Setup {
             context: PodSpecContext {
                 id: format!("pod-{name}"),
                 name: "pod".to_string(),
-                namespace: "default".to_string(),
                 uid: name.clone(),
                 hostname: "pod".to_string(),
-                network: PodNamespace::Node,
-                ipc: PodNamespace::New,
-                uts: PodNamespace::New,
-                pid: PodPid::Container,
-                hostname_path: None,
-                hosts_path: None,
-                resolv_conf_path: None,
-                shm_path: None,
                 cgroup_parent: cgroup_parent.clone(),
-                sysctls: BTreeMap::new(),
                 runtime_handler: "embedded".to_string(),
-                privileged: false,
+                ..spec_tests::pod()
             },
             log_directory: Some(dir.path().join("logs")),
         };

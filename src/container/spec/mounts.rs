@@ -467,47 +467,22 @@ mod tests {
     fn bad_mounts_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
-        let e = plan(
-            &[mount("/x", missing.to_str().unwrap())],
-            &PodFiles::default(),
-            false,
-            false,
-            true,
-        )
-        .unwrap_err();
-        assert!(e.to_string().starts_with("mounts[0].host_path: "), "{e}");
-        let e = plan(
-            &[mount("x", dir.path().to_str().unwrap())],
-            &PodFiles::default(),
-            false,
-            false,
-            true,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().starts_with("mounts[0].container_path: "),
-            "{e}"
-        );
-        let e = plan(
-            &[mount("/a/../b", dir.path().to_str().unwrap())],
-            &PodFiles::default(),
-            false,
-            false,
-            true,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().starts_with("mounts[0].container_path: "),
-            "{e}"
-        );
-        let e = plan(
-            &[mount("/x", "relative/dir")],
-            &PodFiles::default(),
-            false,
-            false,
-            true,
-        )
-        .unwrap_err();
-        assert!(e.to_string().starts_with("mounts[0].host_path: "), "{e}");
+        let dir = dir.path().to_str().unwrap();
+        for (container_path, host_path, field) in [
+            ("/x", missing.to_str().unwrap(), "mounts[0].host_path: "),
+            ("x", dir, "mounts[0].container_path: "),
+            ("/a/../b", dir, "mounts[0].container_path: "),
+            ("/x", "relative/dir", "mounts[0].host_path: "),
+        ] {
+            let e = plan(
+                &[mount(container_path, host_path)],
+                &PodFiles::default(),
+                false,
+                false,
+                true,
+            )
+            .unwrap_err();
+            assert!(e.to_string().starts_with(field), "{container_path}: {e}");
+        }
     }
 }
