@@ -86,6 +86,9 @@ pub enum DaemonError {
 /// Serves the CRI until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     set_private_umask();
+    crate::cgroup_driver::set(
+        config.runtime.cgroup_manager == crate::config::CgroupManager::Systemd,
+    );
     let listen = config.listen_path();
     let socket_dir = listen.parent().map(Path::to_path_buf).unwrap_or_default();
     // The socket's directory is created only when it is the state directory itself;

@@ -4,6 +4,7 @@
 //! per-container monitor (`criox monitor`) are dispatched before anything else happens:
 //! both must stay single-threaded, so no async runtime may be started for them.
 
+mod cgroup_driver;
 mod config;
 mod container;
 mod ctl;

@@ -99,6 +99,25 @@ impl ContainerManager {
             message: format!("create task failed: {e}"),
         })
         .and_then(|r| r);
+        // Under the systemd driver the created (not yet started) init process goes into its
+        // scope, which carries the container's resources as properties.
+        let made = match made {
+            Ok(made) if crate::cgroup_driver::is_systemd() => {
+                crate::cgroup_driver::container_scope(
+                    &id,
+                    &made.cgroup,
+                    made.pid as u32,
+                    made.resources.as_ref(),
+                )
+                .await
+                .map(|()| made)
+                .map_err(|message| ContainerError::Internal {
+                    id: id.clone(),
+                    message: format!("cannot place the container in its systemd scope: {message}"),
+                })
+            }
+            other => other,
+        };
         match made {
             Ok(made) => {
                 // What follows describes processes that a power loss ends anyway.
@@ -231,6 +250,11 @@ impl ContainerManager {
                 groups: u.additional_gids().clone().unwrap_or_default(),
             })
             .unwrap_or_default();
+        let resources = built
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone());
         let launched = pending.create()?;
         Ok(Made {
             pid: launched.pid,
@@ -238,6 +262,7 @@ impl ContainerManager {
             stop_signal: built.stop_signal,
             cgroup,
             user,
+            resources,
         })
     }
 }
@@ -248,6 +273,7 @@ struct Made {
     stop_signal: i32,
     cgroup: String,
     user: ProcessUser,
+    resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
 fn mount_records(config: &v1::ContainerConfig, volumes: &[ImageVolume]) -> Vec<MountRecord> {

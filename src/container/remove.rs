@@ -34,6 +34,12 @@ impl ContainerManager {
                 id: id.clone(),
                 message: format!("remove task failed: {e}"),
             })?;
+        // systemd lets an emptied scope go by itself; stopping it makes that certain.
+        if crate::cgroup_driver::is_systemd()
+            && let Err(e) = crate::cgroup_driver::remove_container_scope(&id).await
+        {
+            tracing::warn!(container = %id, error = %e, "cannot stop the container's scope");
+        }
         self.store.remove(&id)?;
         self.locks.forget(&id);
         self.emit(&record, EventKind::Deleted);

@@ -32,6 +32,14 @@ impl SandboxManager {
         if let Err(e) = self.network.detach(&pod.id, netns_alive).await {
             errors.push(format!("network: {e}"));
         }
+        // The slice and infra scope criox started go before the pod's directory (which
+        // records the slice) does.
+        if depth == Depth::Everything
+            && crate::cgroup_driver::is_systemd()
+            && let Err(e) = crate::cgroup_driver::pod_teardown(&pod.paths.dir, &pod.id).await
+        {
+            errors.push(format!("systemd: {e}"));
+        }
         let paths = pod.paths.clone();
         let cgroup = pod.cgroup.clone();
         let (shm_released, local) = tokio::task::spawn_blocking(move || {

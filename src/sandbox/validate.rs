@@ -58,7 +58,15 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
             ));
         }
     }
-    if !spec.cgroup_parent.is_empty()
+    // Under the systemd driver the kubelet names a slice (kubepods-besteffort-pod<uid>.slice).
+    if !spec.cgroup_parent.is_empty() && crate::cgroup_driver::is_systemd() {
+        crate::cgroup_driver::check_slice(&spec.cgroup_parent).map_err(|e| {
+            invalid(
+                "config.linux.cgroup_parent",
+                format!("{e} (runtime.cgroup_manager is systemd)"),
+            )
+        })?;
+    } else if !spec.cgroup_parent.is_empty()
         && (!spec.cgroup_parent.starts_with('/')
             || Path::new(&spec.cgroup_parent)
                 .components()

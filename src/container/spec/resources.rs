@@ -165,7 +165,7 @@ pub fn oom_score_adj(value: i64, floor: i32) -> Result<i32> {
     Ok((value as i32).max(floor))
 }
 
-/// `<parent>/<id>` in cgroupfs form.
+/// `<parent>/<id>` in cgroupfs form; `<parent>/criox-<id>.scope` under the systemd driver.
 pub fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf> {
     let parent = if parent.is_empty() { "/criox" } else { parent };
     if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
@@ -179,6 +179,10 @@ pub fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf> {
             "container id",
             format!("{id:?} cannot name a cgroup"),
         ));
+    }
+    if crate::cgroup_driver::is_systemd() {
+        // The container's scope in the pod's slice (the parent is the slice's path).
+        return Ok(PathBuf::from(crate::cgroup_driver::scope_path(parent, id)));
     }
     Ok(Path::new(parent).join(id))
 }

@@ -1,0 +1,255 @@
+//! The node's cgroup driver (`runtime.cgroup_manager`): cgroupfs, where criox makes
+//! cgroup directories itself, or systemd, where systemd owns the cgroup tree and every
+//! cgroup is a unit (`cgroupDriver: systemd` in the kubelet).
+//!
+//! Under systemd a pod's `cgroup_parent` is a slice name as the kubelet sends it
+//! (`kubepods-besteffort-pod<uid>.slice`), which [`expand_slice`] turns into its cgroup
+//! path (`/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice`)
+//! where a path is needed (statistics, the runtime's cgroupfs view). Each container runs
+//! in a transient scope `criox-<id>.scope` in the pod's slice, made through systemd's
+//! D-Bus API ([`systemd`]) with the container's resources as unit properties.
+//!
+//! The driver is chosen once, when the daemon starts ([`set`]); everything else asks
+//! [`is_systemd`].
+
+pub mod systemd;
+
+use std::sync::OnceLock;
+
+static SYSTEMD: OnceLock<bool> = OnceLock::new();
+
+/// Records the configured driver; the first call wins (the daemon calls it at start).
+pub fn set(systemd: bool) {
+    let _ = SYSTEMD.set(systemd);
+}
+
+/// Whether the systemd driver is in use. Unit tests and `criox oci` never set it: cgroupfs.
+pub fn is_systemd() -> bool {
+    SYSTEMD.get().copied().unwrap_or(false)
+}
+
+/// The prefix of every unit criox makes: `criox-<id>.scope`, as runc's `slice:criox:<id>`.
+pub const SCOPE_PREFIX: &str = "criox";
+
+/// The slice of pods that gave no `cgroup_parent`, under the systemd driver.
+pub fn default_pod_slice(pod_id: &str) -> String {
+    format!("{SCOPE_PREFIX}-pod{pod_id}.slice")
+}
+
+/// The scope unit of a container (or of a pod's infra process).
+pub fn scope_name(id: &str) -> String {
+    format!("{SCOPE_PREFIX}-{id}.scope")
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{name:?} is not a systemd slice name: {reason}")]
+pub struct SliceError {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// Checks a slice name as systemd and runc accept it: `<a>[-<b>…].slice`, no `/`, no empty
+/// dash-separated part; `-.slice` is the root slice.
+pub fn check_slice(name: &str) -> Result<(), SliceError> {
+    let err = |reason| {
+        Err(SliceError {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name == "-.slice" {
+        return Ok(());
+    }
+    let Some(stem) = name.strip_suffix(".slice") else {
+        return err("it does not end in .slice");
+    };
+    if stem.is_empty() {
+        return err("the name before .slice is empty");
+    }
+    if name.len() > 255 {
+        return err("it is longer than 255 characters");
+    }
+    if stem.starts_with('-') || stem.ends_with('-') || stem.contains("--") {
+        return err("a dash-separated part is empty");
+    }
+    if let Some(c) = stem
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '\\' | '-')))
+    {
+        return if c == '/' {
+            err("it contains '/' (give a slice name, not a cgroup path)")
+        } else {
+            err("it contains a character systemd does not allow in unit names")
+        };
+    }
+    Ok(())
+}
+
+/// The cgroup path of a slice: `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`, as
+/// systemd places it (and runc's `ExpandSlice`); `-.slice` is `/`.
+pub fn expand_slice(name: &str) -> Result<String, SliceError> {
+    check_slice(name)?;
+    if name == "-.slice" {
+        return Ok("/".to_string());
+    }
+    let stem = name.strip_suffix(".slice").unwrap_or(name);
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push('/');
+        path.push_str(&prefix);
+        path.push_str(".slice");
+    }
+    Ok(path)
+}
+
+/// The slice a cgroup path made by [`expand_slice`] ends in: `/a.slice/a-b.slice` → `a-b.slice`.
+pub fn slice_of_path(path: &str) -> Option<String> {
+    if path == "/" {
+        return Some("-.slice".to_string());
+    }
+    let last = path.rsplit('/').next()?;
+    (check_slice(last).is_ok() && expand_slice(last).ok()? == path).then(|| last.to_string())
+}
+
+/// A container's cgroup path under the systemd driver: its scope in the pod's slice,
+/// given the pod's expanded slice path.
+pub fn scope_path(pod_path: &str, id: &str) -> String {
+    format!("{}/{}", pod_path.trim_end_matches('/'), scope_name(id))
+}
+
+/// A marker in the pod's directory: criox started the pod's slice (nobody else had) and
+/// stops it when the pod goes.
+const SLICE_MARKER: &str = "systemd-slice";
+
+/// Under the systemd driver: the pod's slice (the kubelet's `cgroup_parent`, or a slice of
+/// its own), started as a transient slice with the pod's limits unless it is already
+/// active; returns the slice's cgroup path, which is the pod's cgroup.
+pub async fn pod_slice(
+    pod_dir: &std::path::Path,
+    pod_id: &str,
+    cgroup_parent: &str,
+    limits: Option<(i64, i64, i64, i64)>,
+) -> Result<String, String> {
+    let slice = if cgroup_parent.is_empty() {
+        default_pod_slice(pod_id)
+    } else {
+        cgroup_parent.to_string()
+    };
+    let path = expand_slice(&slice).map_err(|e| e.to_string())?;
+    if slice == "-.slice" {
+        return Ok(path);
+    }
+    let state = systemd::active_state(&slice)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !matches!(state.as_deref(), Some("active" | "activating")) {
+        let (memory, shares, quota, period) = limits.unwrap_or_default();
+        let props = systemd::pod_properties(memory, shares, quota, period, cgroup_v2());
+        // Written first: a crash between the two leaves a trail for removal to follow.
+        std::fs::write(pod_dir.join(SLICE_MARKER), &slice).map_err(|e| e.to_string())?;
+        systemd::start_transient(&slice, None, &[], props)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(path)
+}
+
+/// Puts a pod's infra process in a scope of its own in the pod's slice.
+pub async fn pod_infra_scope(pod_id: &str, pod_path: &str, pid: u32) -> Result<(), String> {
+    let slice = slice_of_path(pod_path).ok_or_else(|| format!("{pod_path} is not a slice path"))?;
+    systemd::start_transient(&scope_name(pod_id), Some(&slice), &[pid], Vec::new())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Stops what [`pod_slice`] and [`pod_infra_scope`] started for a pod.
+pub async fn pod_teardown(pod_dir: &std::path::Path, pod_id: &str) -> Result<(), String> {
+    systemd::stop(&scope_name(pod_id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let marker = pod_dir.join(SLICE_MARKER);
+    if let Ok(slice) = std::fs::read_to_string(&marker) {
+        systemd::stop(slice.trim())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&marker);
+    }
+    Ok(())
+}
+
+/// Puts a created (not yet started) container's init process in its scope, with the
+/// container's resources as the scope's properties.
+pub async fn container_scope(
+    id: &str,
+    cgroups_path: &str,
+    pid: u32,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<(), String> {
+    let pod_path = cgroups_path
+        .rsplit_once('/')
+        .map(|(parent, _)| if parent.is_empty() { "/" } else { parent })
+        .unwrap_or("/");
+    let slice = slice_of_path(pod_path)
+        .ok_or_else(|| format!("{cgroups_path} is not in a systemd slice"))?;
+    let props = systemd::resource_properties(resources, cgroup_v2());
+    systemd::start_transient(&scope_name(id), Some(&slice), &[pid], props)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Stops a container's scope; one that is gone already is fine.
+pub async fn remove_container_scope(id: &str) -> Result<(), String> {
+    systemd::stop(&scope_name(id))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn cgroup_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_expand_as_systemd_places_them() {
+        assert_eq!(
+            expand_slice("kubepods-besteffort-pod1234_56.slice").unwrap(),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234_56.slice"
+        );
+        assert_eq!(expand_slice("kubepods.slice").unwrap(), "/kubepods.slice");
+        assert_eq!(expand_slice("-.slice").unwrap(), "/");
+        assert_eq!(
+            slice_of_path("/kubepods.slice/kubepods-burstable.slice").as_deref(),
+            Some("kubepods-burstable.slice")
+        );
+        assert_eq!(slice_of_path("/kubepods/burstable"), None);
+        assert_eq!(
+            scope_path("/a.slice/a-b.slice", "c1"),
+            "/a.slice/a-b.slice/criox-c1.scope"
+        );
+    }
+
+    #[test]
+    fn bad_slice_names_say_why() {
+        for (name, why) in [
+            ("/kubepods/besteffort/pod1", "does not end in .slice"),
+            ("kubepods/x.slice", "contains '/'"),
+            ("a--b.slice", "dash-separated part is empty"),
+            ("-a.slice", "dash-separated part is empty"),
+            ("a-.slice", "dash-separated part is empty"),
+            (".slice", "empty"),
+            ("a b.slice", "does not allow"),
+        ] {
+            let e = check_slice(name).unwrap_err();
+            assert!(e.to_string().contains(why), "{name}: {e}");
+        }
+        assert!(check_slice(&format!("{}.slice", "a".repeat(300))).is_err());
+    }
+}
