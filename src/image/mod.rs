@@ -351,7 +351,14 @@ impl ImageManager {
                 {
                     tracing::info!(registry = %endpoint.host, "loopback registry unreachable over TLS; trying plain HTTP");
                     match pull(true).await {
-                        Err(PullError::Client(ClientError::Connect { .. })) => {}
+                        // A TLS server answers plain HTTP with 400: the TLS error says more.
+                        Err(PullError::Client(
+                            ClientError::Connect { .. }
+                            | ClientError::Status {
+                                status: http::StatusCode::BAD_REQUEST,
+                                ..
+                            },
+                        )) => {}
                         other => attempt = other,
                     }
                 }
