@@ -137,14 +137,13 @@ impl Runtime {
         timeout: Option<Duration>,
         limit: usize,
     ) -> Result<ExecOutput, RuntimeError> {
-        let mut cmd = self.oci_command();
-        cmd.arg("exec")
-            .arg("--process")
-            .arg(process_file)
-            .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id)
-            .stdin(Stdio::null())
+        let mut cmd = self.exec_command(&crate::handle::ExecSpec {
+            id,
+            process_file,
+            pid_file,
+            console_socket: None,
+        });
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = cmd.get_program().to_os_string();

@@ -12,35 +12,18 @@ use crate::external::External;
 use crate::launch::PendingLaunch;
 use crate::monitor::files;
 use crate::monitor::{ExitRecord, RuntimeChoice};
-use crate::process::ProcessId;
+use crate::request::{LaunchRequest, Launched};
 
-/// What a container is launched with.
-#[derive(Debug, Clone)]
-pub struct LaunchRequest {
-    pub id: String,
-    /// The OCI bundle; its root filesystem must lie inside it.
-    pub bundle: PathBuf,
-    /// Per-container directory for the monitor's pid file, socket and exit record.
-    pub state_dir: PathBuf,
-    /// CRI log file; `None` discards output.
-    pub log_path: Option<PathBuf>,
-    /// Keep the container's stdin open for attach.
-    pub stdin: bool,
-    /// Close stdin when the first attach session that used it ends.
-    pub stdin_once: bool,
-    /// Must match `process.terminal` of the bundle's config.json.
-    pub terminal: bool,
-}
-
-/// A container the monitor created (status `created`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Launched {
-    /// Pid of the container's init process.
-    pub pid: i32,
-    /// Pid of its monitor.
-    pub monitor_pid: i32,
-    /// Its monitor by pid and start time: what to check before signalling it later.
-    pub monitor: Option<ProcessId>,
+/// A process to run in a running container, for [`Runtime::exec_command`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecSpec<'a> {
+    pub id: &'a str,
+    /// The process as OCI `process` JSON.
+    pub process_file: &'a Path,
+    /// Where the runtime records the process's pid; what ends the process early.
+    pub pid_file: &'a Path,
+    /// With a terminal: the unix socket on which the terminal's master arrives.
+    pub console_socket: Option<&'a Path>,
 }
 
 /// One OCI runtime: the embedded libcontainer or a runc-compatible binary, with its state
@@ -93,32 +76,38 @@ impl Runtime {
         self.backend().command()
     }
 
-    /// The runtime's `exec` verb for a streaming exec, with its pid file; callers add
-    /// `--process`, `--console-socket` and the id. It runs in the foreground and exits with
+    /// The runtime's `exec` command for `spec`. It runs in the foreground and exits with
     /// the process's exit code. With a terminal an external runtime runs detached (runc
     /// hands the terminal over only then) under `criox exec-relay`, which waits in its
     /// place.
-    pub fn exec_command(&self, terminal: bool, pid_file: &Path) -> Command {
-        match &self.choice {
-            RuntimeChoice::External(bin) if terminal => {
-                let runtime = External::new(bin, &self.root).command();
+    pub fn exec_command(&self, spec: &ExecSpec<'_>) -> Command {
+        let mut cmd = match (&self.choice, spec.console_socket) {
+            (RuntimeChoice::External(_), Some(_)) => {
+                let runtime = self.oci_command();
                 let mut cmd = Command::new(&self.exe);
                 cmd.arg(crate::external::exec_relay::SUBCOMMAND)
-                    .arg(pid_file)
+                    .arg(spec.pid_file)
                     .arg(runtime.get_program())
                     .args(runtime.get_args())
                     .arg("exec")
-                    .arg("--detach")
-                    .arg("--pid-file")
-                    .arg(pid_file);
+                    .arg("--detach");
                 cmd
             }
             _ => {
                 let mut cmd = self.oci_command();
-                cmd.arg("exec").arg("--pid-file").arg(pid_file);
+                cmd.arg("exec");
                 cmd
             }
+        };
+        cmd.arg("--pid-file")
+            .arg(spec.pid_file)
+            .arg("--process")
+            .arg(spec.process_file);
+        if let Some(sock) = spec.console_socket {
+            cmd.arg("--console-socket").arg(sock);
         }
+        cmd.arg(spec.id);
+        cmd
     }
 
     /// Starts a monitor that creates the container, and waits until it is created.

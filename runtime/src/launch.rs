@@ -13,8 +13,8 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use crate::error::{RuntimeError, io_err};
-use crate::handle::{LaunchRequest, Launched};
 use crate::monitor::{CreateReport, MonitorArgs, RuntimeChoice};
+use crate::request::{LaunchRequest, Launched};
 
 /// Where the monitor finds the report pipe and the go pipe.
 const SYNC_FD: RawFd = 3;
@@ -39,13 +39,7 @@ pub(crate) fn start(
 ) -> Result<PendingLaunch, RuntimeError> {
     let id = req.id.as_str();
     let args = MonitorArgs {
-        id: req.id.clone(),
-        bundle: req.bundle.clone(),
-        state_dir: req.state_dir.clone(),
-        log_path: req.log_path.clone(),
-        stdin: req.stdin,
-        stdin_once: req.stdin_once,
-        terminal: req.terminal,
+        request: req.clone(),
         runtime: choice.clone(),
         runtime_root: root.to_path_buf(),
         sync_fd: Some(SYNC_FD),

@@ -17,9 +17,8 @@
 //!   leave, and removes the state directory.
 //! - [`Runtime::exec_sync`] runs a process spec in a running container with a timeout and an
 //!   output limit, and on timeout kills the process and has it reaped before returning;
-//!   [`Runtime::exec_command`] gives the runtime's foreground exec command for a streaming
-//!   exec (`… --process F [--console-socket S] ID` to add), and [`exec_kill`] ends one
-//!   whose client went away.
+//!   [`Runtime::exec_command`] gives the runtime's whole foreground exec command for a
+//!   streaming exec ([`ExecSpec`]), and [`exec_kill`] ends one whose client went away.
 //! - The state directory is the contract with a monitor, also after a daemon restart:
 //!   [`monitor_client::monitor_pid`], [`Runtime::exit_record`] / [`ExitRecord::read`],
 //!   [`monitor_client::wait_exit`], [`monitor_client::reopen_log`],
@@ -44,11 +43,16 @@ pub mod monitor;
 pub mod monitor_client;
 pub mod mountinfo;
 pub mod process;
+mod request;
 
 pub use backend::{ContainerState, Status};
 pub use error::RuntimeError;
 pub use exec_sync::ExecOutput;
-pub use handle::{LaunchRequest, Launched, Runtime};
+pub use handle::{ExecSpec, Runtime};
 pub use launch::PendingLaunch;
+pub use monitor::console::{ConsoleError, ConsoleSocket, set_window_size};
 pub use monitor::{ExitRecord, RuntimeChoice};
+pub use monitor_client::{AttachInput, AttachOutput, OutputStream};
 pub use oci_spec;
+pub use process::ProcessId;
+pub use request::{LaunchRequest, Launched};

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use criox_runtime::monitor::console::{ConsoleError, ConsoleSocket, set_window_size};
+use criox_runtime::{ConsoleError, ConsoleSocket, set_window_size};
 
 use super::manager::{ContainerError, ContainerManager};
 
@@ -149,12 +149,13 @@ impl ContainerManager {
         } else {
             None
         };
-        let mut command = tokio::process::Command::from(runtime.exec_command(tty, &pid_file));
-        command.arg("--process").arg(&process_file);
-        if tty {
-            command.arg("--console-socket").arg(&console_path);
-        }
-        command.arg(&record.id);
+        let mut command =
+            tokio::process::Command::from(runtime.exec_command(&criox_runtime::ExecSpec {
+                id: &record.id,
+                process_file: &process_file,
+                pid_file: &pid_file,
+                console_socket: tty.then_some(console_path.as_path()),
+            }));
         command
             .stdin(if tty { Stdio::null() } else { Stdio::piped() })
             .stdout(if tty { Stdio::null() } else { Stdio::piped() })

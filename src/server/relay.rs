@@ -5,14 +5,14 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use bytes::Bytes;
-use criox_runtime::monitor::protocol;
+use criox_runtime::{AttachInput, AttachOutput, OutputStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::container::exec_stream::ExecProcess;
 use crate::streaming::RuntimeError;
 use crate::streaming::runtime::{ProcessIo, TerminalSize};
-use criox_runtime::monitor::console::set_window_size;
+use criox_runtime::set_window_size;
 
 const CHUNK: usize = 32 * 1024;
 
@@ -184,18 +184,18 @@ pub async fn attach(
         loop {
             let frame = tokio::select! {
                 data = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match data {
-                    Some(data) => protocol::frame(protocol::STDIN, &data),
+                    Some(data) => AttachInput::Stdin(&data).encode(),
                     None => {
                         stdin = None;
-                        protocol::frame(protocol::CLOSE_STDIN, &[])
+                        AttachInput::CloseStdin.encode()
                     }
                 },
                 size = async { resize.as_mut()?.recv().await }, if resize.is_some() => match size {
-                    Some(size) => {
-                        let mut payload = size.height.to_be_bytes().to_vec();
-                        payload.extend_from_slice(&size.width.to_be_bytes());
-                        protocol::frame(protocol::RESIZE, &payload)
+                    Some(size) => AttachInput::Resize {
+                        rows: size.height,
+                        cols: size.width,
                     }
+                    .encode(),
                     None => {
                         resize = None;
                         continue;
@@ -211,18 +211,17 @@ pub async fn attach(
         }
     };
     let output = async move {
-        let mut buf = Vec::new();
+        let mut frames = AttachOutput::default();
         let mut chunk = vec![0u8; CHUNK];
         loop {
             let n = match read_half.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            buf.extend_from_slice(&chunk[..n]);
-            for (kind, data) in protocol::take_frames(&mut buf) {
-                let to = match kind {
-                    protocol::STDERR => stderr.as_ref().or(stdout.as_ref()),
-                    _ => stdout.as_ref(),
+            for (stream, data) in frames.push(&chunk[..n]) {
+                let to = match stream {
+                    OutputStream::Stderr => stderr.as_ref().or(stdout.as_ref()),
+                    OutputStream::Stdout => stdout.as_ref(),
                 };
                 if let Some(tx) = to
                     && tx.send(Bytes::from(data)).await.is_err()

@@ -4,16 +4,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub use crate::choice::RuntimeChoice;
+use crate::request::LaunchRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorArgs {
-    pub id: String,
-    pub bundle: PathBuf,
-    pub state_dir: PathBuf,
-    pub log_path: Option<PathBuf>,
-    pub stdin: bool,
-    pub stdin_once: bool,
-    pub terminal: bool,
+    /// The launch as the daemon asked for it.
+    pub request: LaunchRequest,
     pub runtime: RuntimeChoice,
     pub runtime_root: PathBuf,
     /// Descriptor on which the creation result is reported.
@@ -39,11 +35,11 @@ impl MonitorArgs {
     pub fn to_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![
             "--id".into(),
-            self.id.clone().into(),
+            self.request.id.clone().into(),
             "--bundle".into(),
-            self.bundle.clone().into(),
+            self.request.bundle.clone().into(),
             "--state-dir".into(),
-            self.state_dir.clone().into(),
+            self.request.state_dir.clone().into(),
             "--runtime".into(),
             match &self.runtime {
                 RuntimeChoice::Embedded => "embedded".into(),
@@ -52,7 +48,7 @@ impl MonitorArgs {
             "--runtime-root".into(),
             self.runtime_root.clone().into(),
         ];
-        if let Some(p) = &self.log_path {
+        if let Some(p) = &self.request.log_path {
             a.push("--log-path".into());
             a.push(p.clone().into());
         }
@@ -65,9 +61,9 @@ impl MonitorArgs {
             a.push(fd.to_string().into());
         }
         for (flag, on) in [
-            ("--stdin", self.stdin),
-            ("--stdin-once", self.stdin_once),
-            ("--terminal", self.terminal),
+            ("--stdin", self.request.stdin),
+            ("--stdin-once", self.request.stdin_once),
+            ("--terminal", self.request.terminal),
         ] {
             if on {
                 a.push(flag.into());
@@ -123,13 +119,15 @@ impl MonitorArgs {
             }
         }
         Ok(MonitorArgs {
-            id: id.ok_or(ArgsError::Required("id"))?,
-            bundle: bundle.ok_or(ArgsError::Required("bundle"))?,
-            state_dir: state_dir.ok_or(ArgsError::Required("state-dir"))?,
-            log_path,
-            stdin,
-            stdin_once,
-            terminal,
+            request: LaunchRequest {
+                id: id.ok_or(ArgsError::Required("id"))?,
+                bundle: bundle.ok_or(ArgsError::Required("bundle"))?,
+                state_dir: state_dir.ok_or(ArgsError::Required("state-dir"))?,
+                log_path,
+                stdin,
+                stdin_once,
+                terminal,
+            },
             runtime: runtime.unwrap_or(RuntimeChoice::Embedded),
             runtime_root: runtime_root.ok_or(ArgsError::Required("runtime-root"))?,
             sync_fd,
@@ -145,13 +143,15 @@ mod tests {
     #[test]
     fn round_trips() {
         let a = MonitorArgs {
-            id: "c".into(),
-            bundle: "/b".into(),
-            state_dir: "/s".into(),
-            log_path: Some("/l".into()),
-            stdin: true,
-            stdin_once: false,
-            terminal: true,
+            request: LaunchRequest {
+                id: "c".into(),
+                bundle: "/b".into(),
+                state_dir: "/s".into(),
+                log_path: Some("/l".into()),
+                stdin: true,
+                stdin_once: false,
+                terminal: true,
+            },
             runtime: RuntimeChoice::External("/usr/sbin/runc".into()),
             runtime_root: "/r".into(),
             sync_fd: Some(3),

@@ -16,3 +16,10 @@ pub const ALL: &[&str] = &[
     EXIT_FILE,
     ".exit.json.tmp",
 ];
+
+/// The live monitor recorded in `state_dir`'s pid file, checked by pid and start time.
+pub fn live_monitor(state_dir: &std::path::Path) -> Option<crate::process::ProcessId> {
+    let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
+    let recorded: crate::process::ProcessId = text.parse().ok()?;
+    recorded.is_alive().then_some(recorded)
+}

@@ -118,18 +118,18 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     let created = create(&a, backend.as_ref(), &mut made);
     // A failed creation is reported to the launcher; from here on no one else hears.
     if created.is_ok() {
-        super::own_log::open(&a.state_dir);
+        super::own_log::open(&a.request.state_dir);
     }
     // What a failed creation made is removed before the launcher hears of it.
     if created.is_err() {
         if made.pid_file {
-            let _ = std::fs::remove_file(a.state_dir.join(files::PID_FILE));
+            let _ = std::fs::remove_file(a.request.state_dir.join(files::PID_FILE));
         }
-        if let (true, Some(log)) = (made.log, &a.log_path) {
+        if let (true, Some(log)) = (made.log, &a.request.log_path) {
             let _ = std::fs::remove_file(log);
         }
         if made.dir {
-            let _ = std::fs::remove_dir(&a.state_dir);
+            let _ = std::fs::remove_dir(&a.request.state_dir);
         }
     }
     let report = match &created {
@@ -162,7 +162,7 @@ fn create(
     backend: &dyn Backend,
     made: &mut Made,
 ) -> Result<Created, MonitorError> {
-    let id = a.id.as_str();
+    let id = a.request.id.as_str();
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| MonitorError::Io {
@@ -180,31 +180,30 @@ fn create(
         }
     };
     bundle::check_id(id)?;
-    let spec = bundle::load(id, &a.bundle, true)?;
+    let spec = bundle::load(id, &a.request.bundle, true)?;
     let terminal = spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    if terminal != a.terminal {
+    if terminal != a.request.terminal {
         return Err(BackendError::InvalidBundle {
             id: id.to_string(),
             field: "process.terminal".to_string(),
             reason: format!(
                 "is {terminal}, the request asked for terminal={}",
-                a.terminal
+                a.request.terminal
             ),
         }
         .into());
     }
-    let dir = &a.state_dir;
+    let dir = &a.request.state_dir;
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(io("state directory", dir))?;
         made.dir = true;
     }
     let pid_file = dir.join(files::PID_FILE);
-    if dir.join(files::EXIT_FILE).exists() || crate::monitor_client::monitor_process(dir).is_some()
-    {
+    if dir.join(files::EXIT_FILE).exists() || files::live_monitor(dir).is_some() {
         return Err(BackendError::AlreadyExists { id: id.to_string() }.into());
     }
     // With its start time, so that a later reader never takes a process that got the
@@ -214,8 +213,8 @@ fn create(
         .unwrap_or_else(|| std::process::id().to_string());
     std::fs::write(&pid_file, me).map_err(io("pid file", &pid_file))?;
     made.pid_file = true;
-    made.log = a.log_path.as_ref().is_some_and(|l| !l.exists());
-    let log = CriLog::open(a.log_path.as_deref()).map_err(|source| MonitorError::Log {
+    made.log = a.request.log_path.as_ref().is_some_and(|l| !l.exists());
+    let log = CriLog::open(a.request.log_path.as_deref()).map_err(|source| MonitorError::Log {
         id: id.to_string(),
         source,
     })?;
@@ -232,7 +231,7 @@ fn create(
         let devnull = File::open("/dev/null").map_err(io("open", Path::new("/dev/null")))?;
         let pid = backend.create(CreateOptions {
             id,
-            bundle: &a.bundle,
+            bundle: &a.request.bundle,
             pid_file: None,
             console_socket: Some(console.path()),
             stdio: Stdio {
@@ -262,7 +261,7 @@ fn create(
             }
         };
         let out = master.try_clone().map_err(io("dup", console.path()))?;
-        let stdin = if a.stdin {
+        let stdin = if a.request.stdin {
             Some(master.try_clone().map_err(io("dup", console.path()))?)
         } else {
             None
@@ -278,7 +277,7 @@ fn create(
     } else {
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-        let (stdin_child, stdin_keep): (OwnedFd, Option<File>) = if a.stdin {
+        let (stdin_child, stdin_keep): (OwnedFd, Option<File>) = if a.request.stdin {
             let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
             (r, Some(File::from(w)))
         } else {
@@ -287,7 +286,7 @@ fn create(
         };
         let pid = backend.create(CreateOptions {
             id,
-            bundle: &a.bundle,
+            bundle: &a.request.bundle,
             pid_file: None,
             console_socket: None,
             stdio: Stdio {
@@ -373,7 +372,7 @@ fn reap(container: i32) -> Option<(i32, Option<i32>)> {
 }
 
 fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
-    let id = a.id.as_str();
+    let id = a.request.id.as_str();
     let sys = |what: &'static str| {
         move |source| MonitorError::Sys {
             id: id.to_string(),
@@ -406,7 +405,7 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
     let mut io = Io {
         log,
         stdin,
-        stdin_once: a.stdin_once,
+        stdin_once: a.request.stdin_once,
         terminal: terminal.as_ref().map(|t| t.as_raw_fd()),
     };
     for (f, _) in &outputs {
@@ -546,13 +545,13 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
     let (code, signal) = exit.unwrap_or((255, None));
     let record = ExitRecord::now(code, signal, oom.oom_killed());
     let written = record
-        .write(&a.state_dir)
+        .write(&a.request.state_dir)
         .map_err(|source| MonitorError::Exit {
             id: id.to_string(),
             source,
         });
     drop(attach);
     drop(terminal);
-    let _ = std::fs::remove_file(a.state_dir.join(files::PID_FILE));
+    let _ = std::fs::remove_file(a.request.state_dir.join(files::PID_FILE));
     written
 }
