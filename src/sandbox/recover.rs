@@ -44,15 +44,13 @@ impl SandboxManager {
                 manager.store.remove(&pod.id)?;
                 continue;
             }
-            if pod.state == PodState::Ready
-                && pod
-                    .paths
-                    .namespaces
-                    .network
-                    .as_ref()
-                    .is_some_and(|p| !namespaces::is_pinned(p))
-                || pod.state == PodState::Ready && status::infra_ended(&pod)
-            {
+            let netns_gone = pod
+                .paths
+                .namespaces
+                .network
+                .as_ref()
+                .is_some_and(|p| !namespaces::is_pinned(p));
+            if pod.state == PodState::Ready && (netns_gone || status::infra_ended(&pod)) {
                 manager
                     .store
                     .update(&pod.id, |p| p.state = PodState::NotReady)?;
