@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     for part in reference.repository.split('/') {
         assert!(!part.is_empty() && part != "." && part != "..", "{text:?}");
     }
-    assert!(!reference.repository.contains(['?', '#', '%', '\\']), "{text:?}");
+    assert!(
+        !reference.repository.contains(['?', '#', '%', '\\']),
+        "{text:?}"
+    );
     let again = Reference::parse(&reference.to_string()).expect("a printed reference parses");
     assert_eq!(again, reference);
 });

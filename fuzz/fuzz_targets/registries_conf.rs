@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(conf) = RegistriesConf::parse(text, "fuzz.conf") else {
         return;
     };
-    for name in ["busybox", "reg.io/a/b:1", "localhost:5000/x", "docker.io/library/x"] {
+    for name in [
+        "busybox",
+        "reg.io/a/b:1",
+        "localhost:5000/x",
+        "docker.io/library/x",
+    ] {
         let reference = Reference::parse(name).unwrap();
         let _ = conf.candidates(&reference);
     }
