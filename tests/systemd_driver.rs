@@ -76,7 +76,10 @@ fn memory_limit_file(systemd: &Systemd, cgroup: &str) -> std::path::PathBuf {
 }
 
 async fn pod_and_container_are_units(handler: &str) {
+    let started = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64());
     let Some(systemd) = boot() else { return };
+    step("systemd booted");
     let daemon = SystemdDaemon::start(&systemd).await;
     let image = common::busybox_image();
     daemon
@@ -92,6 +95,7 @@ async fn pod_and_container_are_units(handler: &str) {
         .await
         .unwrap_or_else(|e| panic!("pull {image}: {e}\n{}", daemon.log()));
     let mut rt = daemon.runtime().await;
+    step("image pulled");
 
     // The kubelet follows the runtime's driver.
     let config = rt
@@ -145,6 +149,7 @@ async fn pod_and_container_are_units(handler: &str) {
         .pod_sandbox_id;
     assert_eq!(systemd.property(&slice, "ActiveState"), "active");
     assert_eq!(systemd.property(&slice, "ControlGroup"), slice_path);
+    step("pod running");
 
     let mut container = common::busybox_container("sleeper", &["sleep", "1000"]);
     container.linux = Some(LinuxContainerConfig {
@@ -166,6 +171,7 @@ async fn pod_and_container_are_units(handler: &str) {
         .into_inner()
         .container_id;
     common::start_container(&mut rt, &id).await;
+    step("container created and started");
     let scope = format!("criox-{id}.scope");
     let scope_path = format!("{slice_path}/{scope}");
     assert_eq!(systemd.property(&scope, "ActiveState"), "active");
@@ -197,6 +203,7 @@ async fn pod_and_container_are_units(handler: &str) {
         "{memory:?}"
     );
 
+    step("stats read");
     rt.stop_container(StopContainerRequest {
         container_id: id.clone(),
         timeout: 0,
@@ -209,9 +216,14 @@ async fn pod_and_container_are_units(handler: &str) {
     .await
     .unwrap();
     assert!(!systemd.unit_loaded(&scope), "{scope} is still loaded");
+    step("container removed");
     pods_support::stop_and_remove_pod(&mut rt, &pod).await;
     // systemd loads any slice it is asked about; the pod's is no longer active.
     assert_eq!(systemd.property(&slice, "ActiveState"), "inactive");
     drop(rt);
+    step("pod removed");
     drop(daemon);
+    step("daemon stopped");
+    drop(systemd);
+    step("systemd gone");
 }

@@ -285,7 +285,7 @@ pub fn resource_properties(resources: Option<&LinuxResources>, cgroup_v2: bool) 
         {
             // systemd keeps whole percents: round up to 10 ms per second, as runc does.
             let mut per_sec = (quota as u64) * 1_000_000 / period;
-            if per_sec % 10_000 != 0 {
+            if !per_sec.is_multiple_of(10_000) {
                 per_sec = (per_sec / 10_000 + 1) * 10_000;
             }
             put("CPUQuotaPerSecUSec", per_sec);
