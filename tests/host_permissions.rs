@@ -278,6 +278,22 @@ async fn host_side_files_are_private_and_root_filesystems_nosuid() {
         );
     }
 
+    // Inside, the container's root behaves as on any runtime: the host's nosuid,nodev stop
+    // at the host's mount, so setuid programs in images keep working.
+    for (handler, id) in &non_root {
+        let root_options = exec(
+            &mut rt,
+            id,
+            "awk '$5 == \"/\" { print $6 }' /proc/self/mountinfo",
+        )
+        .await;
+        let root_options: Vec<&str> = root_options.trim().split(',').collect();
+        assert!(
+            !root_options.contains(&"nosuid") && !root_options.contains(&"nodev"),
+            "the container's / on handler {handler:?} has options {root_options:?}"
+        );
+    }
+
     // Bundles hold the containers' environment.
     let skip = image_content_dirs(&daemon);
     let mut configs = Vec::new();

@@ -14,6 +14,7 @@ pub mod exit_record;
 pub mod files;
 mod oom;
 mod own_log;
+mod root_flags;
 pub mod protocol;
 mod run;
 

@@ -47,6 +47,11 @@ pub enum MonitorError {
         what: &'static str,
         source: nix::Error,
     },
+    #[error("container {id}: {source}")]
+    RootFlags {
+        id: String,
+        source: super::root_flags::RootFlagsError,
+    },
 }
 
 /// The creation result the monitor writes to its sync descriptor, as one JSON line.
@@ -307,6 +312,13 @@ fn create(
             attach,
         }
     };
+    if let Err(source) = super::root_flags::restore(created.pid) {
+        let _ = backend.delete(id, true);
+        return Err(MonitorError::RootFlags {
+            id: id.to_string(),
+            source,
+        });
+    }
     Ok(created)
 }
 
