@@ -204,6 +204,9 @@ async fn pod_and_container_are_units(handler: &str) {
     );
 
     step("stats read");
+    // The container's processes stay findable through every cgroup of the container
+    // (kill --all goes through the freezer cgroup on v1), so a stop is prompt.
+    let stopping = std::time::Instant::now();
     rt.stop_container(StopContainerRequest {
         container_id: id.clone(),
         timeout: 0,
@@ -215,6 +218,11 @@ async fn pod_and_container_are_units(handler: &str) {
     })
     .await
     .unwrap();
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(10),
+        "stop and removal took {:?}",
+        stopping.elapsed()
+    );
     assert!(!systemd.unit_loaded(&scope), "{scope} is still loaded");
     step("container removed");
     pods_support::stop_and_remove_pod(&mut rt, &pod).await;

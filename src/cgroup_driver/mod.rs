@@ -199,7 +199,29 @@ pub async fn container_scope(
     let props = systemd::resource_properties(resources, cgroup_v2());
     systemd::start_transient(&scope_name(id), Some(&slice), &[pid], props)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    rejoin(cgroups_path, pid);
+    Ok(())
+}
+
+/// On cgroup v1 systemd moves an adopted process, in every hierarchy whose controller the
+/// scope does not use (freezer, cpuset…), to the nearest cgroup it made itself: the
+/// process goes back to the runtime's cgroup there (as runc does after starting a scope),
+/// or `kill --all`, which finds the container's processes through the freezer cgroup,
+/// would find none.
+fn rejoin(cgroups_path: &str, pid: u32) {
+    let relative = cgroups_path.trim_start_matches('/');
+    let Ok(mounts) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for mount in mounts.flatten() {
+        let procs = mount.path().join(relative).join("cgroup.procs");
+        if procs.exists()
+            && let Err(e) = std::fs::write(&procs, pid.to_string())
+        {
+            tracing::debug!(path = %procs.display(), error = %e, "cannot rejoin the container's cgroup");
+        }
+    }
 }
 
 /// Stops a container's scope; one that is gone already is fine.
