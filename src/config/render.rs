@@ -143,7 +143,9 @@ impl Config {
         );
         line(
             &mut out,
-            "Cgroup driver: cgroupfs or systemd (default: systemd where it is PID 1).",
+            "Cgroup driver: cgroupfs or systemd (default: systemd where it is PID 1); the kubelet's \
+             cgroupDriver must match. With systemd a pod's cgroup_parent is a slice name and each \
+             container runs in a transient scope criox-<id>.scope in it.",
             "cgroup_manager",
             &toml_string(self.runtime.cgroup_manager.as_str()),
         );
