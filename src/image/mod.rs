@@ -109,6 +109,8 @@ pub struct ImageManager {
     /// finds the work done.
     pull_locks: Locks,
     layer_locks: Locks,
+    /// Bounds layer downloads across all pulls ([`DOWNLOADS_IN_ALL`]).
+    downloads: tokio::sync::Semaphore,
     /// Pulls read, removals write: a removal never deletes a layer a pull relies on.
     gc: tokio::sync::RwLock<()>,
 }
@@ -127,6 +129,45 @@ fn now() -> u64 {
 }
 
 const MAX_CONFIG: u64 = 8 << 20;
+
+/// Layers one pull downloads at once, as containerd's default max_concurrent_downloads:
+/// an image of 100 layers opens 3 registry connections, not 100.
+const DOWNLOADS_PER_PULL: usize = 3;
+/// Layer downloads across all pulls at once, so that many pulls started together (a
+/// node coming up with many pods) do not open hundreds of connections and temp files.
+const DOWNLOADS_IN_ALL: usize = 12;
+
+/// Runs `jobs` with at most `per_pull` of them at a time, each also holding one permit
+/// of `global` while it runs; the first error cancels the rest and is returned.
+async fn with_permit<T>(
+    global: &tokio::sync::Semaphore,
+    job: impl std::future::Future<Output = T>,
+) -> T {
+    // The semaphore lives as long as the manager and is never closed.
+    let _permit = global.acquire().await.ok();
+    job.await
+}
+
+async fn run_bounded<F, E>(
+    jobs: impl IntoIterator<Item = F>,
+    per_pull: usize,
+    global: &tokio::sync::Semaphore,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    use futures_util::{StreamExt, TryStreamExt};
+    // Collected first: a stream over a closure-mapped iterator makes the pull future
+    // lose its Send bound (rust-lang/rust#102211).
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|job| with_permit(global, job))
+        .collect();
+    futures_util::stream::iter(jobs)
+        .buffer_unordered(per_pull.max(1))
+        .try_collect::<()>()
+        .await
+}
 
 impl ImageManager {
     /// Opens the stores under `root` (`root/images`, `root/storage`). The registries
@@ -162,6 +203,7 @@ impl ImageManager {
             timeout: Duration::from_secs(30 * 60),
             pull_locks: Mutex::default(),
             layer_locks: Mutex::default(),
+            downloads: tokio::sync::Semaphore::new(DOWNLOADS_IN_ALL),
             gc: tokio::sync::RwLock::new(()),
         })
     }
@@ -460,7 +502,7 @@ impl ImageManager {
             manifest.layers.iter().zip(diff_ids).zip(&chain_ids).map(
                 |((desc, diff_id), chain_id)| self.ensure_layer(client, desc, diff_id, chain_id),
             );
-        futures_util::future::try_join_all(jobs).await?;
+        run_bounded(jobs, DOWNLOADS_PER_PULL, &self.downloads).await?;
 
         self.store
             .put_blob(&manifest.config.digest, &config_bytes)?;
@@ -505,4 +547,74 @@ pub fn fetch_error_is_integrity(e: &FetchError) -> bool {
             | FetchError::SizeMismatch { .. }
             | FetchError::DiffIdMismatch { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Jobs that record how many of them run at once.
+    struct Gauge {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Gauge {
+        fn new() -> Arc<Gauge> {
+            Arc::new(Gauge {
+                now: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            })
+        }
+
+        async fn job(self: Arc<Gauge>, fail: bool) -> Result<(), String> {
+            let running = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            if fail {
+                Err("layer failed".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_pull_downloads_at_most_three_layers_at_once() {
+        let gauge = Gauge::new();
+        let global = tokio::sync::Semaphore::new(DOWNLOADS_IN_ALL);
+        let jobs = (0..20).map(|_| gauge.clone().job(false));
+        run_bounded(jobs, DOWNLOADS_PER_PULL, &global)
+            .await
+            .unwrap();
+        let most = gauge.most.load(Ordering::SeqCst);
+        println!("20 layers, at most {most} downloading at once");
+        assert_eq!(most, DOWNLOADS_PER_PULL);
+    }
+
+    #[tokio::test]
+    async fn concurrent_pulls_share_the_global_cap() {
+        let gauge = Gauge::new();
+        let global = tokio::sync::Semaphore::new(DOWNLOADS_IN_ALL);
+        let pulls = (0..10).map(|_| {
+            let jobs = (0..6).map(|_| gauge.clone().job(false));
+            run_bounded(jobs, DOWNLOADS_PER_PULL, &global)
+        });
+        futures_util::future::try_join_all(pulls).await.unwrap();
+        let most = gauge.most.load(Ordering::SeqCst);
+        println!("10 pulls of 6 layers, at most {most} downloading at once");
+        assert_eq!(most, DOWNLOADS_IN_ALL);
+    }
+
+    #[tokio::test]
+    async fn a_failed_layer_fails_the_pull() {
+        let gauge = Gauge::new();
+        let global = tokio::sync::Semaphore::new(DOWNLOADS_IN_ALL);
+        let jobs = (0..5).map(|i| gauge.clone().job(i == 2));
+        let result = run_bounded(jobs, DOWNLOADS_PER_PULL, &global).await;
+        assert_eq!(result, Err("layer failed".to_string()));
+    }
 }
