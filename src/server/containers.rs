@@ -104,6 +104,7 @@ pub async fn remove_container(
 ) -> Result<RemoveContainerResponse, Status> {
     let id = required("container_id", &req.container_id)?;
     server.containers.remove(id).await?;
+    server.cpu_rate.forget(id);
     Ok(RemoveContainerResponse {})
 }
 

@@ -1,5 +1,6 @@
 //! Statistics and metrics of containers and pods.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -92,6 +93,26 @@ fn container_stats_of(server: &CriServer, record: &ContainerRecord) -> Container
     }
 }
 
+/// Drops the CPU-rate samples of containers and pods that no longer exist. Run on each
+/// list call, which kubelet makes periodically, so the cache tracks what exists.
+async fn prune_cpu_rate(server: &CriServer) {
+    let mut known: HashSet<String> = server
+        .containers
+        .list(&Filter::default())
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    known.extend(
+        server
+            .pods
+            .list(&PodFilter::default())
+            .await
+            .into_iter()
+            .map(|p| p.id),
+    );
+    server.cpu_rate.retain_known(|id| known.contains(id));
+}
+
 pub async fn container_stats(
     server: &CriServer,
     req: ContainerStatsRequest,
@@ -108,6 +129,7 @@ pub async fn list_container_stats(
     server: &CriServer,
     req: ListContainerStatsRequest,
 ) -> Result<ListContainerStatsResponse, Status> {
+    prune_cpu_rate(server).await;
     let filter = match req.filter {
         Some(f) => Filter {
             id: (!f.id.is_empty()).then_some(f.id),
@@ -218,6 +240,7 @@ pub async fn list_pod_sandbox_stats(
     server: &CriServer,
     req: ListPodSandboxStatsRequest,
 ) -> Result<ListPodSandboxStatsResponse, Status> {
+    prune_cpu_rate(server).await;
     let filter = req.filter.unwrap_or_default();
     let pods: Vec<Pod> = server
         .pods

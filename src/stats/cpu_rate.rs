@@ -35,6 +35,25 @@ impl CpuRate {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
     }
+
+    /// Forgets every id `known` rejects: containers and pods removed by any path
+    /// (removal of their pod, garbage collection, a restart) would otherwise keep a
+    /// sample each for the daemon's lifetime.
+    pub fn retain_known(&self, known: impl Fn(&str) -> bool) {
+        self.previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| known(id));
+    }
+
+    /// How many ids have a previous sample.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +76,24 @@ mod tests {
         assert_eq!(rate.sample("c", t1 + Duration::from_secs(1), 10), None);
         rate.forget("c");
         assert_eq!(rate.sample("c", t1 + Duration::from_secs(2), 20), None);
+    }
+
+    #[test]
+    fn ids_no_longer_known_are_forgotten() {
+        let rate = CpuRate::default();
+        let t0 = Instant::now();
+        for id in ["running", "removed-container", "removed-pod"] {
+            rate.sample(id, t0, 1_000);
+        }
+        rate.retain_known(|id| id == "running");
+        println!("samples kept after pruning: {}", rate.len());
+        assert_eq!(rate.len(), 1);
+        // The kept id still has its previous sample; a removed id starts over.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            rate.sample("running", t1, 1_000 + 250_000_000),
+            Some(250_000_000)
+        );
+        assert_eq!(rate.sample("removed-pod", t1, 2_000), None);
     }
 }
