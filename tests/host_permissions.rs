@@ -66,15 +66,10 @@ fn non_root_container(name: &str, volume: &Path) -> ContainerConfig {
 
 /// Mount points below `dir` with the overlay filesystem type and their mount options.
 fn overlay_mounts_below(dir: &Path) -> Vec<(PathBuf, String)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let dash = fields.iter().position(|f| *f == "-")?;
-            let point = PathBuf::from(fields[4].replace("\\040", " "));
-            (fields.get(dash + 1) == Some(&"overlay") && point.starts_with(dir))
-                .then(|| (point, fields[5].to_string()))
-        })
+    criox_runtime::mountinfo::current()
+        .into_iter()
+        .filter(|m| m.fs_type == "overlay" && m.mount_point.starts_with(dir))
+        .map(|m| (m.mount_point, m.options))
         .collect()
 }
 

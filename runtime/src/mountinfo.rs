@@ -16,6 +16,8 @@ pub struct Mount {
     pub mount_point: PathBuf,
     /// Per-mount options (`rw,nosuid,…`).
     pub options: String,
+    /// Optional fields: propagation (`shared:N`, `master:N`, `unbindable`).
+    pub optional: Vec<String>,
     pub fs_type: String,
     pub source: String,
     /// Per-filesystem options; for a cgroup v1 mount, its controllers among them.
@@ -59,6 +61,7 @@ fn parse_line(line: &str) -> Option<Mount> {
     let root = unescape(left.next()?);
     let mount_point = unescape(left.next()?);
     let options = left.next()?.to_string();
+    let optional = left.map(str::to_string).collect();
     let mut right = right.split(' ');
     let fs_type = right.next()?.to_string();
     let source = right.next().unwrap_or_default().to_string();
@@ -69,6 +72,7 @@ fn parse_line(line: &str) -> Option<Mount> {
         root,
         mount_point,
         options,
+        optional,
         fs_type,
         source,
         super_options,

@@ -20,32 +20,31 @@ pub enum PropagationError {
     },
 }
 
-/// The mount point holding `path` and its propagation flags, from mountinfo.
-fn holding_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool, bool)> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, _) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            let mountpoint = PathBuf::from(fields.get(4)?.replace("\\040", " "));
-            let optional = fields.get(6..).unwrap_or_default();
-            let shared = optional.iter().any(|f| f.starts_with("shared:"));
-            let slave = optional.iter().any(|f| f.starts_with("master:"));
-            path.starts_with(&mountpoint)
-                .then_some((mountpoint, shared, slave))
+/// The mount point holding `path` and its propagation flags.
+fn holding_mount(
+    mounts: &[criox_runtime::mountinfo::Mount],
+    path: &Path,
+) -> Option<(PathBuf, bool, bool)> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .map(|m| {
+            let shared = m.optional.iter().any(|f| f.starts_with("shared:"));
+            let slave = m.optional.iter().any(|f| f.starts_with("master:"));
+            (m.mount_point.clone(), shared, slave)
         })
         // The last, longest match is the mount that is visible at the path.
         .max_by_key(|(mountpoint, _, _)| mountpoint.components().count())
 }
 
 pub fn ensure(requirement: &PropagationRequirement) -> Result<(), PropagationError> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = criox_runtime::mountinfo::current();
     let path = requirement
         .host_path
         .canonicalize()
         .unwrap_or_else(|_| requirement.host_path.clone());
     let (mountpoint, shared, slave) =
-        holding_mount(&mountinfo, &path).ok_or_else(|| PropagationError::NoMount(path.clone()))?;
+        holding_mount(&mounts, &path).ok_or_else(|| PropagationError::NoMount(path.clone()))?;
     let satisfied = match requirement.need {
         HostPropagation::Shared => shared,
         HostPropagation::SharedOrSlave => shared || slave,
@@ -79,14 +78,26 @@ mod tests {
 
     #[test]
     fn the_longest_mount_prefix_holds_the_path() {
-        let (mp, shared, slave) = holding_mount(MOUNTINFO, Path::new("/var/lib/data/vol")).unwrap();
+        let (mp, shared, slave) = holding_mount(
+            &criox_runtime::mountinfo::parse(MOUNTINFO),
+            Path::new("/var/lib/data/vol"),
+        )
+        .unwrap();
         assert_eq!(
             (mp, shared, slave),
             (PathBuf::from("/var/lib/data"), false, false)
         );
-        let (mp, shared, _) = holding_mount(MOUNTINFO, Path::new("/etc")).unwrap();
+        let (mp, shared, _) = holding_mount(
+            &criox_runtime::mountinfo::parse(MOUNTINFO),
+            Path::new("/etc"),
+        )
+        .unwrap();
         assert_eq!((mp, shared), (PathBuf::from("/"), true));
-        let (_, _, slave) = holding_mount(MOUNTINFO, Path::new("/mnt/slave/x")).unwrap();
+        let (_, _, slave) = holding_mount(
+            &criox_runtime::mountinfo::parse(MOUNTINFO),
+            Path::new("/mnt/slave/x"),
+        )
+        .unwrap();
         assert!(slave);
     }
 }

@@ -43,7 +43,7 @@ impl ContainerManager {
         let Ok(entries) = std::fs::read_dir(&self.bundles) else {
             return;
         };
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mounts = criox_runtime::mountinfo::current();
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str() else {
@@ -53,7 +53,7 @@ impl ContainerManager {
                 continue;
             }
             let bundle = entry.path();
-            if Rootfs::new(&bundle).is_mounted(&mountinfo) {
+            if Rootfs::new(&bundle).is_mounted(&mounts) {
                 tracing::warn!(bundle = %bundle.display(), "a bundle without a record has its root filesystem mounted; leaving it");
                 continue;
             }

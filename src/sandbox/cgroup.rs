@@ -58,16 +58,10 @@ fn hierarchies(layout: Layout) -> Vec<PathBuf> {
     if layout == Layout::Unified {
         return vec![PathBuf::from(CGROUP_ROOT)];
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let point = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || (fstype == "cgroup2" && layout == Layout::Hybrid))
-                .then(|| PathBuf::from(point))
-        })
+    let mut points: Vec<PathBuf> = criox_runtime::mountinfo::current()
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup" || (m.fs_type == "cgroup2" && layout == Layout::Hybrid))
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(CGROUP_ROOT))
         .collect();
     points.sort();

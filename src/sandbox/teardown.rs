@@ -1,6 +1,6 @@
 //! Taking a pod apart: the one path that stop, remove, a failed run and recovery share.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Pod, PodCgroup, PodPaths, SandboxManager, cgroup, infra, namespaces, shm};
 
@@ -94,15 +94,8 @@ pub(super) fn cleanup_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
         return Ok(());
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for point in points {
+    let mounts = criox_runtime::mountinfo::current();
+    for point in criox_runtime::mountinfo::points_below(&mounts, dir) {
         let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
     }
     std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))

@@ -38,22 +38,12 @@ impl Hierarchy {
         let mut memory = None;
         let mut pids = None;
         let mut unified = None;
-        for line in text.lines() {
-            // Fields: id parent dev root mountpoint options [optional...] - fstype source superopts
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let Some(mountpoint) = left.split(' ').nth(4) else {
-                continue;
-            };
-            let mut right = right.split(' ');
-            let fstype = right.next().unwrap_or_default();
-            let superopts = right.nth(1).unwrap_or_default();
-            let mountpoint = PathBuf::from(mountpoint.replace("\\040", " "));
-            match fstype {
+        for m in criox_runtime::mountinfo::parse(text) {
+            let mountpoint = m.mount_point;
+            match m.fs_type.as_str() {
                 "cgroup2" if unified.is_none() => unified = Some(mountpoint),
                 "cgroup" => {
-                    for opt in superopts.split(',') {
+                    for opt in m.super_options.split(',') {
                         match opt {
                             "cpu" if cpu.is_none() => cpu = Some(mountpoint.clone()),
                             "cpuacct" if cpuacct.is_none() => cpuacct = Some(mountpoint.clone()),

@@ -148,9 +148,9 @@ impl Rootfs {
         Ok(data)
     }
 
-    /// Whether the merged tree is mounted, according to `mountinfo`.
-    pub fn is_mounted(&self, mountinfo: &str) -> bool {
-        is_mount_point(mountinfo, &self.target)
+    /// Whether the merged tree is mounted in `mounts`.
+    pub fn is_mounted(&self, mounts: &[criox_runtime::mountinfo::Mount]) -> bool {
+        criox_runtime::mountinfo::is_mount_point(mounts, &self.target)
     }
 
     /// Unmounts the merged tree; unmounting what is not mounted succeeds, so removal can
@@ -201,39 +201,9 @@ fn overlay(target: &Path, data: &str) -> nix::Result<()> {
     )
 }
 
-/// Whether `path` is a mount point according to `mountinfo`.
-fn is_mount_point(mountinfo: &str, path: &Path) -> bool {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| Path::new(&point.replace("\\040", " ")) == path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_points_are_matched_whole_and_unescaped() {
-        let mountinfo = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
-40 22 0:50 / /var/lib/criox/containers/ab/rootfs rw - overlay overlay rw
-41 22 0:51 / /mnt/with\\040space rw - tmpfs tmpfs rw
-";
-        assert!(is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/ab/rootfs")
-        ));
-        assert!(is_mount_point(mountinfo, Path::new("/mnt/with space")));
-        assert!(!is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/ab")
-        ));
-        assert!(!is_mount_point(
-            mountinfo,
-            Path::new("/var/lib/criox/containers/abc/rootfs")
-        ));
-    }
 
     fn is_mounted(path: &Path) -> bool {
         mount_line(path).is_some()

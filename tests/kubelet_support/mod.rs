@@ -467,14 +467,10 @@ fn remove_kubelet_chains() {
 
 /// Mounted cgroup hierarchies: each v1 controller directory and the cgroup2 mount.
 pub fn cgroup_hierarchies() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter(|l| {
-            let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
-            matches!(fstype, Some("cgroup") | Some("cgroup2"))
-        })
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
+    criox_runtime::mountinfo::current()
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
         .collect()
 }
 

@@ -229,15 +229,10 @@ pub fn eth0_addresses(netns: &Path) -> String {
 
 /// nsfs mounts (pinned namespaces) and other mounts below `dir`.
 pub fn mounts_below(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|p| Path::new(p).starts_with(dir))
-        })
-        .map(str::to_string)
+    criox_runtime::mountinfo::current()
+        .into_iter()
+        .filter(|m| m.mount_point.starts_with(dir))
+        .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
         .collect()
 }
 

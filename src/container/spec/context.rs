@@ -109,16 +109,7 @@ fn hugetlb_controller(cgroup_v2: bool) -> bool {
         return std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
             .is_ok_and(|c| c.split_whitespace().any(|n| n == "hugetlb"));
     }
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| {
-        text.lines().any(|line| {
-            let Some((_, right)) = line.split_once(" - ") else {
-                return false;
-            };
-            let mut fields = right.split(' ');
-            fields.next() == Some("cgroup")
-                && fields
-                    .nth(1)
-                    .is_some_and(|opts| opts.split(',').any(|o| o == "hugetlb"))
-        })
-    })
+    criox_runtime::mountinfo::current()
+        .iter()
+        .any(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "hugetlb"))
 }
