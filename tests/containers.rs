@@ -136,6 +136,20 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
     // ctl sees the same container, by a prefix of its id.
     let out = daemon.ctl(&["ps", "-a", "-q"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    // The state filter, by its short and long names, as crictl users type it.
+    let out = daemon.ctl(&["ps", "-s", "exited", "-q"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&id),
+        "ps -s exited: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = daemon.ctl(&["ps", "--container-state", "running", "-q"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&id));
     let out = daemon.ctl(&["logs", &id[..12]]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\npart");
 

@@ -46,9 +46,10 @@ pub struct PsArgs {
     /// Only containers of this pod.
     #[arg(long, short = 'p')]
     pub pod: Option<String>,
-    /// Only containers in this state: created, running, exited, unknown.
-    #[arg(long, short = 's')]
-    pub state: Option<String>,
+    /// Only containers in this state: created, running, exited, unknown. (`--state`
+    /// names the daemon's state directory for every command.)
+    #[arg(long = "container-state", short = 's')]
+    pub container_state: Option<String>,
     /// Only containers with this label, as key=value (repeatable).
     #[arg(long)]
     pub label: Vec<String>,
@@ -148,7 +149,7 @@ fn parse_labels(labels: &[String]) -> Result<HashMap<String, String>> {
 }
 
 pub async fn ps(rt: &mut Client, args: PsArgs) -> Result<()> {
-    let state = match (&args.state, args.all) {
+    let state = match (&args.container_state, args.all) {
         (Some(name), _) => Some(parse_state(name)?),
         (None, true) => None,
         (None, false) => Some(ContainerState::ContainerRunning),
