@@ -15,6 +15,9 @@ pub trait Handler {
     fn stdin(&mut self, data: &[u8]);
     /// The client asked to close stdin, or a client that held stdin went away.
     fn stdin_done(&mut self);
+    /// Whether input waiting for the container has reached its limit; clients that send
+    /// stdin are then not read until it drains (see `super::stdin`).
+    fn stdin_full(&self) -> bool;
 }
 
 enum Mode {
@@ -25,6 +28,12 @@ enum Mode {
 struct Client {
     stream: UnixStream,
     mode: Mode,
+}
+
+impl Client {
+    fn sends_stdin(&self) -> bool {
+        matches!(self.mode, Mode::Attached { stdin: true, .. })
+    }
 }
 
 pub struct AttachServer {
@@ -52,8 +61,14 @@ impl AttachServer {
         self.listener.as_raw_fd()
     }
 
-    pub fn client_fds(&self) -> Vec<RawFd> {
-        self.clients.iter().map(|c| c.stream.as_raw_fd()).collect()
+    /// The clients to poll for input; with `stdin_full`, those that send stdin are left
+    /// out so that their input waits in their sockets.
+    pub fn client_fds(&self, stdin_full: bool) -> Vec<RawFd> {
+        self.clients
+            .iter()
+            .filter(|c| !(stdin_full && c.sends_stdin()))
+            .map(|c| c.stream.as_raw_fd())
+            .collect()
     }
 
     pub fn accept(&mut self) {
@@ -74,6 +89,9 @@ impl AttachServer {
         };
         let mut buf = [0u8; 8192];
         let keep = loop {
+            if self.clients[idx].sends_stdin() && handler.stdin_full() {
+                break true;
+            }
             match self.clients[idx].stream.read(&mut buf) {
                 Ok(0) => break false,
                 Ok(n) => {

@@ -17,6 +17,7 @@ mod own_log;
 mod root_flags;
 pub mod protocol;
 mod run;
+mod stdin;
 
 use std::ffi::OsString;
 

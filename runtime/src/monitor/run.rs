@@ -21,6 +21,7 @@ use super::exit_record::{ExitRecord, ExitRecordError};
 use super::files;
 use super::oom::OomWatcher;
 use super::protocol;
+use super::stdin::{STDIN_BUFFER, StdinWriter};
 use crate::backend::{Backend, BackendError, CreateOptions, Stdio};
 use crate::bundle;
 
@@ -325,8 +326,10 @@ fn create(
 /// Everything a client may ask of the monitor.
 struct Io {
     log: CriLog,
-    stdin: Option<File>,
+    stdin: Option<StdinWriter>,
     stdin_once: bool,
+    /// stdin_once's close came while input was still waiting: close once it is written.
+    close_stdin_when_drained: bool,
     terminal: Option<RawFd>,
 }
 
@@ -345,7 +348,7 @@ impl Handler for Io {
 
     fn stdin(&mut self, data: &[u8]) {
         if let Some(f) = self.stdin.as_mut()
-            && f.write_all(data).is_err()
+            && f.write(data).is_err()
         {
             self.stdin = None;
         }
@@ -353,6 +356,25 @@ impl Handler for Io {
 
     fn stdin_done(&mut self) {
         if self.stdin_once && self.terminal.is_none() {
+            self.close_stdin_when_drained = true;
+            self.flush_stdin();
+        }
+    }
+
+    fn stdin_full(&self) -> bool {
+        self.stdin.as_ref().is_some_and(StdinWriter::is_full)
+    }
+}
+
+impl Io {
+    /// Writes waiting input; closes stdin when it is gone, or when it is drained and
+    /// the client asked for it to be closed.
+    fn flush_stdin(&mut self) {
+        let Some(f) = self.stdin.as_mut() else {
+            return;
+        };
+        let failed = f.flush().is_err();
+        if failed || (self.close_stdin_when_drained && !f.has_pending()) {
             self.stdin = None;
         }
     }
@@ -416,8 +438,9 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
     } = c;
     let mut io = Io {
         log,
-        stdin,
+        stdin: stdin.map(|f| StdinWriter::new(f, STDIN_BUFFER)),
         stdin_once: a.request.stdin_once,
+        close_stdin_when_drained: false,
         terminal: terminal.as_ref().map(|t| t.as_raw_fd()),
     };
     for (f, _) in &outputs {
@@ -459,8 +482,17 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
                 revents: 0,
             });
         }
+        // Waiting input is written when the container's stdin can take more.
+        let stdin_slot = io.stdin.as_ref().filter(|s| s.has_pending()).map(|s| {
+            fds.push(libc::pollfd {
+                fd: s.fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+            fds.len() - 1
+        });
         let first_client = fds.len();
-        for fd in attach.client_fds() {
+        for fd in attach.client_fds(io.stdin_full()) {
             fds.push(libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -504,7 +536,11 @@ fn supervise(a: &MonitorArgs, c: Created) -> Result<(), MonitorError> {
             oom.on_event();
         }
         let mut closed = Vec::new();
-        for (i, pfd) in fds[first_output..first_client].iter().enumerate() {
+        if stdin_slot.is_some_and(|i| fds[i].revents != 0) {
+            io.flush_stdin();
+        }
+        let last_output = stdin_slot.unwrap_or(first_client);
+        for (i, pfd) in fds[first_output..last_output].iter().enumerate() {
             if pfd.revents == 0 {
                 continue;
             }
