@@ -856,3 +856,67 @@ fn a_streaming_key_that_does_not_fit_its_certificate_stops_the_start() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_a_container_never_reads_does_not_stall_its_output_or_its_stop() {
+    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let mut rt = daemon.runtime().await;
+    let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
+    let script = "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done";
+    let id = run_container(
+        &mut rt,
+        &pod,
+        &pod_config,
+        "deaf",
+        &["sh", "-c", script],
+        true,
+        false,
+    )
+    .await;
+    let url = attach_url(&mut rt, &id).await;
+    let mut flooding = Attached::start("spdy", "v4.channel.k8s.io", &url);
+    flooding.wait_for_output("\n", "before the flood").await;
+    // 4 MiB, far beyond the 64 KiB of a pipe, from a thread: with back-pressure the
+    // client's writes wait, and this test must not.
+    let mut input = flooding.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&vec![b'x'; 4 << 20]);
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The monitor still carries output: a new session sees new lines.
+    let url = attach_url(&mut rt, &id).await;
+    let watching = Attached::start("ws", "v5.channel.k8s.io", &url);
+    let last_tick = |output: String| -> u32 {
+        output
+            .lines()
+            .filter_map(|l| l.strip_prefix("tick")?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let seen = last_tick(flooding.output());
+    watching.wait_for_output("tick", "after the flood").await;
+    flooding
+        .wait_for_output(&format!("tick{}\n", seen + 5), "the flooding session")
+        .await;
+    // And it still stops the container within its timeout.
+    let started = std::time::Instant::now();
+    rt.stop_container(criox_proto::v1::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 2,
+    })
+    .await
+    .expect("StopContainer");
+    let took = started.elapsed();
+    println!("stopped {took:?} after a 4 MiB flood of unread stdin");
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    let status = container_state(&mut rt, &id).await;
+    assert_eq!(
+        status.state,
+        criox_proto::v1::ContainerState::ContainerExited as i32,
+        "{status:?}"
+    );
+    drop(watching);
+    drop(flooding);
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}
