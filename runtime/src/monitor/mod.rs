@@ -14,8 +14,8 @@ pub mod exit_record;
 pub mod files;
 mod oom;
 mod own_log;
-mod root_flags;
 pub mod protocol;
+mod root_flags;
 mod run;
 mod stdin;
 
