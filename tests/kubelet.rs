@@ -74,12 +74,21 @@ fn pod_id(crictl: &Crictl, name: &str) -> Option<String> {
 }
 
 /// The number the logger container printed last, through `crictl logs`.
+/// The number of the logger's last line. Just after the kubelet rotates the log, the new
+/// file may hold no line yet, so this waits up to 10 s for one.
 fn last_logged_line(crictl: &Crictl, container: &str) -> Option<u64> {
-    let out = crictl.run(&["logs", "--tail", "3", container]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse().ok())
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = crictl.run(&["logs", "--tail", "3", container]);
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse().ok());
+        if last.is_some() || std::time::Instant::now() > deadline {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn web_pod(image: &str, host_port: u16) -> Value {

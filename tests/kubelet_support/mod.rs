@@ -158,6 +158,11 @@ impl KubeletBuilder {
 
     fn start_with(self, manifests: &[(&str, &serde_json::Value)]) -> Kubelet {
         kernel_tunables();
+        // Every kubelet serves its device-plugin registry on the same host path
+        // (/var/lib/kubelet/device-plugins/kubelet.sock, not below --root-dir): two at once
+        // race for it and the loser never starts its container manager.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let id = unique("");
         let dir = tempfile::Builder::new()
             .prefix("crxkl")
@@ -165,6 +170,7 @@ impl KubeletBuilder {
             .unwrap()
             .keep();
         let kubelet = Kubelet {
+            _turn: turn,
             bin: go_clients().join("kubelet"),
             crictl: Crictl::new(&self.socket),
             root_dir: dir.join("root"),
@@ -257,6 +263,9 @@ pub struct Kubelet {
     pub read_only_port: u16,
     config_path: PathBuf,
     child: Option<Child>,
+    /// Held for the kubelet's life; see `start_with`. Dropped after the process is gone
+    /// (fields drop after `Drop::drop` has run).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Kubelet {
