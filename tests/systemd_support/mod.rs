@@ -137,7 +137,7 @@ pub struct Systemd {
     /// systemd's pid in the test's PID namespace.
     pub pid: u32,
     /// The test cgroup in each host hierarchy.
-    cgroups: Vec<PathBuf>,
+    pub cgroups: Vec<PathBuf>,
     pub dir: tempfile::TempDir,
 }
 
