@@ -58,6 +58,15 @@ mod tests {
             .arg(dir.path())
             .spawn()
             .unwrap();
+        // Until the child has executed `sh`, its command line is still this test's.
+        let cmdline = format!("/proc/{}/cmdline", monitor.id());
+        for _ in 0..500 {
+            let args = std::fs::read(&cmdline).unwrap_or_default();
+            if args.split(|b| *b == 0).any(|a| a == b"monitor") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         std::fs::write(dir.path().join(PID_FILE), monitor.id().to_string()).unwrap();
         let found = live_monitor(dir.path());
         let other = tempfile::tempdir().unwrap();
