@@ -4,29 +4,13 @@
 //! per-container monitor (`criox monitor`) are dispatched before anything else happens:
 //! both must stay single-threaded, so no async runtime may be started for them.
 
-mod cgroup_driver;
-mod config;
-mod container;
-mod ctl;
-mod daemon;
-mod ids;
-mod image;
-mod metrics;
-mod network;
-mod sandbox;
-mod server;
-mod service_manager;
-mod stats;
-mod storage;
-mod store;
-mod streaming;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use config::{Config, Overrides};
+use criox::config::{self, Config, Overrides};
+use criox::{ctl, daemon, pod_infra, service_manager, streaming};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,9 +81,7 @@ fn main() {
         Some(criox_runtime::external::exec_relay::SUBCOMMAND) => std::process::exit(
             criox_runtime::external::exec_relay::main(args[1..].to_vec()),
         ),
-        Some(sandbox::infra::SUBCOMMAND) => {
-            std::process::exit(sandbox::infra::main(args[1..].to_vec()))
-        }
+        Some(pod_infra::SUBCOMMAND) => std::process::exit(pod_infra::main(args[1..].to_vec())),
         _ => {}
     }
 
