@@ -21,6 +21,7 @@ mod stats;
 mod storage;
 mod store;
 pub mod streaming;
+mod timeline;
 
 /// The pod infra process (`criox pod-infra`), which holds a pod's namespaces.
 pub use sandbox::infra as pod_infra;

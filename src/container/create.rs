@@ -79,6 +79,7 @@ impl ContainerManager {
         // The record comes first: a crash from here on leaves something start-up cleans.
         // It is not flushed to disk: after a power loss, which ends the container anyway,
         // start-up removes a bundle whose record was lost.
+        let phase = crate::timeline::phase("record");
         self.store.insert(record).map_err(|e| match e {
             StoreError::NameTaken { name, holder, .. } => ContainerError::Invalid {
                 field: "metadata.name".to_string(),
@@ -87,10 +88,13 @@ impl ContainerManager {
             other => other.into(),
         })?;
 
+        drop(phase);
         let this = self.clone();
         let pod_ctx = pod.context.clone();
         let task_id = id.clone();
+        let rpc = tracing::Span::current();
         let made = tokio::task::spawn_blocking(move || {
+            let _rpc = rpc.enter();
             this.make(&task_id, &pod_ctx, &image, &config, log_path)
         })
         .await
@@ -120,6 +124,7 @@ impl ContainerManager {
         };
         match made {
             Ok(made) => {
+                let _phase = crate::timeline::phase("record_created");
                 // What follows describes processes that a power loss ends anyway.
                 let record = self.store.update_unsynced(&id, |r| {
                     r.state = State::Created;
@@ -153,6 +158,7 @@ impl ContainerManager {
         log_path: Option<PathBuf>,
     ) -> Result<Made, ContainerError> {
         let bundle = self.bundle_dir(id);
+        let phase = crate::timeline::phase("dirs");
         if let Some(path) = &log_path
             && let Some(dir) = path.parent()
         {
@@ -168,6 +174,8 @@ impl ContainerManager {
             source,
         })?;
         let handler = self.store.get(id).map(|r| r.handler).unwrap_or_default();
+        drop(phase);
+        let phase = crate::timeline::phase("monitor_spawn");
         // The monitor starts up while the root filesystem and the spec are made; it
         // creates nothing until `create` below, and leaves if this returns early.
         let pending = self.runtime(&handler)?.prepare_launch(&LaunchRequest {
@@ -179,8 +187,12 @@ impl ContainerManager {
             stdin_once: config.stdin_once,
             terminal: config.tty,
         })?;
+        drop(phase);
+        let phase = crate::timeline::phase("rootfs_mount");
         let rootfs = Rootfs::new(&bundle);
         rootfs.mount(&image.layers)?;
+        drop(phase);
+        let phase = crate::timeline::phase("spec_build");
         // Image volumes become read-only binds of the image trees mounted in the bundle.
         let mut config = config.clone();
         for volume in &image.volumes {
@@ -226,6 +238,8 @@ impl ContainerManager {
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
+        drop(phase);
+        let phase = crate::timeline::phase("spec_write");
         let config_path = bundle.join("config.json");
         let json =
             serde_json::to_vec_pretty(&built.spec).map_err(|e| ContainerError::Internal {
@@ -255,7 +269,10 @@ impl ContainerManager {
             .linux()
             .as_ref()
             .and_then(|l| l.resources().clone());
+        drop(phase);
+        let phase = crate::timeline::phase("backend_create");
         let launched = pending.create()?;
+        drop(phase);
         Ok(Made {
             pid: launched.pid,
             monitor_pid: launched.monitor_pid,

@@ -24,12 +24,15 @@ impl ContainerManager {
         let start_id = id.clone();
         // Taken before the start: a short process can finish before start returns.
         let started_at = now_ns();
+        let phase = crate::timeline::phase("backend_start");
         tokio::task::spawn_blocking(move || runtime.start(&start_id))
             .await
             .map_err(|e| ContainerError::Internal {
                 id: id.clone(),
                 message: format!("start task failed: {e}"),
             })??;
+        drop(phase);
+        let _phase = crate::timeline::phase("record");
         let updated = self.store.update_unsynced(&id, |r| {
             // The process may have ended already; the exit watcher records that.
             if r.state == State::Created {

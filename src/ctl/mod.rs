@@ -65,7 +65,12 @@ pub enum CtlCommand {
     /// List pod sandboxes.
     Pods(pods::PodsArgs),
     /// Print the status of pod sandboxes, verbose, as JSON.
-    Inspectp { ids: Vec<String> },
+    Inspectp {
+        ids: Vec<String>,
+        /// Ask N times per pod and print each call's microseconds instead of the status.
+        #[arg(long)]
+        repeat: Option<u32>,
+    },
     /// Create a container in a pod: POD-ID CONTAINER-CONFIG.json POD-CONFIG.json
     Create(containers::CreateArgs),
     /// Start created containers.
@@ -126,7 +131,7 @@ async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Res
         CtlCommand::Stopp { ids } => pods::stopp(&mut rt, ids).await,
         CtlCommand::Rmp { ids } => pods::rmp(&mut rt, ids).await,
         CtlCommand::Pods(a) => pods::pods(&mut rt, a).await,
-        CtlCommand::Inspectp { ids } => pods::inspectp(&mut rt, ids).await,
+        CtlCommand::Inspectp { ids, repeat } => pods::inspectp(&mut rt, ids, repeat).await,
         CtlCommand::Create(a) => containers::create(&mut rt, a).await,
         CtlCommand::Start { ids } => containers::start(&mut rt, ids).await,
         CtlCommand::Stop(a) => containers::stop(&mut rt, a).await,

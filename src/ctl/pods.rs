@@ -144,7 +144,26 @@ pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Res
     Ok(())
 }
 
-pub async fn inspectp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
+pub async fn inspectp(
+    rt: &mut RuntimeServiceClient<Channel>,
+    ids: Vec<String>,
+    repeat: Option<u32>,
+) -> Result<()> {
+    if let Some(times) = repeat {
+        // Benchmarks: the round trips alone, without this process's start in each figure.
+        for id in &ids {
+            for _ in 0..times {
+                let started = std::time::Instant::now();
+                rt.pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: id.clone(),
+                    verbose: true,
+                })
+                .await?;
+                println!("{}", started.elapsed().as_micros());
+            }
+        }
+        return Ok(());
+    }
     for id in ids {
         let resp = rt
             .pod_sandbox_status(PodSandboxStatusRequest {

@@ -92,6 +92,11 @@ pub async fn run(
     config: &Value,
     inv: &Invocation<'_>,
 ) -> Result<Value, ExecError> {
+    let _phase = crate::timeline::phase(match command {
+        Command::Add => "cni_plugin_add",
+        Command::Del => "cni_plugin_del",
+        Command::Check => "cni_plugin_check",
+    });
     let path = find_plugin(kind, inv.plugin_dirs)?;
     let cni_path = std::env::join_paths(inv.plugin_dirs)
         .map(|p| p.to_string_lossy().into_owned())

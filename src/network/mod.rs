@@ -6,6 +6,7 @@
 //! changed, releases what the ADD took.
 
 mod cache;
+mod checked;
 mod conf;
 mod exec;
 mod pod_cidr;
@@ -88,6 +89,8 @@ pub struct NetworkManager {
     template: Option<PathBuf>,
     /// The pod CIDRs the kubelet last handed over.
     pod_cidrs: std::sync::Mutex<Vec<template::Cidr>>,
+    /// The last CHECK outcome of each attached pod, for verbose status.
+    checks: checked::Checks,
 }
 
 impl NetworkManager {
@@ -105,6 +108,7 @@ impl NetworkManager {
             timeout,
             template,
             pod_cidrs: std::sync::Mutex::new(Vec::new()),
+            checks: checked::Checks::default(),
         }
     }
 
@@ -127,7 +131,9 @@ impl NetworkManager {
     /// Runs ADD through the whole list and returns the pod's IPs. On failure the plugins
     /// that ran are undone with DEL, so nothing is left allocated.
     pub async fn attach(&self, pod: &PodAttachment<'_>) -> Result<Vec<IpAddr>, NetworkError> {
+        let phase = crate::timeline::phase("cni_conf_load");
         let list = self.current()?;
+        drop(phase);
         let cached = CachedAttachment {
             list,
             cni_args: cni_args(pod),
@@ -137,12 +143,16 @@ impl NetworkManager {
             result: Value::Null,
         };
         // Written before ADD: a crash in the middle still leaves what DEL needs.
+        let phase = crate::timeline::phase("cni_cache_write");
         cache::write(&self.cache_dir, pod.id, &cached, false)?;
+        drop(phase);
         match self.add_all(pod.id, &cached).await {
             Ok(result) => {
                 let ips = result::pod_ips(&result, POD_IFNAME);
                 let cached = CachedAttachment { result, ..cached };
+                let _phase = crate::timeline::phase("cni_cache_write_result");
                 cache::write(&self.cache_dir, pod.id, &cached, true)?;
+                self.checks.record(pod.id, Ok(()));
                 Ok(ips)
             }
             Err(e) => {
@@ -158,6 +168,7 @@ impl NetworkManager {
     /// DEL with the configuration the ADD used; without a cached ADD there is nothing to
     /// release. `netns_alive` false passes an empty CNI_NETNS, as the spec allows.
     pub async fn detach(&self, id: &str, netns_alive: bool) -> Result<(), NetworkError> {
+        self.checks.forget(id);
         let Some(cached) = cache::read(&self.cache_dir, id)? else {
             return Ok(());
         };

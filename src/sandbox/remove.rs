@@ -26,10 +26,13 @@ impl SandboxManager {
                 message,
             });
         }
+        let phase = crate::timeline::phase("pod_dir");
         cleanup_dir(&pod.paths.dir).map_err(|message| SandboxError::Setup {
             id: pod.id.clone(),
             message,
         })?;
+        drop(phase);
+        let _phase = crate::timeline::phase("record");
         self.store.remove(&pod.id)?;
         self.locks.forget(&pod.id);
         Ok(())

@@ -16,6 +16,7 @@ use crate::store::StoreError;
 
 impl SandboxManager {
     pub async fn run(&self, mut spec: PodSpec) -> Result<String, SandboxError> {
+        let phase = crate::timeline::phase("validate");
         validate::spec(&spec)?;
         if spec.runtime_handler.is_empty() {
             spec.runtime_handler = self.default_handler.clone();
@@ -38,6 +39,7 @@ impl SandboxManager {
             None => shm::DEFAULT_SIZE,
         };
         let bandwidth = bandwidth(&spec.annotations)?;
+        drop(phase);
         let id = new_id();
         let full_name = spec.full_name();
         let dir = self.state_dir.join(&id);
@@ -75,16 +77,19 @@ impl SandboxManager {
             spec,
         };
         // The record reserves the name; a live pod's holder is named in the refusal.
+        let phase = crate::timeline::phase("record");
         self.store.insert(pod.clone()).map_err(|e| match e {
             StoreError::NameTaken { name, holder, .. } => SandboxError::NameTaken { name, holder },
             other => SandboxError::Store(other),
         })?;
+        drop(phase);
         let lock = self.locks.of(&id);
         let _guard = lock.lock().await;
         match self.build(&mut pod, shm_size, bandwidth.as_ref()).await {
             Ok(()) => {
                 pod.phase = Phase::Created;
                 pod.state = PodState::Ready;
+                let _phase = crate::timeline::phase("record_ready");
                 if let Err(e) = self.save(&pod, true) {
                     self.abandon(&mut pod).await;
                     return Err(e);
@@ -131,7 +136,9 @@ impl SandboxManager {
         // Namespaces, files, /dev/shm and the cgroup are blocking kernel work.
         let (pinned, result) = {
             let paths = pod.paths.clone();
+            let rpc = tracing::Span::current();
             tokio::task::spawn_blocking(move || {
+                let _rpc = rpc.enter();
                 let mut paths = paths;
                 let result = make_local(&mut paths, &dir, wanted, &spec, &hostname, shm_size);
                 (paths, result)
@@ -149,6 +156,7 @@ impl SandboxManager {
             pod.spec.cgroup_parent.clone()
         };
         let systemd = crate::cgroup_driver::is_systemd();
+        let phase = crate::timeline::phase("cgroup");
         if systemd {
             // systemd owns the tree: the pod's cgroup is its slice, started if nobody had.
             let limits = pod
@@ -174,7 +182,9 @@ impl SandboxManager {
             self.save(pod, false)?;
         }
 
+        drop(phase);
         if pod.spec.pid_mode == NamespaceMode::Pod {
+            let _phase = crate::timeline::phase("infra");
             let joins: Vec<(&str, PathBuf)> = [
                 ("net", pod.paths.namespaces.network.clone()),
                 ("ipc", pod.paths.namespaces.ipc.clone()),
@@ -222,16 +232,15 @@ impl SandboxManager {
                 bandwidth,
                 dns: pod.spec.dns.as_ref(),
             };
-            pod.ips =
-                self.network
-                    .attach(&attachment)
-                    .await
-                    .map_err(|source| SandboxError::Network {
-                        id: pod.id.clone(),
-                        source,
-                    })?;
+            pod.ips = crate::timeline::timed("network", self.network.attach(&attachment))
+                .await
+                .map_err(|source| SandboxError::Network {
+                    id: pod.id.clone(),
+                    source,
+                })?;
         }
         tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "network attached");
+        let _phase = crate::timeline::phase("hosts_file");
         files::write_hosts(
             &pod.paths.hosts,
             pod.spec.network_mode == NamespaceMode::Node,
@@ -252,6 +261,7 @@ fn make_local(
     hostname: &str,
     shm_size: u64,
 ) -> Result<(), String> {
+    let phase = crate::timeline::phase("namespaces");
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     paths.namespaces = namespaces::create(
         &dir.join("ns"),
@@ -262,10 +272,14 @@ fn make_local(
         },
     )
     .map_err(|e| e.to_string())?;
+    drop(phase);
+    let phase = crate::timeline::phase("files");
     files::write_hostname(&paths.hostname, hostname)
         .map_err(|e| format!("write {}: {e}", paths.hostname.display()))?;
     files::write_resolv_conf(&paths.resolv_conf, spec.dns.as_ref())
         .map_err(|e| format!("write {}: {e}", paths.resolv_conf.display()))?;
+    drop(phase);
+    let _phase = crate::timeline::phase("shm");
     if spec.ipc_mode != NamespaceMode::Node {
         shm::mount(&paths.shm, shm_size)
             .map_err(|e| format!("mount /dev/shm at {}: {e}", paths.shm.display()))?;

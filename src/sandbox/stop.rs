@@ -34,6 +34,7 @@ impl SandboxManager {
         }
         if changed {
             pod.state = PodState::NotReady;
+            let _phase = crate::timeline::phase("record");
             self.save(pod, true)?;
         }
         Ok(())

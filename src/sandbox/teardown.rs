@@ -19,6 +19,7 @@ impl SandboxManager {
     pub(super) async fn teardown(&self, pod: &mut Pod, depth: Depth) -> Vec<String> {
         let mut errors = Vec::new();
         if let Some(pid) = pod.infra_pid.take() {
+            let _phase = crate::timeline::phase("infra_kill");
             tokio::task::spawn_blocking(move || infra::kill(pid))
                 .await
                 .ok();
@@ -29,7 +30,8 @@ impl SandboxManager {
             .network
             .as_ref()
             .is_some_and(|p| namespaces::is_pinned(p));
-        if let Err(e) = self.network.detach(&pod.id, netns_alive).await {
+        let detach = self.network.detach(&pod.id, netns_alive);
+        if let Err(e) = crate::timeline::timed("network", detach).await {
             errors.push(format!("network: {e}"));
         }
         // The slice and infra scope criox started go before the pod's directory (which
@@ -42,6 +44,10 @@ impl SandboxManager {
         }
         let paths = pod.paths.clone();
         let cgroup = pod.cgroup.clone();
+        let _phase = crate::timeline::phase(match depth {
+            Depth::Stop => "shm",
+            Depth::Everything => "shm_namespaces_cgroup",
+        });
         let (shm_released, local) = tokio::task::spawn_blocking(move || {
             let mut errors = Vec::new();
             // A crash may have come between mounting /dev/shm and recording it.

@@ -35,9 +35,11 @@ pub async fn create_container(
         .map(|i| i.image.as_str())
         .unwrap_or_default();
     required("config.image.image", image_name)?;
+    let phase = crate::timeline::phase("pod_and_image");
     let pod = server.container_pod(pod_id).await?;
     let mut image = server.container_image(image_name)?;
     image.volumes = image_volumes(server, &config)?;
+    drop(phase);
     let container_id = server.containers.create(&pod, image, config).await?;
     super::edge::record_container(&container_id);
     Ok(CreateContainerResponse { container_id })

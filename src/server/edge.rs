@@ -53,7 +53,9 @@ pub async fn read<T>(
     span: tracing::Span,
     work: impl Future<Output = Result<T, Status>>,
 ) -> Result<Response<T>, Status> {
-    let answer = work.instrument(span.clone()).await;
+    let answer = crate::timeline::timed("total", work)
+        .instrument(span.clone())
+        .await;
     if let Err(status) = &answer {
         span.in_scope(|| tracing::debug!(code = ?status.code(), "{}", status.message()));
     }
@@ -66,7 +68,7 @@ pub async fn change<T: Send + 'static>(
     span: tracing::Span,
     work: impl Future<Output = Result<T, Status>> + Send + 'static,
 ) -> Result<Response<T>, Status> {
-    let task = tokio::spawn(work.instrument(span.clone()));
+    let task = tokio::spawn(crate::timeline::timed("total", work).instrument(span.clone()));
     let answer = task
         .await
         .unwrap_or_else(|e| Err(super::grpc_errors::task_failed("the call", e)));
