@@ -234,7 +234,13 @@ pub fn remove(cgroup: &PodCgroup) -> Result<(), CgroupError> {
                 {
                     break;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 500 => {
+                    // The pod is stopped: whatever still runs in its cgroup or in a
+                    // container cgroup below it is the pod's and is only exiting slowly
+                    // (a loaded node) or was left by an interrupted create.
+                    if tries % 10 == 0 {
+                        empty_subtree(dir);
+                    }
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -248,6 +254,23 @@ pub fn remove(cgroup: &PodCgroup) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// Kills every process in `dir` and the cgroups below it, and removes those below.
+fn empty_subtree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            empty_subtree(&entry.path());
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 #[cfg(test)]

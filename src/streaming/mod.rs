@@ -4,6 +4,7 @@
 
 mod cache;
 mod dial;
+pub mod host;
 mod http;
 mod portforward;
 mod remotecommand;
