@@ -18,6 +18,7 @@ pub mod protocol;
 mod root_flags;
 mod run;
 mod stdin;
+mod supervise;
 
 use std::ffi::OsString;
 

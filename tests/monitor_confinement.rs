@@ -1,0 +1,233 @@
+//! A container's monitor holds nothing once the container exists: no capabilities,
+//! no_new_privs, and a seccomp filter. The container's whole life still works through it:
+//! logs, attach with stdin, a terminal's resize, exec beside it, log reopen after a
+//! rotation, stop and the exit record. Run as root.
+
+mod common;
+#[path = "pods_support/mod.rs"]
+mod pods_support;
+#[path = "streaming_support/mod.rs"]
+mod streaming_support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use criox_proto::v1::*;
+use pods_support::{on_host_network, pod_config};
+use tonic::transport::Channel;
+
+type Rt = RuntimeServiceClient<Channel>;
+
+/// The monitor's pid, from the pid file it keeps in the container's state directory.
+fn monitor_pid(state: &Path, id: &str) -> u32 {
+    let text = std::fs::read_to_string(state.join("c").join(id).join("monitor.pid"))
+        .expect("the monitor's pid file");
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("pid file of {id}: {text:?}"))
+}
+
+fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+fn assert_confined(pid: u32, what: &str) {
+    for (field, want) in [
+        ("Seccomp:", "2"),
+        ("NoNewPrivs:", "1"),
+        ("CapEff:", "0000000000000000"),
+        ("CapPrm:", "0000000000000000"),
+        ("CapInh:", "0000000000000000"),
+        ("CapAmb:", "0000000000000000"),
+        ("CapBnd:", "0000000000000000"),
+    ] {
+        assert_eq!(status_field(pid, field), want, "{what}: monitor {field}");
+    }
+}
+
+async fn wait_log(log: &Path, needle: &str) {
+    for _ in 0..400 {
+        if std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{} never showed {needle:?}: {:?}",
+        log.display(),
+        std::fs::read_to_string(log)
+    );
+}
+
+async fn attach(rt: &mut Rt, id: &str, tty: bool) -> Child {
+    let url = rt
+        .attach(AttachRequest {
+            container_id: id.to_string(),
+            stdin: true,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        })
+        .await
+        .expect("Attach")
+        .into_inner()
+        .url;
+    let mut args = vec!["attach", "-url", &url, "-stdin", "-stdout"];
+    if tty {
+        args.extend(["-tty", "-resize", "91x27"]);
+    } else {
+        args.push("-stderr");
+    }
+    Command::new(streaming_support::streamclient())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the attach client")
+}
+
+async fn container(rt: &mut Rt, pod: &str, config: &PodSandboxConfig, tty: bool) -> String {
+    let name = if tty { "term" } else { "plain" };
+    // Echoes its input; with a terminal it also says the terminal's size.
+    let script = if tty {
+        "while read line; do echo got:$line size:$(stty size); done"
+    } else {
+        "while read line; do echo got:$line; echo err:$line >&2; done"
+    };
+    let mut c = common::busybox_container(name, &["sh", "-c", script]);
+    c.stdin = true;
+    c.tty = tty;
+    let id = common::create_container(rt, pod, config, c).await;
+    common::start_container(rt, &id).await;
+    id
+}
+
+async fn whole_life(handler: &str) {
+    let (daemon, _conf) = common::daemon_with_image(
+        &common::busybox_image(),
+        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
+    )
+    .await;
+    let mut rt = daemon.runtime().await;
+    let logs = daemon.dir.join("logs");
+    let mut config = pod_config("confined", &common::unique("uid"));
+    config.log_directory = logs.display().to_string();
+    on_host_network(&mut config, NamespaceMode::Container);
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.to_string(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+
+    for tty in [false, true] {
+        let what = format!("handler {handler:?}, tty {tty}");
+        let id = container(&mut rt, &pod, &config, tty).await;
+        let monitor = monitor_pid(&daemon.state, &id);
+        assert_confined(monitor, &what);
+        let log = logs.join(if tty { "term.log" } else { "plain.log" });
+
+        // Attach: input in, output out, both streams to the log; a terminal's size set.
+        let mut attached = attach(&mut rt, &id, tty).await;
+        let mut input = attached.stdin.take().unwrap();
+        input.write_all(b"ping\n").unwrap();
+        wait_log(&log, "got:ping").await;
+        if tty {
+            wait_log(&log, "size:27 91").await;
+        } else {
+            wait_log(&log, "stderr F err:ping").await;
+        }
+
+        // Exec beside the container's process.
+        let out = rt
+            .exec_sync(ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: vec!["echo".to_string(), "from-exec".to_string()],
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        assert_eq!(
+            (out.exit_code, String::from_utf8_lossy(&out.stdout).trim()),
+            (0, "from-exec"),
+            "{what}"
+        );
+
+        // Rotation: the monitor opens a new file at the old path when asked.
+        let rotated = log.with_extension("log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        rt.reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ReopenContainerLog");
+        input.write_all(b"pong\n").unwrap();
+        wait_log(&log, "got:pong").await;
+        assert!(
+            !std::fs::read_to_string(&rotated)
+                .unwrap()
+                .contains("got:pong"),
+            "{what}: output after the reopen went to the rotated file"
+        );
+        assert_confined(monitor, &what);
+
+        // Stop: the process ends, the monitor records the exit and leaves.
+        rt.stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 1,
+        })
+        .await
+        .expect("StopContainer");
+        let status = rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state(), ContainerState::ContainerExited, "{what}");
+        assert!(status.finished_at > 0, "{what}: {status:?}");
+        drop(input);
+        let _ = streaming_support::wait_output(attached, Duration::from_secs(20));
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{monitor}")).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            !Path::new(&format!("/proc/{monitor}")).exists(),
+            "{what}: the monitor is still there after the stop"
+        );
+    }
+    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confined_monitor_serves_a_whole_container_life_embedded() {
+    whole_life("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confined_monitor_serves_a_whole_container_life_runc() {
+    whole_life("runc").await;
+}
