@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use criox::config::{self, Config, Overrides};
-use criox::{ctl, daemon, pod_infra, service_manager, streaming};
+use criox::{ctl, daemon, pod_infra, service_manager};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,17 +52,6 @@ enum Command {
     Config,
     /// A CRI client: talk to criox or any other CRI endpoint.
     Ctl(ctl::CtlArgs),
-    /// Serve the streaming protocols for host processes, driven by JSON lines on stdin.
-    #[command(hide = true)]
-    StreamingHost {
-        #[arg(long, default_value = "127.0.0.1")]
-        address: String,
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// How long a URL stays valid, in milliseconds.
-        #[arg(long, default_value_t = 60_000)]
-        token_ttl_ms: u64,
-    },
 }
 
 fn main() {
@@ -89,14 +78,6 @@ fn main() {
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
         Some(Command::Config) => load_config(&cli.daemon).map(|c| print!("{}", c.render())),
-        Some(Command::StreamingHost {
-            address,
-            port,
-            token_ttl_ms,
-        }) => run_async(async move {
-            let ttl = std::time::Duration::from_millis(token_ttl_ms);
-            Ok(streaming::host::serve(&address, port, ttl).await?)
-        }),
         Some(Command::Serve) | None => serve(&cli.daemon),
     };
     if let Err(e) = code {

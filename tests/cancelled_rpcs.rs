@@ -4,15 +4,13 @@
 //! container, and removing everything leaves no pinned namespace, mount, cgroup, IP,
 //! monitor or record behind.
 
-mod common;
-mod pods_support;
-
 use std::time::{Duration, Instant};
 
-use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
+use criox_testkit::{cgroup_dirs, dir_entries, mounts_below};
 use tonic::transport::Channel;
 
 /// How long after sending each abandoned call the caller gives up: from before the
@@ -51,7 +49,7 @@ struct CgroupRoot(String);
 
 impl CgroupRoot {
     fn new() -> CgroupRoot {
-        CgroupRoot(format!("/criox-cancel-{}", common::unique("")))
+        CgroupRoot(format!("/criox-cancel-{}", criox_testkit::unique("")))
     }
 
     fn pods(&self) -> usize {
@@ -85,7 +83,7 @@ impl Drop for CgroupRoot {
 }
 
 fn config_in(name: &str, cgroups: &CgroupRoot) -> PodSandboxConfig {
-    let mut config = pod_config(name, &common::unique("ux"));
+    let mut config = pod_config(name, &criox_testkit::unique("ux"));
     config.linux = Some(LinuxPodSandboxConfig {
         cgroup_parent: format!("{}/{name}", cgroups.0),
         ..Default::default()
@@ -170,7 +168,7 @@ async fn retry_until_made(rt: &mut RuntimeServiceClient<Channel>, config: &PodSa
 /// What a daemon's pods and containers hold on the host.
 #[derive(Debug, PartialEq)]
 struct Footprint {
-    mounts: Vec<String>,
+    mounts: Vec<std::path::PathBuf>,
     pod_records: Vec<String>,
     pod_state: Vec<String>,
     container_records: Vec<String>,
@@ -189,7 +187,7 @@ fn footprint(daemon: &Daemon, net: &TestNetwork, cgroups: &CgroupRoot) -> Footpr
         container_state: dir_entries(&daemon.state.join("c")),
         ip_allocations: net.allocations(),
         pod_cgroups: cgroups.pods(),
-        monitors: common::processes_naming(&daemon.state),
+        monitors: criox_testkit::processes_naming(&daemon.state),
     }
 }
 
@@ -279,7 +277,7 @@ async fn an_abandoned_run_pod_sandbox_finishes_or_undoes_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_create_container_finishes_or_undoes_itself() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
@@ -295,7 +293,7 @@ async fn an_abandoned_create_container_finishes_or_undoes_itself() {
             let name = format!("c-{give_up:?}-{ms}").to_lowercase();
             let message = CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),
-                config: Some(common::busybox_container(&name, &["sleep", "3600"])),
+                config: Some(criox_testkit::busybox_container(&name, &["sleep", "3600"])),
                 sandbox_config: Some(pod_config.clone()),
             };
             let mut client = rt.clone();
@@ -314,7 +312,7 @@ async fn an_abandoned_create_container_finishes_or_undoes_itself() {
         let retry = rt
             .create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),
-                config: Some(common::busybox_container(name, &["sleep", "3600"])),
+                config: Some(criox_testkit::busybox_container(name, &["sleep", "3600"])),
                 sandbox_config: Some(pod_config.clone()),
             })
             .await;

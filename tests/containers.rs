@@ -2,75 +2,22 @@
 //! registry, run a pod, create, start, exec, log, stop and remove containers, and survive
 //! a daemon restart.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Daemon, exec_url};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{TestNetwork, on_host_network, pod_config, run_pod, stop_and_remove_pod};
+use criox_testkit::pods::{
+    TestNetwork, host_network_pod, pod_config, run_pod, run_pod_on, stop_and_remove_pod,
+};
+use criox_testkit::{container_status, daemon_with_busybox, exec_url, wait_exited};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
 
-/// A daemon that trusts the loopback registry, with busybox pulled and Debian's runc as
-/// the `runc` runtime handler beside the embedded runtime.
-async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(
-        &common::busybox_image(),
-        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
-    )
-    .await
-}
-
 /// The embedded runtime (the default handler) and runc: the lifecycle tests run on both.
 const EMBEDDED: &str = "";
 const RUNC: &str = "runc";
-
-async fn run_pod_on(rt: &mut Rt, config: PodSandboxConfig, handler: &str) -> String {
-    rt.run_pod_sandbox(RunPodSandboxRequest {
-        config: Some(config),
-        runtime_handler: handler.to_string(),
-    })
-    .await
-    .expect("RunPodSandbox")
-    .into_inner()
-    .pod_sandbox_id
-}
-
-fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
-    let mut config = pod_config(name, &common::unique("uid"));
-    config.log_directory = log_dir.display().to_string();
-    on_host_network(&mut config, NamespaceMode::Container);
-    config
-}
-
-async fn status(rt: &mut Rt, id: &str) -> ContainerStatus {
-    rt.container_status(ContainerStatusRequest {
-        container_id: id.to_string(),
-        verbose: false,
-    })
-    .await
-    .expect("ContainerStatus")
-    .into_inner()
-    .status
-    .unwrap()
-}
-
-async fn wait_exited(rt: &mut Rt, id: &str) -> ContainerStatus {
-    for _ in 0..1000 {
-        let s = status(rt, id).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("container {id} did not exit");
-}
 
 async fn exec(rt: &mut Rt, id: &str, cmd: &[&str]) -> ExecSyncResponse {
     rt.exec_sync(ExecSyncRequest {
@@ -94,13 +41,13 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit_runc() {
 }
 
 async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str) {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("exit", &logs);
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
-    let mut config = common::busybox_container(
+    let mut config = criox_testkit::busybox_container(
         "job",
         &["sh", "-c", "echo hello; echo oops >&2; printf part; exit 3"],
     );
@@ -108,8 +55,8 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
         key: "GREETING".to_string(),
         value: "hi".to_string(),
     }];
-    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
-    let created = status(&mut rt, &id).await;
+    let id = criox_testkit::create_container(&mut rt, &pod, &pod_config, config).await;
+    let created = container_status(&mut rt, &id).await;
     assert_eq!(created.state, ContainerState::ContainerCreated as i32);
     // The pod's handler chose the runtime that holds the container's state.
     let runtime = if handler.is_empty() {
@@ -121,12 +68,12 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
         daemon.state.join("r").join(runtime).join(&id).exists(),
         "container {id} is not in the {runtime} runtime's state"
     );
-    common::start_container(&mut rt, &id).await;
+    criox_testkit::start_container(&mut rt, &id).await;
     let exited = wait_exited(&mut rt, &id).await;
     assert_eq!(exited.exit_code, 3);
     assert_eq!(exited.reason, "Error");
     assert!(exited.finished_at >= exited.started_at && exited.started_at > 0);
-    assert_eq!(exited.image.unwrap().image, common::busybox_image());
+    assert_eq!(exited.image.unwrap().image, criox_testkit::busybox_image());
 
     let log = std::fs::read_to_string(logs.join("job.log")).unwrap();
     assert!(log.contains(" stdout F hello\n"), "{log}");
@@ -168,7 +115,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
     assert_eq!(err.code(), tonic::Code::NotFound);
     stop_and_remove_pod(&mut rt, &pod).await;
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
 }
@@ -184,20 +131,20 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules_runc() {
 }
 
 async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("exec", &daemon.dir.join("logs"));
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
     // args only: the image's Cmd is replaced, its Entrypoint (none) kept.
-    let mut config = common::busybox_container("server", &[]);
+    let mut config = criox_testkit::busybox_container("server", &[]);
     config.args = vec![
         "sh".to_string(),
         "-c".to_string(),
         "trap '' TERM; while :; do sleep 1; done".to_string(),
     ];
     config.working_dir = "/tmp".to_string();
-    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
-    common::start_container(&mut rt, &id).await;
+    let id = criox_testkit::create_container(&mut rt, &pod, &pod_config, config).await;
+    criox_testkit::start_container(&mut rt, &id).await;
 
     let out = exec(
         &mut rt,
@@ -225,7 +172,7 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
     })
     .await
     .unwrap();
-    let stopped = status(&mut rt, &id).await;
+    let stopped = container_status(&mut rt, &id).await;
     assert_eq!(stopped.state, ContainerState::ContainerExited as i32);
     assert_eq!(stopped.exit_code, 137);
 
@@ -250,7 +197,7 @@ async fn exec_sync_stop_and_the_image_entrypoint_rules(handler: &str) {
         .containers;
     assert!(left.is_empty(), "{left:?}");
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
 }
@@ -267,18 +214,18 @@ async fn two_containers_in_a_bridged_pod_share_localhost_runc() {
 
 async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pod_config("talk", &common::unique("uid"));
+    let mut pod_config = pod_config("talk", &criox_testkit::unique("uid"));
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
 
-    let server = common::create_container(
+    let server = criox_testkit::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container(
+        criox_testkit::busybox_container(
             "server",
             &[
                 "sh",
@@ -288,15 +235,15 @@ async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
         ),
     )
     .await;
-    common::start_container(&mut rt, &server).await;
-    let client = common::create_container(
+    criox_testkit::start_container(&mut rt, &server).await;
+    let client = criox_testkit::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container("client", &["sleep", "60"]),
+        criox_testkit::busybox_container("client", &["sleep", "60"]),
     )
     .await;
-    common::start_container(&mut rt, &client).await;
+    criox_testkit::start_container(&mut rt, &client).await;
 
     let mut answer = String::new();
     for _ in 0..100 {
@@ -324,7 +271,7 @@ async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
     .unwrap();
     for id in [&server, &client] {
         assert_eq!(
-            status(&mut rt, id).await.state,
+            container_status(&mut rt, id).await.state,
             ContainerState::ContainerExited as i32
         );
     }
@@ -334,7 +281,7 @@ async fn two_containers_in_a_bridged_pod_share_localhost(handler: &str) {
     .await
     .unwrap();
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
     assert!(
@@ -354,30 +301,30 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen_
 }
 
 async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(handler: &str) {
-    let (mut daemon, _conf) = daemon_with_busybox().await;
+    let mut daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
     let pod_config = host_network_pod("restart", &logs);
     let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
-    let long = common::create_container(
+    let long = criox_testkit::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container(
+        criox_testkit::busybox_container(
             "long",
             &["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
         ),
     )
     .await;
-    common::start_container(&mut rt, &long).await;
-    let short = common::create_container(
+    criox_testkit::start_container(&mut rt, &long).await;
+    let short = criox_testkit::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container("short", &["sh", "-c", "sleep 1; exit 5"]),
+        criox_testkit::busybox_container("short", &["sh", "-c", "sleep 1; exit 5"]),
     )
     .await;
-    common::start_container(&mut rt, &short).await;
+    criox_testkit::start_container(&mut rt, &short).await;
 
     daemon.kill();
     // The short container exits while no daemon runs.
@@ -387,10 +334,10 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
     let mut rt = daemon.runtime().await;
 
     assert_eq!(
-        status(&mut rt, &long).await.state,
+        container_status(&mut rt, &long).await.state,
         ContainerState::ContainerRunning as i32
     );
-    let short_status = status(&mut rt, &short).await;
+    let short_status = container_status(&mut rt, &short).await;
     assert_eq!(short_status.state, ContainerState::ContainerExited as i32);
     assert_eq!(short_status.exit_code, 5);
     // Logs kept flowing through the restart.
@@ -404,12 +351,12 @@ async fn containers_survive_a_daemon_crash_and_exits_while_it_was_down_are_seen(
     .await
     .unwrap();
     assert_eq!(
-        status(&mut rt, &long).await.state,
+        container_status(&mut rt, &long).await.state,
         ContainerState::ContainerExited as i32
     );
     stop_and_remove_pod(&mut rt, &pod).await;
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
 }
@@ -442,8 +389,8 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     let scripts = tempfile::tempdir().unwrap();
     let (runtime, pid_file) = stalling_runtime(scripts.path());
-    let (mut daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
+    let mut daemon = criox_testkit::daemon_with_image(
+        &criox_testkit::busybox_image(),
         &format!(
             "[runtime.handlers.stall]\npath = {:?}\n",
             runtime.display().to_string()
@@ -460,13 +407,13 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
         tokio::spawn(async move {
             rt.create_container(CreateContainerRequest {
                 pod_sandbox_id: pod,
-                config: Some(common::busybox_container("half", &["sleep", "60"])),
+                config: Some(criox_testkit::busybox_container("half", &["sleep", "60"])),
                 sandbox_config: Some(pod_config),
             })
             .await
         })
     };
-    let stalled = common::wait_for_pid_file(&pid_file)
+    let stalled = criox_testkit::wait_for_pid_file(&pid_file)
         .await
         .expect("the runtime was asked to create");
     // Half made: a record, a bundle and its root filesystem mount.
@@ -475,9 +422,9 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     assert_eq!(entries(&bundles).len(), 1);
     assert_eq!(entries(&records).len(), 1);
     assert!(
-        common::mounts_below(&bundles).len() == 1,
+        criox_testkit::mounts_below(&bundles).len() == 1,
         "{:?}",
-        common::mounts_below(&bundles)
+        criox_testkit::mounts_below(&bundles)
     );
 
     daemon.kill();
@@ -488,12 +435,15 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     assert!(call.await.unwrap().is_err());
     // The monitor sees its runtime fail and leaves by itself.
     for _ in 0..500 {
-        if common::processes_naming(&daemon.state).is_empty() {
+        if criox_testkit::processes_naming(&daemon.state).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(common::processes_naming(&daemon.state), Vec::<i32>::new());
+    assert_eq!(
+        criox_testkit::processes_naming(&daemon.state),
+        Vec::<i32>::new()
+    );
     // What a power loss leaves of a container whose record was never flushed.
     let lost = bundles.join("0".repeat(64));
     std::fs::create_dir_all(lost.join("upper/tmp")).unwrap();
@@ -510,25 +460,25 @@ async fn a_container_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     assert!(listed.is_empty(), "{listed:?}");
     assert_eq!(entries(&bundles), Vec::<PathBuf>::new());
     assert_eq!(entries(&records), Vec::<PathBuf>::new());
-    assert_eq!(common::mounts_below(&bundles), Vec::<PathBuf>::new());
+    assert_eq!(criox_testkit::mounts_below(&bundles), Vec::<PathBuf>::new());
     assert!(!logs.join("half.log").exists());
     stop_and_remove_pod(&mut rt, &pod).await;
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_container_requests_name_the_field_and_leave_nothing() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("bad", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
     let cases: Vec<(ContainerConfig, &str, tonic::Code)> = vec![
         (
             {
-                let mut c = common::busybox_container("a", &["true"]);
+                let mut c = criox_testkit::busybox_container("a", &["true"]);
                 c.log_path = "../../etc/x.log".to_string();
                 c
             },
@@ -537,7 +487,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = common::busybox_container("b", &["true"]);
+                let mut c = criox_testkit::busybox_container("b", &["true"]);
                 c.image = Some(ImageSpec {
                     image: "127.0.0.1:1/never/pulled:latest".to_string(),
                     ..Default::default()
@@ -549,7 +499,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = common::busybox_container("c", &["true"]);
+                let mut c = criox_testkit::busybox_container("c", &["true"]);
                 c.mounts = vec![Mount {
                     container_path: "relative/path".to_string(),
                     host_path: "/tmp".to_string(),
@@ -562,7 +512,7 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         ),
         (
             {
-                let mut c = common::busybox_container("d", &["true"]);
+                let mut c = criox_testkit::busybox_container("d", &["true"]);
                 c.linux = Some(LinuxContainerConfig {
                     resources: Some(LinuxContainerResources {
                         memory_limit_in_bytes: -5,
@@ -591,24 +541,24 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
     let err = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: "no-such-pod".to_string(),
-            config: Some(common::busybox_container("e", &["true"])),
+            config: Some(criox_testkit::busybox_container("e", &["true"])),
             sandbox_config: Some(pod_config.clone()),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
-    let first = common::create_container(
+    let first = criox_testkit::create_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container("twin", &["sleep", "60"]),
+        criox_testkit::busybox_container("twin", &["sleep", "60"]),
     )
     .await;
     let err = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
-            config: Some(common::busybox_container("twin", &["sleep", "60"])),
+            config: Some(criox_testkit::busybox_container("twin", &["sleep", "60"])),
             sandbox_config: Some(pod_config.clone()),
         })
         .await
@@ -625,28 +575,25 @@ async fn bad_container_requests_name_the_field_and_leave_nothing() {
         .unwrap_or_default();
     assert!(bundles.is_empty(), "{bundles:?}");
     assert!(
-        common::mounts_below(&daemon.dir).is_empty(),
+        criox_testkit::mounts_below(&daemon.dir).is_empty(),
         "mounts left behind"
     );
 }
 
-#[path = "streaming_support/mod.rs"]
-mod streaming_support;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_exec_and_attach_reach_the_container() {
-    use streaming_support::client;
-    let (daemon, _conf) = daemon_with_busybox().await;
+    use criox_testkit::streaming::client;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let pod_config = host_network_pod("stream", &daemon.dir.join("logs"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
-    let mut config = common::busybox_container(
+    let mut config = criox_testkit::busybox_container(
         "shell",
         &["sh", "-c", "while read line; do echo got:$line; done"],
     );
     config.stdin = true;
-    let id = common::create_container(&mut rt, &pod, &pod_config, config).await;
-    common::start_container(&mut rt, &id).await;
+    let id = criox_testkit::create_container(&mut rt, &pod, &pod_config, config).await;
+    criox_testkit::start_container(&mut rt, &id).await;
 
     // Exec over SPDY and WebSocket: output, stderr kept apart, stdin, exit codes.
     for proto in ["spdy", "ws"] {
@@ -708,7 +655,7 @@ async fn streaming_exec_and_attach_reach_the_container() {
         .unwrap()
         .into_inner()
         .url;
-    let attached = std::process::Command::new(streaming_support::streamclient())
+    let attached = std::process::Command::new(criox_testkit::streaming::streamclient())
         .args([
             "attach", "-proto", "ws", "-url", &url, "-stdin", "-stdout", "-stderr",
         ])
@@ -734,7 +681,7 @@ async fn streaming_exec_and_attach_reach_the_container() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     if !seen {
-        let out = streaming_support::wait_output(attached, Duration::from_secs(1));
+        let out = criox_testkit::streaming::wait_output(attached, Duration::from_secs(1));
         panic!("attached stdin did not reach the container: {out:?}");
     }
     rt.stop_container(StopContainerRequest {
@@ -743,7 +690,7 @@ async fn streaming_exec_and_attach_reach_the_container() {
     })
     .await
     .unwrap();
-    let out = streaming_support::wait_output(attached, Duration::from_secs(20));
+    let out = criox_testkit::streaming::wait_output(attached, Duration::from_secs(20));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("got:ping"),
         "{out:?}"
@@ -771,7 +718,7 @@ async fn streaming_exec_and_attach_reach_the_container() {
 /// is stopped, as the kubelet expects when it retries; other calls still say NotFound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_container_that_is_gone_succeeds() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let stop = |id: String| StopContainerRequest {
         container_id: id,
@@ -784,11 +731,11 @@ async fn stopping_a_container_that_is_gone_succeeds() {
     let logs = tempfile::tempdir().unwrap();
     let pod_config = host_network_pod("gone", logs.path());
     let pod = run_pod_on(&mut rt, pod_config.clone(), EMBEDDED).await;
-    let id = common::run_container(
+    let id = criox_testkit::run_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container("gone", &["sleep", "60"]),
+        criox_testkit::busybox_container("gone", &["sleep", "60"]),
     )
     .await;
     rt.stop_container(stop(id.clone())).await.expect("stop");
@@ -816,14 +763,14 @@ async fn stopping_a_container_that_is_gone_succeeds() {
 /// removing the container unmounts it. Bad requests name the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_volume_mounts_the_image_read_only() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let image_id = daemon
         .images()
         .await
         .image_status(ImageStatusRequest {
             image: Some(ImageSpec {
-                image: common::busybox_image(),
+                image: criox_testkit::busybox_image(),
                 ..Default::default()
             }),
             verbose: false,
@@ -856,7 +803,7 @@ async fn an_image_volume_mounts_the_image_read_only() {
         ),
         (volume("/vol", "../..", true), "mounts[0].image_sub_path"),
     ] {
-        let mut config = common::busybox_container("bad", &["sleep", "60"]);
+        let mut config = criox_testkit::busybox_container("bad", &["sleep", "60"]);
         config.mounts = vec![mount];
         let err = rt
             .create_container(CreateContainerRequest {
@@ -870,9 +817,9 @@ async fn an_image_volume_mounts_the_image_read_only() {
         assert!(err.message().contains(field), "{field}: {}", err.message());
     }
 
-    let mut config = common::busybox_container("volume", &["sleep", "600"]);
+    let mut config = criox_testkit::busybox_container("volume", &["sleep", "600"]);
     config.mounts = vec![volume("/vol", "", true), volume("/sub", "etc", true)];
-    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
     let out = exec(&mut rt, &id, &["/vol/bin/busybox", "cat", "/sub/passwd"]).await;
     assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("root:x:0:0"));
@@ -886,7 +833,7 @@ async fn an_image_volume_mounts_the_image_read_only() {
     assert_ne!(out.exit_code, 0, "an image volume took a write");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
 
-    let mounts = status(&mut rt, &id).await.mounts;
+    let mounts = container_status(&mut rt, &id).await.mounts;
     let vol = mounts.iter().find(|m| m.container_path == "/vol").unwrap();
     assert!(vol.readonly);
     assert_eq!(
@@ -921,7 +868,7 @@ async fn an_image_volume_mounts_the_image_read_only() {
 /// mount_setattr), and such a mount makes the host directory's submounts read-only too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let handlers = rt
         .status(StatusRequest { verbose: false })
@@ -957,7 +904,7 @@ async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
         let logs = tempfile::tempdir().unwrap();
         let pod_config = host_network_pod("rro", logs.path());
         let pod = run_pod_on(&mut rt, pod_config.clone(), handler).await;
-        let mut config = common::busybox_container("rro", &["sleep", "600"]);
+        let mut config = criox_testkit::busybox_container("rro", &["sleep", "600"]);
         config.mounts = vec![Mount {
             container_path: "/data".to_string(),
             host_path: host.path().display().to_string(),
@@ -965,7 +912,7 @@ async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
             recursive_read_only: true,
             ..Default::default()
         }];
-        let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+        let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
         let out = exec(&mut rt, &id, &["touch", "/data/sub/written"]).await;
         assert_ne!(out.exit_code, 0, "{handler}: the submount took a write");
         assert!(
@@ -981,7 +928,7 @@ async fn recursive_read_only_mounts_are_advertised_and_reach_submounts() {
 /// groups included, and Status says so (the SupplementalGroupsPolicy feature).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_status_reports_the_process_user() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let features = rt
         .status(StatusRequest { verbose: false })
@@ -995,7 +942,7 @@ async fn container_status_reports_the_process_user() {
     let logs = tempfile::tempdir().unwrap();
     let pod_config = host_network_pod("user", logs.path());
     let pod = run_pod_on(&mut rt, pod_config.clone(), EMBEDDED).await;
-    let mut config = common::busybox_container("user", &["sleep", "600"]);
+    let mut config = criox_testkit::busybox_container("user", &["sleep", "600"]);
     config.linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
             run_as_user: Some(Int64Value { value: 1000 }),
@@ -1006,10 +953,10 @@ async fn container_status_reports_the_process_user() {
         }),
         ..Default::default()
     });
-    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
     let out = exec(&mut rt, &id, &["id", "-G"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3000 4000");
-    let user = status(&mut rt, &id).await.user.expect("user");
+    let user = container_status(&mut rt, &id).await.user.expect("user");
     let mut linux = user.linux.expect("linux user");
     linux.supplemental_groups.sort();
     assert_eq!(

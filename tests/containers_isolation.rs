@@ -3,18 +3,12 @@
 //! the CRI log file through rotation. Every case runs on the embedded backend and on runc
 //! as a runtime handler.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "security_support/mod.rs"]
-mod security_support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criox_proto::v1::*;
+use criox_testkit::node::{Backend, Node, container, secured, sleeper, wait_for_file};
 use nix::mount::{MsFlags, mount};
-use security_support::{Backend, Node, container, secured, sleeper, wait_for_file};
 
 async fn pid_namespaces(backend: Backend) {
     let mut node = Node::start(backend).await;
@@ -24,7 +18,7 @@ async fn pid_namespaces(backend: Backend) {
         ("private", NamespaceMode::Container),
     ] {
         let mut pod_config = node.pod_config(name);
-        pods_support::on_host_network(&mut pod_config, mode);
+        criox_testkit::pods::on_host_network(&mut pod_config, mode);
         pod_config.log_directory = node.logs.display().to_string();
         let pod = node.run_pod(&pod_config).await;
         node.run(&pod, &pod_config, container("a", &["sleep", "1234"]))
@@ -106,7 +100,7 @@ impl HostMount {
 
 impl Drop for HostMount {
     fn drop(&mut self) {
-        common::unmount_below(&self.dir);
+        criox_testkit::unmount_below(&self.dir);
     }
 }
 
@@ -204,7 +198,7 @@ async fn mount_propagation(backend: Backend) {
     );
     node.end_all_and_check_clean().await;
     drop(source);
-    assert!(common::mounts_below(host.path()).is_empty());
+    assert!(criox_testkit::mounts_below(host.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +338,7 @@ async fn resources(backend: Backend) {
     assert_eq!(cgroup_values(&mut node, &id).await, expected, "{backend:?}");
     node.end_all_and_check_clean().await;
     assert!(
-        pods_support::cgroup_dirs(&cgroup).is_empty(),
+        criox_testkit::cgroup_dirs(&cgroup).is_empty(),
         "{backend:?}: cgroup {cgroup} left"
     );
 }

@@ -2,15 +2,11 @@
 //! use them: each filter must return exactly the matching items, not merely leave others
 //! out.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::collections::BTreeSet;
 
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{labels, on_host_network, pod_config, stop_and_remove_pod};
+use criox_testkit::pods::{labels, on_host_network, pod_config, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -55,23 +51,23 @@ async fn run_labelled_pod(
     pod_labels: &[(&str, &str)],
     logs: &std::path::Path,
 ) -> (String, PodSandboxConfig) {
-    let mut config = pod_config(name, &common::unique("uid"));
+    let mut config = pod_config(name, &criox_testkit::unique("uid"));
     on_host_network(&mut config, NamespaceMode::Container);
     config.labels = labels(pod_labels);
     config.log_directory = logs.join(name).display().to_string();
-    let id = pods_support::run_pod(rt, config.clone()).await;
+    let id = criox_testkit::pods::run_pod(rt, config.clone()).await;
     (id, config)
 }
 
 fn labelled(name: &str, command: &[&str], pairs: &[(&str, &str)]) -> ContainerConfig {
-    let mut config = common::busybox_container(name, command);
+    let mut config = criox_testkit::busybox_container(name, command);
     config.labels = labels(pairs);
     config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_and_pod_filters_return_exactly_the_matches() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let logs = tempfile::tempdir().unwrap();
 
@@ -91,7 +87,7 @@ async fn container_and_pod_filters_return_exactly_the_matches() {
     .await;
 
     // In pod A: one running web container, one exited; in pod B: one created, one running.
-    let running_a = common::run_container(
+    let running_a = criox_testkit::run_container(
         &mut rt,
         &pod_a,
         &config_a,
@@ -102,14 +98,14 @@ async fn container_and_pod_filters_return_exactly_the_matches() {
         ),
     )
     .await;
-    let exited_a = common::run_container(
+    let exited_a = criox_testkit::run_container(
         &mut rt,
         &pod_a,
         &config_a,
         labelled("job", &["true"], &[("app", "web"), ("role", "job")]),
     )
     .await;
-    let created_b = common::create_container(
+    let created_b = criox_testkit::create_container(
         &mut rt,
         &pod_b,
         &config_b,
@@ -120,7 +116,7 @@ async fn container_and_pod_filters_return_exactly_the_matches() {
         ),
     )
     .await;
-    let running_b = common::run_container(
+    let running_b = criox_testkit::run_container(
         &mut rt,
         &pod_b,
         &config_b,

@@ -3,17 +3,11 @@
 //! no_new_privs, masked and read-only paths, and sysctls. Every case runs on the embedded
 //! backend and on runc as a runtime handler.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "security_support/mod.rs"]
-mod security_support;
-
 use std::path::Path;
 
 use criox_proto::v1::security_profile::ProfileType;
 use criox_proto::v1::*;
-use security_support::{
+use criox_testkit::node::{
     Backend, Node, cap_eff, caps, container, own_bounding_set, seccomp, secured, sleeper,
 };
 
@@ -30,7 +24,7 @@ fn user(f: impl FnOnce(&mut LinuxContainerSecurityContext)) -> LinuxContainerSec
 
 async fn users(backend: Backend) {
     let mut node = Node::start(backend).await;
-    let config_uid = common::fixtures()["CRIOX_TEST_IMAGE_CONFIG_UID"].clone();
+    let config_uid = criox_testkit::fixtures()["CRIOX_TEST_IMAGE_CONFIG_UID"].clone();
     node.daemon
         .images()
         .await
@@ -46,7 +40,7 @@ async fn users(backend: Backend) {
     let (pod, pod_config) = node.pod("users").await;
 
     // Refused users first, while the pod holds no container: nothing may be left.
-    let mounts_before = common::mounts_below(&node.daemon.dir);
+    let mounts_before = criox_testkit::mounts_below(&node.daemon.dir);
     let refused = [
         (
             user(|s| s.run_as_username = "nosuch".into()),
@@ -77,9 +71,9 @@ async fn users(backend: Backend) {
         assert!(err.message().contains(field), "{field}: {}", err.message());
     }
     assert!(node.containers().await.is_empty());
-    let bundles = pods_support::dir_entries(&node.daemon.root.join("containers"));
+    let bundles = criox_testkit::dir_entries(&node.daemon.root.join("containers"));
     assert!(bundles.is_empty(), "{bundles:?}");
-    assert_eq!(common::mounts_below(&node.daemon.dir), mounts_before);
+    assert_eq!(criox_testkit::mounts_below(&node.daemon.dir), mounts_before);
 
     let from_image = |name: &str, sc: LinuxContainerSecurityContext| {
         let mut c = secured(name, sc);
@@ -317,7 +311,7 @@ async fn seccomp_profiles(backend: Backend) {
     std::fs::write(profiles.join("deny-mkdir.json"), DENY_MKDIR).unwrap();
     std::fs::write(profiles.join("broken.json"), "{\"defaultAction\": ").unwrap();
 
-    let mounts_before = common::mounts_below(&node.daemon.dir);
+    let mounts_before = criox_testkit::mounts_below(&node.daemon.dir);
     let field = "linux.security_context.seccomp.localhost_ref";
     for bad in [
         profiles.join("broken.json").display().to_string(),
@@ -339,7 +333,7 @@ async fn seccomp_profiles(backend: Backend) {
         assert!(err.message().contains(field), "{bad}: {}", err.message());
     }
     assert!(node.containers().await.is_empty());
-    assert_eq!(common::mounts_below(&node.daemon.dir), mounts_before);
+    assert_eq!(criox_testkit::mounts_below(&node.daemon.dir), mounts_before);
 
     let deny_mkdir = profiles.join("deny-mkdir.json").display().to_string();
     let runtime_default = || user(|s| s.seccomp = seccomp(ProfileType::RuntimeDefault, ""));
@@ -623,10 +617,10 @@ async fn no_new_privs_and_path_overrides_runc() {
 /// A pod with its own network namespace on a private bridge: namespaced sysctls reach its
 /// containers, and NET_ADMIN lets one change that namespace's links and no other.
 async fn own_network_namespace(backend: Backend) {
-    let network = pods_support::TestNetwork::new(Path::new("/tmp"));
+    let network = criox_testkit::pods::TestNetwork::new(Path::new("/tmp"));
     let mut node = Node::start(backend).await;
     network.install(&node.daemon.cni_dir);
-    let mut pod_config = pods_support::pod_config("net", &common::unique("uid"));
+    let mut pod_config = criox_testkit::pods::pod_config("net", &criox_testkit::unique("uid"));
     pod_config.log_directory = node.logs.display().to_string();
     pod_config.linux = Some(LinuxPodSandboxConfig {
         sysctls: [
@@ -660,7 +654,7 @@ async fn own_network_namespace(backend: Backend) {
         out.ok().split_whitespace().collect::<Vec<_>>(),
         ["20000", "30000", "1024"]
     );
-    let link = common::unique("cxv");
+    let link = criox_testkit::unique("cxv");
     let add = [
         "ip", "link", "add", &link, "type", "veth", "peer", "name", "cxpeer0",
     ];

@@ -1,13 +1,11 @@
 //! The daemon as an operator meets it: start-up, the socket, the lock, configuration
 //! errors, Version/Status/RuntimeConfig, `criox ctl`, shutdown, and the static binary.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use common::{BIN, Daemon};
 use criox_proto::v1::{RuntimeConfigRequest, StatusRequest, VersionRequest};
+use criox_testkit::{Daemon, criox_bin};
 
 #[tokio::test]
 async fn version_answers_over_the_socket() {
@@ -113,7 +111,7 @@ async fn unbuilt_rpcs_answer_unimplemented_with_their_name() {
 async fn a_second_daemon_on_the_same_root_is_refused() {
     let daemon = Daemon::start().await;
     let other_socket = daemon.dir.join("other.sock");
-    let out = Command::new(BIN)
+    let out = Command::new(criox_bin())
         .arg("--config")
         .arg(&daemon.config_path)
         .arg("--listen")
@@ -142,7 +140,7 @@ async fn sigterm_shuts_down_cleanly_and_a_stale_socket_is_replaced() {
     // A socket file left by a crash must not stop the next start.
     let stale = std::os::unix::net::UnixListener::bind(&daemon.socket).unwrap();
     drop(stale);
-    assert!(common::is_socket(&daemon.socket));
+    assert!(criox_testkit::is_socket(&daemon.socket));
     daemon.spawn().await;
     assert!(daemon.ctl(&["version"]).status.success());
 }
@@ -271,25 +269,36 @@ fn start_fails_cleanly_on_bad_paths() {
 
 #[test]
 fn the_binary_is_statically_linked() {
-    let elf = std::fs::read(BIN).unwrap();
+    let elf = std::fs::read(criox_bin()).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
     assert_eq!(elf[4], 2, "64-bit ELF expected");
     let headers = program_headers(&elf);
     assert!(
         !headers.iter().any(|h| h.kind == PT_INTERP),
-        "{BIN} names an ELF interpreter"
+        "{} names an ELF interpreter",
+        criox_bin().display()
     );
     // Fixed-address, not a static-pie: monitors share the binary's constant tables with
     // the daemon instead of each relocating a private copy.
     let kind = u16::from_le_bytes([elf[16], elf[17]]);
-    assert_eq!(kind, ET_EXEC, "{BIN} is not a fixed-address executable");
+    assert_eq!(
+        kind,
+        ET_EXEC,
+        "{} is not a fixed-address executable",
+        criox_bin().display()
+    );
     if let Some(dynamic) = headers.iter().find(|h| h.kind == PT_DYNAMIC) {
         let entries = &elf[dynamic.offset..dynamic.offset + dynamic.size];
         let needed = entries
             .chunks_exact(16)
             .filter(|e| u64::from_le_bytes(e[..8].try_into().unwrap()) == DT_NEEDED)
             .count();
-        assert_eq!(needed, 0, "{BIN} needs {needed} shared libraries");
+        assert_eq!(
+            needed,
+            0,
+            "{} needs {needed} shared libraries",
+            criox_bin().display()
+        );
     }
 }
 
@@ -321,7 +330,7 @@ fn program_headers(elf: &[u8]) -> Vec<ProgramHeader> {
 }
 
 fn run_criox(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(criox_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -3,10 +3,6 @@
 //! and exec; afterwards the daemon still sits in the directory it started in, and
 //! CreateContainer still works. Run as root.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +11,7 @@ use std::time::Duration;
 
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{on_host_network, pod_config, run_pod, stop_and_remove_pod};
+use criox_testkit::pods::{on_host_network, pod_config, run_pod, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -30,7 +26,7 @@ fn cwd_of(pid: u32) -> PathBuf {
 }
 
 fn host_pod(name: &str, logs: &Path) -> PodSandboxConfig {
-    let mut pod = pod_config(name, &common::unique("uid"));
+    let mut pod = pod_config(name, &criox_testkit::unique("uid"));
     pod.log_directory = logs.join(name).display().to_string();
     on_host_network(&mut pod, NamespaceMode::Container);
     pod
@@ -46,15 +42,16 @@ async fn churn(mut rt: Rt, n: usize, logs: PathBuf) {
         // step into the container's state directory.
         let mut ids = Vec::new();
         for k in 0..PER_POD {
-            let config = common::busybox_container(&format!("sleeper{k}"), &["sleep", "3600"]);
-            ids.push(common::create_container(&mut rt, &pod_id, &pod, config).await);
+            let config =
+                criox_testkit::busybox_container(&format!("sleeper{k}"), &["sleep", "3600"]);
+            ids.push(criox_testkit::create_container(&mut rt, &pod_id, &pod, config).await);
         }
         let starts: Vec<_> = ids
             .iter()
             .map(|id| {
                 let mut rt = rt.clone();
                 let id = id.clone();
-                tokio::spawn(async move { common::start_container(&mut rt, &id).await })
+                tokio::spawn(async move { criox_testkit::start_container(&mut rt, &id).await })
             })
             .collect();
         for s in starts {
@@ -107,7 +104,7 @@ async fn list(mut rt: Rt, stop: tokio::sync::watch::Receiver<bool>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn churn_leaves_the_daemon_working_directory_alone() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let pid = daemon.pid();
     let before = cwd_of(pid);
     let rt = daemon.runtime().await;
@@ -167,8 +164,8 @@ async fn churn_leaves_the_daemon_working_directory_alone() {
     let mut rt = rt;
     let pod = host_pod("aftercwd", &daemon.dir.join("logs"));
     let pod_id = run_pod(&mut rt, pod.clone()).await;
-    let config = common::busybox_container("after", &["sleep", "3600"]);
-    let id = common::run_container(&mut rt, &pod_id, &pod, config).await;
+    let config = criox_testkit::busybox_container("after", &["sleep", "3600"]);
+    let id = criox_testkit::run_container(&mut rt, &pod_id, &pod, config).await;
     assert!(!id.is_empty());
     stop_and_remove_pod(&mut rt, &pod_id).await;
 }

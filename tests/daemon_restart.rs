@@ -2,39 +2,15 @@
 //! leaves its containers alone: running ones go on running, a created one stays created,
 //! and the next daemon takes all of them over.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::time::{Duration, Instant};
 
-use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{on_host_network, pod_config, stop_and_remove_pod};
+use criox_testkit::pods::{host_network_pod, run_pod_on, stop_and_remove_pod};
+use criox_testkit::{Daemon, container_status, daemon_with_busybox};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
-
-async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(
-        &common::busybox_image(),
-        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
-    )
-    .await
-}
-
-async fn status(rt: &mut Rt, id: &str) -> ContainerStatus {
-    rt.container_status(ContainerStatusRequest {
-        container_id: id.to_string(),
-        verbose: false,
-    })
-    .await
-    .expect("ContainerStatus")
-    .into_inner()
-    .status
-    .unwrap()
-}
 
 async fn listed_state(rt: &mut Rt, id: &str) -> Option<i32> {
     rt.list_containers(ListContainersRequest {
@@ -96,45 +72,27 @@ fn sigterm(daemon: &mut Daemon) {
     );
 }
 
-fn host_pod(name: &str, logs: &std::path::Path) -> PodSandboxConfig {
-    let mut config = pod_config(name, &common::unique("uid"));
-    config.log_directory = logs.display().to_string();
-    on_host_network(&mut config, NamespaceMode::Container);
-    config
-}
-
-async fn run_pod_on(rt: &mut Rt, config: &PodSandboxConfig, handler: &str) -> String {
-    rt.run_pod_sandbox(RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: handler.to_string(),
-    })
-    .await
-    .expect("RunPodSandbox")
-    .into_inner()
-    .pod_sandbox_id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_leaves_running_containers_running_for_the_next_daemon() {
-    let (mut daemon, _conf) = daemon_with_busybox().await;
+    let mut daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = tempfile::tempdir().unwrap();
     let mut running = Vec::new();
     let mut pods = Vec::new();
     for handler in ["", "runc"] {
-        let config = host_pod(&format!("term{}", handler.len()), logs.path());
-        let pod = run_pod_on(&mut rt, &config, handler).await;
+        let config = host_network_pod(&format!("term{}", handler.len()), logs.path());
+        let pod = run_pod_on(&mut rt, config.clone(), handler).await;
         pods.push(pod.clone());
         // A sleep of its own length, to find the process on the host.
         let secs = format!(
             "{}",
             100_000 + std::process::id() % 100_000 * 10 + handler.len() as u32
         );
-        let id = common::run_container(
+        let id = criox_testkit::run_container(
             &mut rt,
             &pod,
             &config,
-            common::busybox_container(
+            criox_testkit::busybox_container(
                 &format!("ticker{}", handler.len()),
                 &[
                     "sh",
@@ -145,7 +103,7 @@ async fn sigterm_leaves_running_containers_running_for_the_next_daemon() {
         )
         .await;
         let mark = exec_out(&mut rt, &id, &["cat", "/tmp/mark"]).await;
-        let started_at = status(&mut rt, &id).await.started_at;
+        let started_at = container_status(&mut rt, &id).await.started_at;
         running.push((handler, id, mark, started_at, secs));
     }
     drop(rt);
@@ -168,7 +126,7 @@ async fn sigterm_leaves_running_containers_running_for_the_next_daemon() {
             Some(ContainerState::ContainerRunning as i32),
             "handler {handler:?}"
         );
-        let now = status(&mut rt, id).await;
+        let now = container_status(&mut rt, id).await;
         assert_eq!(
             (now.state, now.started_at),
             (ContainerState::ContainerRunning as i32, *started_at),
@@ -189,20 +147,20 @@ async fn sigterm_leaves_running_containers_running_for_the_next_daemon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_container_stays_created_across_a_restart_and_can_then_start() {
-    let (mut daemon, _conf) = daemon_with_busybox().await;
+    let mut daemon = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = tempfile::tempdir().unwrap();
     let mut created = Vec::new();
     let mut pods = Vec::new();
     for handler in ["", "runc"] {
-        let config = host_pod(&format!("made{}", handler.len()), logs.path());
-        let pod = run_pod_on(&mut rt, &config, handler).await;
+        let config = host_network_pod(&format!("made{}", handler.len()), logs.path());
+        let pod = run_pod_on(&mut rt, config.clone(), handler).await;
         pods.push(pod.clone());
-        let id = common::create_container(
+        let id = criox_testkit::create_container(
             &mut rt,
             &pod,
             &config,
-            common::busybox_container(
+            criox_testkit::busybox_container(
                 &format!("later{}", handler.len()),
                 &["sh", "-c", "echo started; exec sleep 600"],
             ),
@@ -221,11 +179,11 @@ async fn a_created_container_stays_created_across_a_restart_and_can_then_start()
             Some(ContainerState::ContainerCreated as i32),
             "handler {handler:?}"
         );
-        let before = status(&mut rt, id).await;
+        let before = container_status(&mut rt, id).await;
         assert_eq!(before.started_at, 0, "handler {handler:?}");
 
-        common::start_container(&mut rt, id).await;
-        let after = status(&mut rt, id).await;
+        criox_testkit::start_container(&mut rt, id).await;
+        let after = container_status(&mut rt, id).await;
         assert_eq!(
             after.state,
             ContainerState::ContainerRunning as i32,

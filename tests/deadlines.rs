@@ -3,19 +3,17 @@
 //! unit test of `server::deadline` and with a real client by critest's "public image
 //! should timeout" (`hack/critest`): a tonic client's own timer answers CANCELLED.
 
-mod common;
-
 use std::time::Duration;
 
 use criox_proto::v1::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_that_leaves_time_is_no_obstacle() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut images = daemon.images().await;
     let mut request = tonic::Request::new(ImageStatusRequest {
         image: Some(ImageSpec {
-            image: common::busybox_image(),
+            image: criox_testkit::busybox_image(),
             ..Default::default()
         }),
         verbose: false,

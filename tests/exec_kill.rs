@@ -4,20 +4,14 @@
 //! to the host's init. Also a terminal exec with stdin, on both runtimes. Every test runs
 //! on the embedded runtime and on Debian's runc as a handler. Run as root.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "streaming_support/mod.rs"]
-mod streaming_support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, exec_url};
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{on_host_network, pod_config};
+use criox_testkit::pods::{host_network_pod, run_pod_on};
+use criox_testkit::{Daemon, exec_url};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -27,28 +21,14 @@ const RUNC: &str = "runc";
 
 /// A daemon with busybox pulled and runc as the `runc` handler, and a running container
 /// `sleep 3600` on `handler`; returns the container id too.
-async fn running_container(handler: &str) -> (Daemon, tempfile::TempDir, String) {
-    let (daemon, conf) = common::daemon_with_image(
-        &common::busybox_image(),
-        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
-    )
-    .await;
+async fn running_container(handler: &str) -> (Daemon, String) {
+    let daemon = criox_testkit::daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
-    let mut pod = pod_config("execkill", &common::unique("uid"));
-    pod.log_directory = daemon.dir.join("logs").display().to_string();
-    on_host_network(&mut pod, NamespaceMode::Container);
-    let pod_id = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: handler.to_string(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-    let config = common::busybox_container("sleeper", &["sleep", "3600"]);
-    let id = common::run_container(&mut rt, &pod_id, &pod, config).await;
-    (daemon, conf, id)
+    let pod = host_network_pod("execkill", &daemon.dir.join("logs"));
+    let pod_id = run_pod_on(&mut rt, pod.clone(), handler).await;
+    let config = criox_testkit::busybox_container("sleeper", &["sleep", "3600"]);
+    let id = criox_testkit::run_container(&mut rt, &pod_id, &pod, config).await;
+    (daemon, id)
 }
 
 /// Host pids whose command line is exactly `argv`.
@@ -126,7 +106,7 @@ async fn assert_still_running(rt: &mut Rt, id: &str) {
 }
 
 async fn exec_sync_timeout_kills_and_reaps(handler: &str, seconds: &str) {
-    let (daemon, _conf, id) = running_container(handler).await;
+    let (daemon, id) = running_container(handler).await;
     let mut rt = daemon.runtime().await;
     let argv = ["sleep", seconds];
     let started = Instant::now();
@@ -184,7 +164,7 @@ impl Drop for Client {
 }
 
 async fn abandoned_streaming_exec_is_killed_and_reaped(handler: &str, seconds: &[&str; 3]) {
-    let (daemon, _conf, id) = running_container(handler).await;
+    let (daemon, id) = running_container(handler).await;
     let mut rt = daemon.runtime().await;
     let sessions = [("spdy", false), ("ws", false), ("spdy", true)];
     for ((proto, tty), seconds) in sessions.into_iter().zip(seconds) {
@@ -198,7 +178,7 @@ async fn abandoned_streaming_exec_is_killed_and_reaped(handler: &str, seconds: &
             args.push("-stderr");
         }
         let client = Client(
-            Command::new(streaming_support::streamclient())
+            Command::new(criox_testkit::streaming::streamclient())
                 .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -248,11 +228,11 @@ async fn abandoned_streaming_exec_is_killed_and_reaped_runc() {
 }
 
 async fn terminal_exec_with_stdin(handler: &str) {
-    let (daemon, _conf, id) = running_container(handler).await;
+    let (daemon, id) = running_container(handler).await;
     let mut rt = daemon.runtime().await;
     for proto in ["spdy", "ws"] {
         let url = exec_url(&mut rt, &id, &["sh"], true, true).await;
-        let out = streaming_support::client(
+        let out = criox_testkit::streaming::client(
             &[
                 "exec", "-proto", proto, "-url", &url, "-stdin", "-stdout", "-tty", "-resize",
                 "90x20",
@@ -275,7 +255,8 @@ async fn terminal_exec_with_stdin(handler: &str) {
     // wait for a terminal that never comes.
     let url = exec_url(&mut rt, &id, &["/no-such-binary"], true, true).await;
     let started = Instant::now();
-    let out = streaming_support::client(&["exec", "-url", &url, "-stdin", "-stdout", "-tty"], b"");
+    let out =
+        criox_testkit::streaming::client(&["exec", "-url", &url, "-stdin", "-stdout", "-tty"], b"");
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("a missing program on {handler:?}, after {took:?}: {stderr}");
@@ -312,7 +293,7 @@ fn running(pid: i32) -> bool {
 
 /// A shell's background child is in the exec's process group: it goes with the exec.
 async fn exec_sync_timeout_kills_the_whole_exec(handler: &str, background: &str, foreground: &str) {
-    let (daemon, _conf, id) = running_container(handler).await;
+    let (daemon, id) = running_container(handler).await;
     let mut rt = daemon.runtime().await;
     let script = format!("sleep {background} & sleep {foreground}");
     let call = {

@@ -3,31 +3,12 @@
 //! targets) or an empty one. Needs the grpcprobe client that `hack/clients` builds into
 //! the directory named by CRIOX_TEST_GO_CLIENTS.
 
-mod common;
-
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::Daemon;
-
-fn grpcprobe() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_GO_CLIENTS").unwrap_or_else(|_| {
-        panic!(
-            "CRIOX_TEST_GO_CLIENTS is not set: build the Go clients with `hack/clients target/go` \
-             and set it to that directory (hack/test does both)"
-        )
-    });
-    let bin = PathBuf::from(dir).join("grpcprobe");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `hack/clients <dir> grpcprobe`",
-        bin.display()
-    );
-    bin
-}
+use criox_testkit::Daemon;
 
 fn probe(daemon: &Daemon, mode: &str) {
-    let out = Command::new(grpcprobe())
+    let out = Command::new(criox_testkit::go_client("grpcprobe"))
         .arg("-mode")
         .arg(mode)
         .arg("-socket")

@@ -5,17 +5,13 @@
 //! binary planted from inside a container gives no host user root. Containers themselves,
 //! non-root ones included, see the permissions they always had.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{on_host_network, pod_config, stop_and_remove_pod};
+use criox_testkit::Daemon;
+use criox_testkit::pods::{on_host_network, pod_config, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -43,7 +39,7 @@ async fn exec(rt: &mut Rt, id: &str, script: &str) -> String {
 /// A container whose process runs as uid 1000, with a host directory mounted where the
 /// image has no directory at all, so that the runtime creates the parents.
 fn non_root_container(name: &str, volume: &Path) -> ContainerConfig {
-    let mut config = common::busybox_container(name, &["sleep", "600"]);
+    let mut config = criox_testkit::busybox_container(name, &["sleep", "600"]);
     config.envs = vec![KeyValue {
         key: "SECRET_TOKEN".into(),
         value: "hunter2".into(),
@@ -174,8 +170,8 @@ fn config_jsons_below(dir: &Path, found: &mut Vec<PathBuf>, skip: &[PathBuf]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_side_files_are_private_and_root_filesystems_nosuid() {
-    let (daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
+    let daemon = criox_testkit::daemon_with_image(
+        &criox_testkit::busybox_image(),
         "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
     )
     .await;
@@ -189,7 +185,10 @@ async fn host_side_files_are_private_and_root_filesystems_nosuid() {
     let mut non_root = Vec::new();
     let mut root_id = String::new();
     for handler in ["", "runc"] {
-        let mut config = pod_config(&format!("perm{}", handler.len()), &common::unique("uid"));
+        let mut config = pod_config(
+            &format!("perm{}", handler.len()),
+            &criox_testkit::unique("uid"),
+        );
         config.log_directory = logs.path().join(handler).display().to_string();
         on_host_network(&mut config, NamespaceMode::Container);
         let pod = rt
@@ -202,7 +201,7 @@ async fn host_side_files_are_private_and_root_filesystems_nosuid() {
             .into_inner()
             .pod_sandbox_id;
         pods.push(pod.clone());
-        let id = common::run_container(
+        let id = criox_testkit::run_container(
             &mut rt,
             &pod,
             &config,
@@ -211,11 +210,11 @@ async fn host_side_files_are_private_and_root_filesystems_nosuid() {
         .await;
         non_root.push((handler, id));
         if handler.is_empty() {
-            root_id = common::run_container(
+            root_id = criox_testkit::run_container(
                 &mut rt,
                 &pod,
                 &config,
-                common::busybox_container("root", &["sleep", "600"]),
+                criox_testkit::busybox_container("root", &["sleep", "600"]),
             )
             .await;
         }

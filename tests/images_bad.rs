@@ -1,79 +1,32 @@
 //! Pulls that must fail: each with a clear error naming the image and the cause, the
 //! store left as it was, and no half-made layer left behind.
 
-mod common;
-
-use common::{Daemon, fixtures};
 use criox_proto::v1::*;
+use criox_testkit::{ACCEPT_ANYTHING, Daemon, dir_entries, fixtures, insecure_registries};
 use tonic::Code;
 
-async fn daemon() -> (Daemon, tempfile::TempDir) {
-    let fx = fixtures();
-    let conf = tempfile::tempdir().unwrap();
-    let registries = conf.path().join("registries.conf");
-    // 127.0.0.1:9 (discard) is closed on a test machine: an unreachable registry.
-    std::fs::write(
-        &registries,
-        format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"127.0.0.1:9\"\ninsecure = true\n",
-            fx["CRIOX_TEST_REGISTRY"]
-        ),
-    )
-    .unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-            registries.display().to_string(),
-            policy.display().to_string()
-        ))
+/// A daemon that pulls from the fixture registry and from an unreachable one (127.0.0.1:9,
+/// discard, is closed on a test machine), trusting every image.
+async fn daemon() -> Daemon {
+    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
+    Daemon::builder()
+        .images(
+            &insecure_registries(&[&registry, "127.0.0.1:9"]),
+            ACCEPT_ANYTHING,
+            "",
+        )
         .start()
-        .await;
-    (daemon, conf)
-}
-
-async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
-    daemon
-        .images()
         .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
-
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn bad_pulls_fail_clearly_and_leave_the_store_as_it_was() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon().await;
+    let daemon = daemon().await;
     let registry = &fx["CRIOX_TEST_REGISTRY"];
     // One good image first: failures must not disturb it.
-    let good = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
-        .await
-        .unwrap();
-    let layers_before = entries(&daemon.root.join("storage/layers"));
+    let good = daemon.pull(&fx["CRIOX_TEST_IMAGE_BUSYBOX"]).await.unwrap();
+    let layers_before = dir_entries(&daemon.root.join("storage/layers"));
     assert_eq!(layers_before.len(), 1);
 
     let unknown = format!("{registry}/criox/no-such-image:latest");
@@ -126,7 +79,7 @@ async fn bad_pulls_fail_clearly_and_leave_the_store_as_it_was() {
         ),
     ];
     for (image, code, cause) in &cases {
-        let e = pull(&daemon, image).await.unwrap_err();
+        let e = daemon.pull(image).await.unwrap_err();
         assert_eq!(e.code(), *code, "{image}: {e}");
         assert!(e.message().contains(cause), "{image}: {e}");
         if *code != Code::InvalidArgument {
@@ -152,25 +105,28 @@ async fn bad_pulls_fail_clearly_and_leave_the_store_as_it_was() {
         .images;
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].id, good);
-    assert_eq!(entries(&daemon.root.join("storage/layers")), layers_before);
-    assert!(entries(&daemon.root.join("storage/tmp")).is_empty());
-    assert_eq!(entries(&daemon.root.join("images/records")).len(), 1);
+    assert_eq!(
+        dir_entries(&daemon.root.join("storage/layers")),
+        layers_before
+    );
+    assert!(dir_entries(&daemon.root.join("storage/tmp")).is_empty());
+    assert_eq!(dir_entries(&daemon.root.join("images/records")).len(), 1);
 
     // The next good pull still works.
-    pull(&daemon, &fx["CRIOX_TEST_IMAGE_PAUSE"]).await.unwrap();
+    daemon.pull(&fx["CRIOX_TEST_IMAGE_PAUSE"]).await.unwrap();
 }
 
 #[tokio::test]
 async fn concurrent_pulls_of_one_image_share_the_work() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon().await;
+    let daemon = daemon().await;
     let image = fx["CRIOX_TEST_IMAGE_LAYERS"].clone();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let socket = daemon.socket.clone();
         let image = image.clone();
         tasks.push(tokio::spawn(async move {
-            let channel = common::connect(&socket).await.unwrap();
+            let channel = criox_testkit::connect(&socket).await.unwrap();
             criox_proto::v1::image_service_client::ImageServiceClient::new(channel)
                 .pull_image(PullImageRequest {
                     image: Some(ImageSpec {
@@ -189,8 +145,8 @@ async fn concurrent_pulls_of_one_image_share_the_work() {
         ids.push(t.await.unwrap().unwrap());
     }
     assert!(ids.iter().all(|i| i == &ids[0]));
-    assert_eq!(entries(&daemon.root.join("storage/layers")).len(), 3);
-    assert!(entries(&daemon.root.join("storage/tmp")).is_empty());
+    assert_eq!(dir_entries(&daemon.root.join("storage/layers")).len(), 3);
+    assert!(dir_entries(&daemon.root.join("storage/tmp")).is_empty());
     // Each layer was downloaded once: the log has one "layer pulled" line per layer.
     let log = daemon.log();
     assert_eq!(log.matches("layer pulled and unpacked").count(), 3, "{log}");
@@ -199,13 +155,13 @@ async fn concurrent_pulls_of_one_image_share_the_work() {
 #[tokio::test]
 async fn a_pull_killed_half_way_leaves_nothing_and_the_next_pull_succeeds() {
     let fx = fixtures();
-    let (mut daemon, _conf) = daemon().await;
+    let mut daemon = daemon().await;
     let image = fx["CRIOX_TEST_IMAGE_BIG"].clone();
     let socket = daemon.socket.clone();
     let pulling = {
         let image = image.clone();
         tokio::spawn(async move {
-            let channel = common::connect(&socket).await.unwrap();
+            let channel = criox_testkit::connect(&socket).await.unwrap();
             criox_proto::v1::image_service_client::ImageServiceClient::new(channel)
                 .pull_image(PullImageRequest {
                     image: Some(ImageSpec {
@@ -221,7 +177,7 @@ async fn a_pull_killed_half_way_leaves_nothing_and_the_next_pull_succeeds() {
     // Kill the daemon as soon as a layer is being unpacked.
     let tmp = daemon.root.join("storage/tmp");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while entries(&tmp).is_empty() {
+    while dir_entries(&tmp).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "the pull never started unpacking"
@@ -244,10 +200,13 @@ async fn a_pull_killed_half_way_leaves_nothing_and_the_next_pull_succeeds() {
         .into_inner()
         .images;
     assert!(images.is_empty(), "{images:?}");
-    assert!(entries(&tmp).is_empty(), "half-unpacked layers were left");
-    assert!(entries(&daemon.root.join("storage/layers")).is_empty());
-    assert!(entries(&daemon.root.join("images/records")).is_empty());
+    assert!(
+        dir_entries(&tmp).is_empty(),
+        "half-unpacked layers were left"
+    );
+    assert!(dir_entries(&daemon.root.join("storage/layers")).is_empty());
+    assert!(dir_entries(&daemon.root.join("images/records")).is_empty());
 
-    pull(&daemon, &image).await.unwrap();
-    assert_eq!(entries(&daemon.root.join("storage/layers")).len(), 4);
+    daemon.pull(&image).await.unwrap();
+    assert_eq!(dir_entries(&daemon.root.join("storage/layers")).len(), 4);
 }

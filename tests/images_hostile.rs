@@ -1,59 +1,21 @@
 //! Hostile images, registries and references: each must end in a clear error, with the
 //! daemon still answering and nothing requested that the reference did not name.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use common::{Daemon, fixtures, unique};
 use criox_proto::v1::*;
+use criox_testkit::{ACCEPT_ANYTHING, Daemon, fixtures, insecure_registries, unique};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
 /// A daemon that pulls from `registries` over plain HTTP and trusts every image.
-async fn daemon(registries: &[&str]) -> (Daemon, tempfile::TempDir) {
-    let conf = tempfile::tempdir().unwrap();
-    let path = conf.path().join("registries.conf");
-    let entries: String = registries
-        .iter()
-        .map(|r| format!("[[registry]]\nlocation = \"{r}\"\ninsecure = true\n"))
-        .collect();
-    std::fs::write(&path, entries).unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-            path.display().to_string(),
-            policy.display().to_string()
-        ))
+async fn daemon(registries: &[&str]) -> Daemon {
+    Daemon::builder()
+        .images(&insecure_registries(registries), ACCEPT_ANYTHING, "")
         .start()
-        .await;
-    (daemon, conf)
-}
-
-async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
-    daemon
-        .images()
         .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
 }
 
 async fn image_count(daemon: &Daemon) -> usize {
@@ -241,9 +203,9 @@ async fn a_layer_claiming_a_giant_pax_header_fails_without_exhausting_memory() {
         "",
     );
 
-    let (daemon, _conf) = daemon(&[&registry]).await;
+    let daemon = daemon(&[&registry]).await;
     let started = std::time::Instant::now();
-    let e = pull(&daemon, &image).await.unwrap_err();
+    let e = daemon.pull(&image).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     assert!(
         e.message()
@@ -269,8 +231,8 @@ async fn an_image_of_more_than_128_layers_is_refused() {
     let diff_ids: Vec<String> = (0..129).map(|_| digest(&tar)).collect();
     let image = push_image(&registry, &repo, &layers, &diff_ids, "");
 
-    let (daemon, _conf) = daemon(&[&registry]).await;
-    let e = pull(&daemon, &image).await.unwrap_err();
+    let daemon = daemon(&[&registry]).await;
+    let e = daemon.pull(&image).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     assert!(
         e.message()
@@ -342,9 +304,9 @@ impl FakeRegistry {
 #[tokio::test]
 async fn a_manifest_redirect_to_another_repository_is_not_followed() {
     let hostile = FakeRegistry::start(REDIRECT_TO_OTHER_REPO);
-    let (daemon, _conf) = daemon(&[&hostile.addr]).await;
+    let daemon = daemon(&[&hostile.addr]).await;
     let image = format!("{}/team/app:latest", hostile.addr);
-    let e = pull(&daemon, &image).await.unwrap_err();
+    let e = daemon.pull(&image).await.unwrap_err();
     assert!(
         e.message()
             .contains("redirect to \"/v2/other/secret/manifests/latest\" refused: it leads to another repository"),
@@ -361,7 +323,7 @@ async fn a_manifest_redirect_to_another_repository_is_not_followed() {
 #[tokio::test]
 async fn references_that_climb_out_of_the_repository_are_invalid_arguments() {
     let hostile = FakeRegistry::start(NOT_FOUND);
-    let (daemon, _conf) = daemon(&[&hostile.addr]).await;
+    let daemon = daemon(&[&hostile.addr]).await;
     let reg = &hostile.addr;
     for image in [
         format!("{reg}/a/../../../v2/_catalog"),
@@ -370,7 +332,7 @@ async fn references_that_climb_out_of_the_repository_are_invalid_arguments() {
         format!("{reg}/app/."),
         format!("{reg}/app:.hidden"),
     ] {
-        let e = pull(&daemon, &image).await.unwrap_err();
+        let e = daemon.pull(&image).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{image}: {e}");
         assert!(
             e.message()
@@ -389,10 +351,8 @@ async fn references_that_climb_out_of_the_repository_are_invalid_arguments() {
 async fn a_corrupt_image_record_does_not_stop_the_daemon() {
     let fx = fixtures();
     let registry = fx["CRIOX_TEST_REGISTRY"].clone();
-    let (mut daemon, _conf) = daemon(&[&registry]).await;
-    let good = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
-        .await
-        .unwrap();
+    let mut daemon = daemon(&[&registry]).await;
+    let good = daemon.pull(&fx["CRIOX_TEST_IMAGE_BUSYBOX"]).await.unwrap();
     daemon.stop();
     let records = daemon.root.join("images/records");
     std::fs::write(
@@ -422,29 +382,13 @@ async fn a_corrupt_image_record_does_not_stop_the_daemon() {
 async fn credentials_go_to_the_image_registry_and_never_to_its_mirror() {
     let own = FakeRegistry::start(ASK_FOR_BASIC_AUTH);
     let mirror = FakeRegistry::start(ASK_FOR_BASIC_AUTH);
-    let conf = tempfile::tempdir().unwrap();
-    let path = conf.path().join("registries.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\
-             [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
-            own.addr, mirror.addr
-        ),
-    )
-    .unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
+    let registries = format!(
+        "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\
+         [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+        own.addr, mirror.addr
+    );
     let daemon = Daemon::builder()
-        .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-            path.display().to_string(),
-            policy.display().to_string()
-        ))
+        .images(&registries, ACCEPT_ANYTHING, "")
         .start()
         .await;
     let e = daemon
@@ -509,11 +453,11 @@ async fn an_image_whose_passwd_is_a_fifo_fails_create_at_once() {
         &[digest(&tar)],
         "app",
     );
-    let (daemon, _conf) = daemon(&[&registry]).await;
-    pull(&daemon, &image).await.unwrap();
+    let daemon = daemon(&[&registry]).await;
+    daemon.pull(&image).await.unwrap();
 
     let mut rt = daemon.runtime().await;
-    let mut pod_cfg = pods_support::pod_config("fifo", &unique("uid"));
+    let mut pod_cfg = criox_testkit::pods::pod_config("fifo", &unique("uid"));
     pod_cfg.log_directory = daemon.dir.join("logs").display().to_string();
     pod_cfg.linux = Some(LinuxPodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {
@@ -525,7 +469,7 @@ async fn an_image_whose_passwd_is_a_fifo_fails_create_at_once() {
         }),
         ..Default::default()
     });
-    let pod = pods_support::run_pod(&mut rt, pod_cfg.clone()).await;
+    let pod = criox_testkit::pods::run_pod(&mut rt, pod_cfg.clone()).await;
     let create = rt.create_container(CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
         config: Some(ContainerConfig {

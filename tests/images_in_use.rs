@@ -1,40 +1,16 @@
 //! An image that a container uses keeps its layers: RemoveImage refuses to take it away
 //! (a tag of several may still go), and succeeds once the container is gone.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
-use common::{Daemon, fixtures};
 use criox_proto::v1::*;
-use pods_support::{pod_config, run_pod};
+use criox_testkit::pods::{pod_config, run_pod};
+use criox_testkit::{Daemon, fixtures};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_in_use_by_a_container_is_not_removed() {
     let fx = fixtures();
     let registry = fx["CRIOX_TEST_REGISTRY"].clone();
-    let conf = tempfile::tempdir().unwrap();
-    let registries = conf.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
-    )
-    .unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-            registries.display().to_string(),
-            policy.display().to_string()
-        ))
-        .start()
-        .await;
+    let daemon = Daemon::builder().trusting_fixture_registry().start().await;
     let mut images = daemon.images().await;
     let image = fx["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
     let second_tag = format!("{registry}/criox/busybox:stable");
@@ -55,7 +31,7 @@ async fn an_image_in_use_by_a_container_is_not_removed() {
     }
 
     let mut rt = daemon.runtime().await;
-    let mut pod_cfg = pod_config("inuse", &common::unique("uid"));
+    let mut pod_cfg = pod_config("inuse", &criox_testkit::unique("uid"));
     pod_cfg.log_directory = daemon.dir.join("logs").display().to_string();
     pod_cfg.linux = Some(LinuxPodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {

@@ -1,19 +1,18 @@
 //! Pulling, listing, inspecting and removing images through the real daemon, from the
 //! loopback registries that `hack/fixtures` serves.
 
-mod common;
-
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use common::{Daemon, fixtures};
 use criox_proto::v1::*;
+use criox_testkit::{ACCEPT_ANYTHING, Daemon, fixtures, insecure_registries};
 use tonic::Code;
 
 /// A daemon whose registries configuration marks the fixture registries insecure (plain
-/// HTTP) and searches the main one for short names, plus `extra` TOML.
-async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> (Daemon, tempfile::TempDir) {
+/// HTTP) and searches the main one for short names, plus `extra_registries` TOML; `policy`
+/// replaces the one that accepts anything.
+async fn daemon_with(extra_registries: &str, policy: Option<&str>) -> Daemon {
     daemon_with_certs(extra_registries, policy, "/nonexistent").await
 }
 
@@ -21,38 +20,25 @@ async fn daemon_with_certs(
     extra_registries: &str,
     policy: Option<&str>,
     certs_dir: &str,
-) -> (Daemon, tempfile::TempDir) {
+) -> Daemon {
     let fx = fixtures();
-    let conf = tempfile::tempdir().unwrap();
-    let registries = conf.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!(
-            "unqualified-search-registries = [\"{r}\"]\n\
-             [[registry]]\nlocation = \"{r}\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"{t}\"\ninsecure = true\n{extra_registries}",
-            r = fx["CRIOX_TEST_REGISTRY"],
-            a = fx["CRIOX_TEST_AUTH_REGISTRY"],
-            t = fx["CRIOX_TEST_TOKEN_REGISTRY"],
-        ),
-    )
-    .unwrap();
-    let policy_path = conf.path().join("policy.json");
-    std::fs::write(
-        &policy_path,
-        policy.unwrap_or(r#"{"default": [{"type": "insecureAcceptAnything"}]}"#),
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(&format!(
-            "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\ncerts_dir = {certs_dir:?}\n",
-            registries.display().to_string(),
-            policy_path.display().to_string()
-        ))
+    let registries = format!(
+        "unqualified-search-registries = [\"{r}\"]\n{insecure}{extra_registries}",
+        r = fx["CRIOX_TEST_REGISTRY"],
+        insecure = insecure_registries(&[
+            &fx["CRIOX_TEST_REGISTRY"],
+            &fx["CRIOX_TEST_AUTH_REGISTRY"],
+            &fx["CRIOX_TEST_TOKEN_REGISTRY"],
+        ]),
+    );
+    Daemon::builder()
+        .images(
+            &registries,
+            policy.unwrap_or(ACCEPT_ANYTHING),
+            &format!("certs_dir = {certs_dir:?}"),
+        )
         .start()
-        .await;
-    (daemon, conf)
+        .await
 }
 
 fn spec(image: &str) -> Option<ImageSpec> {
@@ -60,10 +46,6 @@ fn spec(image: &str) -> Option<ImageSpec> {
         image: image.to_string(),
         ..Default::default()
     })
-}
-
-async fn pull(daemon: &Daemon, image: &str) -> Result<String, tonic::Status> {
-    pull_auth(daemon, image, None).await
 }
 
 async fn pull_auth(
@@ -155,10 +137,10 @@ async fn fs_used(daemon: &Daemon) -> (u64, u64) {
 #[tokio::test]
 async fn pull_status_list_and_remove_by_every_name() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let image = &fx["CRIOX_TEST_IMAGE_BUSYBOX"];
     let (bytes_before, _) = fs_used(&daemon).await;
-    let id = pull(&daemon, image).await.unwrap();
+    let id = daemon.pull(image).await.unwrap();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
 
     let by_tag = status(&daemon, image, false).await.image.unwrap();
@@ -181,7 +163,8 @@ async fn pull_status_list_and_remove_by_every_name() {
     let registry = &fx["CRIOX_TEST_REGISTRY"];
     for tag in ["1.36", "stable"] {
         assert_eq!(
-            pull(&daemon, &format!("{registry}/criox/busybox:{tag}"))
+            daemon
+                .pull(&format!("{registry}/criox/busybox:{tag}"))
                 .await
                 .unwrap(),
             id
@@ -228,7 +211,7 @@ async fn pull_status_list_and_remove_by_every_name() {
 
     // Records survive a restart.
     let mut daemon = daemon;
-    pull(&daemon, image).await.unwrap();
+    daemon.pull(image).await.unwrap();
     daemon.stop();
     daemon.spawn().await;
     assert_eq!(status(&daemon, image, false).await.image.unwrap().id, id);
@@ -237,17 +220,16 @@ async fn pull_status_list_and_remove_by_every_name() {
 #[tokio::test]
 async fn docker_oci_zstd_and_multi_platform_images_share_layers() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
-    let id = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
-        .await
-        .unwrap();
+    let daemon = daemon_with("", None).await;
+    let id = daemon.pull(&fx["CRIOX_TEST_IMAGE_BUSYBOX"]).await.unwrap();
     for key in [
         "CRIOX_TEST_IMAGE_BUSYBOX_DOCKER",
         "CRIOX_TEST_IMAGE_MULTI",
         "CRIOX_TEST_IMAGE_MULTI_DOCKER",
         "CRIOX_TEST_IMAGE_BUSYBOX_ZSTD",
     ] {
-        let got = pull(&daemon, &fx[key])
+        let got = daemon
+            .pull(&fx[key])
             .await
             .unwrap_or_else(|e| panic!("{key}: {e}"));
         // The same config: the index chose this node's platform (amd64), not arm64.
@@ -268,9 +250,9 @@ async fn docker_oci_zstd_and_multi_platform_images_share_layers() {
 #[tokio::test]
 async fn image_config_gives_user_and_process_defaults() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let uid_image = &fx["CRIOX_TEST_IMAGE_CONFIG_UID"];
-    pull(&daemon, uid_image).await.unwrap();
+    daemon.pull(uid_image).await.unwrap();
     let resp = status(&daemon, uid_image, true).await;
     let image = resp.image.as_ref().unwrap();
     assert_eq!(image.uid.as_ref().map(|u| u.value), Some(1000));
@@ -289,7 +271,7 @@ async fn image_config_gives_user_and_process_defaults() {
     assert_eq!(config["Labels"]["org.criox.test"], "config");
 
     let name_image = &fx["CRIOX_TEST_IMAGE_CONFIG_NAME"];
-    pull(&daemon, name_image).await.unwrap();
+    daemon.pull(name_image).await.unwrap();
     let image = status(&daemon, name_image, false).await.image.unwrap();
     assert_eq!(image.uid, None);
     assert_eq!(image.username, "daemon");
@@ -320,9 +302,9 @@ impl Drop for Mounted {
 #[tokio::test]
 async fn whiteouts_ownership_and_special_files_survive_into_overlayfs() {
     let fx = fixtures();
-    let (daemon, conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let image = &fx["CRIOX_TEST_IMAGE_LAYERS"];
-    pull(&daemon, image).await.unwrap();
+    daemon.pull(image).await.unwrap();
     let info = verbose_info(&status(&daemon, image, true).await);
     let chains: Vec<String> = info["chainIDs"]
         .as_array()
@@ -375,7 +357,7 @@ async fn whiteouts_ownership_and_special_files_survive_into_overlayfs() {
         .rev()
         .map(|c| layer_dir(&daemon, c).display().to_string())
         .collect();
-    let merged = conf.path().join("merged");
+    let merged = daemon.dir.join("merged");
     std::fs::create_dir(&merged).unwrap();
     let status = std::process::Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
@@ -417,8 +399,8 @@ async fn short_names_and_mirrors_keep_the_users_name() {
          [[registry.mirror]]\nlocation = \"{registry}/absent\"\ninsecure = true\n\
          [[registry.mirror]]\nlocation = \"{registry}/criox\"\ninsecure = true\n"
     );
-    let (daemon, _conf) = daemon_with(&mirrors, None).await;
-    let id = pull(&daemon, "criox/busybox:stable").await.unwrap();
+    let daemon = daemon_with(&mirrors, None).await;
+    let id = daemon.pull("criox/busybox:stable").await.unwrap();
     let image = status(&daemon, "criox/busybox:stable", false)
         .await
         .image
@@ -430,7 +412,8 @@ async fn short_names_and_mirrors_keep_the_users_name() {
     );
 
     assert_eq!(
-        pull(&daemon, "example.invalid/mirrored/busybox:1.36")
+        daemon
+            .pull("example.invalid/mirrored/busybox:1.36")
             .await
             .unwrap(),
         id
@@ -455,7 +438,7 @@ async fn short_names_and_mirrors_keep_the_users_name() {
 #[tokio::test]
 async fn ctl_pull_images_inspecti_rmi_imagefsinfo() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let image = &fx["CRIOX_TEST_IMAGE_BUSYBOX"];
     let run = |args: &[&str]| {
         let out = daemon.ctl(args);
@@ -497,9 +480,9 @@ async fn ctl_pull_images_inspecti_rmi_imagefsinfo() {
 #[tokio::test]
 async fn basic_auth_registry_needs_the_right_password() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_AUTH_REGISTRY"]);
-    let e = pull(&daemon, &image).await.unwrap_err();
+    let e = daemon.pull(&image).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e}");
     assert!(e.message().contains(&image), "{e}");
     let wrong = AuthConfig {
@@ -561,10 +544,8 @@ async fn trust_policy_refuses_and_stores_nothing() {
               "{registry}/criox/config": [{{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/nonexistent.gpg"}}]
             }}}}}}"#
     );
-    let (daemon, _conf) = daemon_with("", Some(&policy)).await;
-    pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
-        .await
-        .unwrap();
+    let daemon = daemon_with("", Some(&policy)).await;
+    daemon.pull(&fx["CRIOX_TEST_IMAGE_BUSYBOX"]).await.unwrap();
     let cases: HashMap<&str, &str> = [
         ("CRIOX_TEST_IMAGE_LAYERS", "\"reject\""),
         ("CRIOX_TEST_IMAGE_PAUSE", "sigstoreSigned"),
@@ -573,7 +554,7 @@ async fn trust_policy_refuses_and_stores_nothing() {
     .into_iter()
     .collect();
     for (key, why) in cases {
-        let e = pull(&daemon, &fx[key]).await.unwrap_err();
+        let e = daemon.pull(&fx[key]).await.unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition, "{key}: {e}");
         assert!(
             e.message().contains(why) && e.message().contains(&fx[key]),
@@ -589,22 +570,22 @@ async fn https_registry_is_trusted_through_certs_d_only() {
     let fx = fixtures();
     let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TLS_REGISTRY"]);
     // Without its CA the registry's certificate is refused.
-    let (daemon, _conf) = daemon_with("", None).await;
-    let e = pull(&daemon, &image).await.unwrap_err();
+    let daemon = daemon_with("", None).await;
+    let e = daemon.pull(&image).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e}");
     assert!(e.message().contains(&image), "{e}");
     assert!(list(&daemon).await.is_empty());
     drop(daemon);
 
-    let (daemon, _conf) = daemon_with_certs("", None, &fx["CRIOX_TEST_TLS_CERTS_DIR"]).await;
-    let id = pull(&daemon, &image).await.unwrap();
+    let daemon = daemon_with_certs("", None, &fx["CRIOX_TEST_TLS_CERTS_DIR"]).await;
+    let id = daemon.pull(&image).await.unwrap();
     assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
 }
 
 #[tokio::test]
 async fn bearer_token_registry_gets_a_token_from_its_issuer() {
     let fx = fixtures();
-    let (daemon, _conf) = daemon_with("", None).await;
+    let daemon = daemon_with("", None).await;
     let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TOKEN_REGISTRY"]);
     let wrong = AuthConfig {
         username: fx["CRIOX_TEST_AUTH_USER"].clone(),
@@ -636,15 +617,17 @@ async fn sigstore_signatures_are_verified_with_the_policy_key() {
               "{registry}/criox/busybox": [{{"type": "sigstoreSigned", "keyPath": "{key}"}}]
             }}}}}}"#
     );
-    let (daemon, _conf) = daemon_with("", Some(&policy)).await;
-    pull(&daemon, &fx["CRIOX_TEST_IMAGE_SIGNED"]).await.unwrap();
-    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BADSIG"])
+    let daemon = daemon_with("", Some(&policy)).await;
+    daemon.pull(&fx["CRIOX_TEST_IMAGE_SIGNED"]).await.unwrap();
+    let e = daemon
+        .pull(&fx["CRIOX_TEST_IMAGE_BADSIG"])
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
     assert!(e.message().contains("does not match the key"), "{e}");
     assert!(e.message().contains(&fx["CRIOX_TEST_IMAGE_BADSIG"]), "{e}");
-    let e = pull(&daemon, &fx["CRIOX_TEST_IMAGE_BUSYBOX"])
+    let e = daemon
+        .pull(&fx["CRIOX_TEST_IMAGE_BUSYBOX"])
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");

@@ -2,8 +2,6 @@
 //! PATH, the units, a configuration whose every key is commented so the binary's
 //! defaults apply, and an operator's edited files never overwritten.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -32,7 +30,7 @@ fn installs_binary_units_and_commented_defaults() {
     let bin = root.join("usr/local/bin/criox");
     assert_eq!(
         std::fs::read(&bin).unwrap(),
-        std::fs::read(common::BIN).unwrap(),
+        std::fs::read(criox_testkit::criox_bin()).unwrap(),
         "the installed binary is the one built"
     );
     assert_eq!(
@@ -68,7 +66,7 @@ fn installs_binary_units_and_commented_defaults() {
         "an uncommented line:\n{text}"
     );
     let render = |path: &Path| {
-        let out = Command::new(common::BIN)
+        let out = Command::new(criox_testkit::criox_bin())
             .arg("--config")
             .arg(path)
             .arg("config")

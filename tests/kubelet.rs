@@ -3,34 +3,28 @@
 //! evented PLEG, crashes of either side, teardown and image garbage collection. What the
 //! kubelet reports (its `/pods` and `/stats/summary`) is checked against crictl.
 
-mod common;
-mod kubelet_support;
-mod pods_support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
-use kubelet_support::*;
-use pods_support::{PodLeftovers, TestNetwork};
+use criox_testkit::Daemon;
+use criox_testkit::kubelet::*;
+use criox_testkit::pods::{PodLeftovers, TestNetwork};
 use serde_json::{Value, json};
 
 /// criox with the fixture registry trusted and busybox pulled, on a private bridge network.
 struct Node {
     daemon: Daemon,
-    _images_conf: tempfile::TempDir,
     _leftovers: PodLeftovers,
     net: TestNetwork,
 }
 
 async fn node() -> Node {
-    let (daemon, images_conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     Node {
         daemon,
-        _images_conf: images_conf,
         _leftovers: leftovers,
         net,
     }
@@ -127,10 +121,10 @@ fn web_pod(image: &str, host_port: u16) -> Value {
 #[tokio::test]
 async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it_down() {
     let mut node = node().await;
-    let image = common::busybox_image();
+    let image = criox_testkit::busybox_image();
     let mut kubelet = Kubelet::builder(&node.daemon.socket).start();
     let crictl = kubelet.crictl.clone();
-    let host_port = free_port();
+    let host_port = criox_testkit::free_port();
     kubelet.write_manifest("web", &web_pod(&image, host_port));
     let web = format!("web-{}", kubelet.node);
     let started = Instant::now();
@@ -177,16 +171,16 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
         Duration::from_secs(40),
         "two rotations of the logger's log",
         || {
-            for name in pods_support::dir_entries(&log_dir) {
+            for name in criox_testkit::dir_entries(&log_dir) {
                 if name.starts_with("0.log.") && !rotations.contains(&name) {
                     rotations.push(name);
                 }
             }
             (rotations.len() >= 2).then_some(())
         },
-        || format!("{:?}", pods_support::dir_entries(&log_dir)),
+        || format!("{:?}", criox_testkit::dir_entries(&log_dir)),
     );
-    let files = pods_support::dir_entries(&log_dir);
+    let files = criox_testkit::dir_entries(&log_dir);
     assert!(
         files.len() <= 2,
         "more files than containerLogMaxFiles: {files:?}"
@@ -205,7 +199,7 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
     let size = std::fs::metadata(log_dir.join("0.log")).unwrap().len();
     eprintln!(
         "logger log rotated: {rotations:?}, current 0.log {size} bytes, files now {:?}",
-        pods_support::dir_entries(&log_dir)
+        criox_testkit::dir_entries(&log_dir)
     );
     let before = last_logged_line(&crictl, &logger).expect("crictl logs shows the logger");
     std::thread::sleep(Duration::from_millis(500));
@@ -365,11 +359,11 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
     );
     let daemon = &node.daemon;
     assert!(
-        pods_support::mounts_below(&daemon.dir)
+        criox_testkit::mounts_below(&daemon.dir)
             .iter()
-            .all(|m| !m.contains(&web_id)),
+            .all(|m| !m.to_string_lossy().contains(&web_id)),
         "{:?}",
-        pods_support::mounts_below(&daemon.dir)
+        criox_testkit::mounts_below(&daemon.dir)
     );
     assert!(crictl.containers().is_empty());
     assert_eq!(node.net.veths(), 0, "veths left on {}", node.net.bridge);
@@ -382,11 +376,11 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
         Duration::from_secs(10),
         "no monitor left",
         || {
-            common::processes_naming(&daemon.state)
+            criox_testkit::processes_naming(&daemon.state)
                 .is_empty()
                 .then_some(())
         },
-        || format!("{:?}", common::processes_naming(&daemon.state)),
+        || format!("{:?}", criox_testkit::processes_naming(&daemon.state)),
     );
     eventually(
         Duration::from_secs(20),
@@ -403,7 +397,7 @@ async fn a_kubelet_runs_a_static_pod_through_crashes_of_either_side_and_tears_it
 
 /// Rotated files of a container's log (`0.log.<timestamp>`, possibly compressed).
 fn rotated_logs(dir: &std::path::Path) -> Vec<String> {
-    pods_support::dir_entries(dir)
+    criox_testkit::dir_entries(dir)
         .into_iter()
         .filter(|n| n.starts_with("0.log."))
         .collect()
@@ -425,7 +419,7 @@ fn metric(page: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn a_kubelet_restarts_crashing_containers_and_acts_on_probes() {
     let node = node().await;
-    let image = common::busybox_image();
+    let image = criox_testkit::busybox_image();
     let kubelet = Kubelet::builder(&node.daemon.socket).start();
     let crictl = kubelet.crictl.clone();
 
@@ -570,7 +564,7 @@ async fn a_kubelet_restarts_crashing_containers_and_acts_on_probes() {
 #[tokio::test]
 async fn image_garbage_collection_removes_an_unused_image() {
     let node = node().await;
-    let extra = common::fixtures()["CRIOX_TEST_IMAGE_LAYERS"].clone();
+    let extra = criox_testkit::fixtures()["CRIOX_TEST_IMAGE_LAYERS"].clone();
     let crictl = Crictl::new(&node.daemon.socket);
     crictl.ok(&["pull", &extra]);
     let listed = |image: &str| {
@@ -589,7 +583,7 @@ async fn image_garbage_collection_removes_an_unused_image() {
     // The image filesystem (as ImageFsInfo and its mount point report it) is always short
     // of 99% free: the eviction manager reclaims it every ten seconds by removing every
     // image no container uses. The pod is static, so critical, so never evicted itself.
-    let image = common::busybox_image();
+    let image = criox_testkit::busybox_image();
     let builder = Kubelet::builder(&node.daemon.socket)
         .set(
             "evictionHard",
@@ -639,13 +633,16 @@ async fn containers_with_the_kubelets_huge_page_limits_run_and_update() {
         ContainerStatusRequest, HugepageLimit, LinuxContainerConfig, LinuxContainerResources,
         UpdateContainerResourcesRequest,
     };
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let _leftovers = PodLeftovers::new(&daemon.root);
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pods_support::pod_config("huge", &common::unique("uh"));
-    pods_support::on_host_network(&mut pod_config, criox_proto::v1::NamespaceMode::Container);
+    let mut pod_config = criox_testkit::pods::pod_config("huge", &criox_testkit::unique("uh"));
+    criox_testkit::pods::on_host_network(
+        &mut pod_config,
+        criox_proto::v1::NamespaceMode::Container,
+    );
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
-    let pod = pods_support::run_pod(&mut rt, pod_config.clone()).await;
+    let pod = criox_testkit::pods::run_pod(&mut rt, pod_config.clone()).await;
     let resources = LinuxContainerResources {
         cpu_shares: 2,
         hugepage_limits: ["2MB", "1GB"]
@@ -657,12 +654,12 @@ async fn containers_with_the_kubelets_huge_page_limits_run_and_update() {
             .collect(),
         ..Default::default()
     };
-    let mut config = common::busybox_container("huge", &["sleep", "3600"]);
+    let mut config = criox_testkit::busybox_container("huge", &["sleep", "3600"]);
     config.linux = Some(LinuxContainerConfig {
         resources: Some(resources.clone()),
         ..Default::default()
     });
-    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
     rt.update_container_resources(UpdateContainerResourcesRequest {
         container_id: id.clone(),
         linux: Some(LinuxContainerResources {
@@ -688,5 +685,5 @@ async fn containers_with_the_kubelets_huge_page_limits_run_and_update() {
         criox_proto::v1::ContainerState::ContainerRunning as i32
     );
     assert_eq!(status.resources.unwrap().linux.unwrap().cpu_shares, 4);
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }

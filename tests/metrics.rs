@@ -1,20 +1,10 @@
 //! The Prometheus endpoint as a scraper sees it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::Daemon;
 use criox_proto::v1::{CheckpointContainerRequest, VersionRequest};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use criox_testkit::Daemon;
 
 fn scrape(port: u16) -> prometheus_parse::Scrape {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -44,7 +34,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 #[tokio::test]
 async fn metrics_count_calls_by_method_and_code() {
-    let port = free_port();
+    let port = criox_testkit::free_port();
     let daemon = Daemon::builder()
         .config(&format!("[metrics]\nenabled = true\nport = {port}\n"))
         .start()
@@ -85,9 +75,9 @@ async fn metrics_count_calls_by_method_and_code() {
 
 #[tokio::test]
 async fn image_pulls_are_counted() {
-    let port = free_port();
-    let image = common::fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
-    let (daemon, _conf) = common::daemon_with_image(
+    let port = criox_testkit::free_port();
+    let image = criox_testkit::fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
+    let daemon = criox_testkit::daemon_with_image(
         &image,
         &format!("[metrics]\nenabled = true\nport = {port}\n"),
     )

@@ -3,12 +3,6 @@
 //! logs, attach with stdin, a terminal's resize, exec beside it, log reopen after a
 //! rotation, stop and the exit record. Run as root.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "streaming_support/mod.rs"]
-mod streaming_support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,7 +10,7 @@ use std::time::Duration;
 
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{on_host_network, pod_config};
+use criox_testkit::pods::{host_network_pod, run_pod_on};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -89,7 +83,7 @@ async fn attach(rt: &mut Rt, id: &str, tty: bool) -> Child {
     } else {
         args.push("-stderr");
     }
-    Command::new(streaming_support::streamclient())
+    Command::new(criox_testkit::streaming::streamclient())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -106,34 +100,20 @@ async fn container(rt: &mut Rt, pod: &str, config: &PodSandboxConfig, tty: bool)
     } else {
         "while read line; do echo got:$line; echo err:$line >&2; done"
     };
-    let mut c = common::busybox_container(name, &["sh", "-c", script]);
+    let mut c = criox_testkit::busybox_container(name, &["sh", "-c", script]);
     c.stdin = true;
     c.tty = tty;
-    let id = common::create_container(rt, pod, config, c).await;
-    common::start_container(rt, &id).await;
+    let id = criox_testkit::create_container(rt, pod, config, c).await;
+    criox_testkit::start_container(rt, &id).await;
     id
 }
 
 async fn whole_life(handler: &str) {
-    let (daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
-        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
-    )
-    .await;
+    let daemon = criox_testkit::daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
     let logs = daemon.dir.join("logs");
-    let mut config = pod_config("confined", &common::unique("uid"));
-    config.log_directory = logs.display().to_string();
-    on_host_network(&mut config, NamespaceMode::Container);
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: handler.to_string(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let config = host_network_pod("confined", &logs);
+    let pod = run_pod_on(&mut rt, config.clone(), handler).await;
 
     for tty in [false, true] {
         let what = format!("handler {handler:?}, tty {tty}");
@@ -207,7 +187,7 @@ async fn whole_life(handler: &str) {
         assert_eq!(status.state(), ContainerState::ContainerExited, "{what}");
         assert!(status.finished_at > 0, "{what}: {status:?}");
         drop(input);
-        let _ = streaming_support::wait_output(attached, Duration::from_secs(20));
+        let _ = criox_testkit::streaming::wait_output(attached, Duration::from_secs(20));
         for _ in 0..200 {
             if !Path::new(&format!("/proc/{monitor}")).exists() {
                 break;
@@ -219,7 +199,7 @@ async fn whole_life(handler: &str) {
             "{what}: the monitor is still there after the stop"
         );
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,31 +1,22 @@
 //! What the kubelet reads for eviction, autoscaling and its evented PLEG: container and pod
 //! statistics from cgroups and the pod's network namespace, and container events.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{TestNetwork, on_host_network, pod_config, run_pod};
+use criox_testkit::pods::{TestNetwork, on_host_network, pod_config, run_pod};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
 
-async fn daemon_with_busybox() -> (Daemon, tempfile::TempDir) {
-    common::daemon_with_image(&common::busybox_image(), "").await
-}
-
 /// A busybox shell running `script`, without a log file.
 fn container(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
         log_path: String::new(),
-        ..common::busybox_container(name, &["sh", "-c", script])
+        ..criox_testkit::busybox_container(name, &["sh", "-c", script])
     }
 }
 
@@ -44,29 +35,16 @@ fn value(v: &Option<UInt64Value>) -> u64 {
     v.as_ref().map(|v| v.value).unwrap_or(0)
 }
 
-async fn exec_ok(rt: &mut Rt, id: &str, script: &str) {
-    let out = rt
-        .exec_sync(ExecSyncRequest {
-            container_id: id.to_string(),
-            cmd: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
-            timeout: 30,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
-    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let pod_config = pod_config("stats", &common::unique("uid"));
+    let pod_config = pod_config("stats", &criox_testkit::unique("uid"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
 
-    let burner = common::run_container(
+    let burner = criox_testkit::run_container(
         &mut rt,
         &pod,
         &pod_config,
@@ -74,7 +52,8 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
     )
     .await;
     let holder =
-        common::run_container(&mut rt, &pod, &pod_config, container("hold", "sleep 600")).await;
+        criox_testkit::run_container(&mut rt, &pod, &pod_config, container("hold", "sleep 600"))
+            .await;
 
     // CPU: two samples a second apart; the first has no rate yet.
     let first = stats(&mut rt, &burner).await;
@@ -90,7 +69,7 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
     // Memory: 60 MiB written to tmpfs stays resident and charged to the container.
     let before = stats(&mut rt, &holder).await;
     let base = value(&before.memory.as_ref().unwrap().working_set_bytes);
-    exec_ok(
+    criox_testkit::sh_ok(
         &mut rt,
         &holder,
         "dd if=/dev/zero of=/dev/shm/fill bs=1M count=60 2>/dev/null",
@@ -106,7 +85,7 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
 
     // Writable layer: 10 MiB written into the container's own filesystem.
     let layer_before = value(&before.writable_layer.as_ref().unwrap().used_bytes);
-    exec_ok(
+    criox_testkit::sh_ok(
         &mut rt,
         &holder,
         "dd if=/dev/zero of=/root/blob bs=1M count=10 2>/dev/null; sync",
@@ -160,7 +139,7 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
         .status
         .unwrap();
     let ip = status.network.unwrap().ip;
-    let ping = std::process::Command::new(common::busybox_rootfs().join("bin/busybox"))
+    let ping = std::process::Command::new(criox_testkit::busybox_rootfs().join("bin/busybox"))
         .args(["ping", "-c", "3", "-W", "2", &ip])
         .output()
         .unwrap();
@@ -227,9 +206,9 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
-    let (daemon, _conf) = daemon_with_busybox().await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pod_config("events", &common::unique("uid"));
+    let mut pod_config = pod_config("events", &criox_testkit::unique("uid"));
     on_host_network(&mut pod_config, NamespaceMode::Pod);
     let pod = run_pod(&mut rt, pod_config.clone()).await;
     let mut first = rt
@@ -252,7 +231,7 @@ async fn events_arrive_in_order_for_every_subscriber_and_exits_promptly() {
         .await
         .unwrap();
 
-    let id = common::run_container(
+    let id = criox_testkit::run_container(
         &mut rt,
         &pod,
         &pod_config,
@@ -335,8 +314,8 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
         .local_addr()
         .unwrap()
         .port();
-    let (daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
+    let daemon = criox_testkit::daemon_with_image(
+        &criox_testkit::busybox_image(),
         &format!(
             "[metrics]\nenabled = true\nport = {port}\n\
              [runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n"
@@ -344,7 +323,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
     )
     .await;
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pod_config("oom", &common::unique("uid"));
+    let mut pod_config = pod_config("oom", &criox_testkit::unique("uid"));
     on_host_network(&mut pod_config, NamespaceMode::Pod);
     let pod = rt
         .run_pod_sandbox(RunPodSandboxRequest {
@@ -363,7 +342,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
         }),
         ..Default::default()
     });
-    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
     let mut status = None;
     for _ in 0..1000 {
         let s = rt
@@ -388,7 +367,7 @@ async fn a_memory_limit_kill_is_reported_as_oom_and_counted(handler: &str) {
 
     let mut counted = String::new();
     for _ in 0..100 {
-        let body = std::process::Command::new(common::busybox_rootfs().join("bin/busybox"))
+        let body = std::process::Command::new(criox_testkit::busybox_rootfs().join("bin/busybox"))
             .args([
                 "wget",
                 "-q",

@@ -1,16 +1,12 @@
 //! UpdateRuntimeConfig: the kubelet hands over the node's pod CIDR, a configured CNI
 //! template is rendered with it, the network becomes ready and pods get addresses there.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::path::Path;
 
-use common::Daemon;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
+use criox_testkit::Daemon;
+use criox_testkit::pods::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -90,7 +86,7 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
         );
     }
     // Bad input leaves nothing behind and the network stays not ready.
-    assert!(pods_support::dir_entries(&daemon.cni_dir).is_empty());
+    assert!(criox_testkit::dir_entries(&daemon.cni_dir).is_empty());
     assert!(!network_ready(&mut rt).await.status);
 
     let cidr = format!("{}.0/24", network.prefix);
@@ -98,7 +94,7 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
     let after = network_ready(&mut rt).await;
     assert!(after.status, "{after:?}");
     assert_eq!(
-        pods_support::dir_entries(&daemon.cni_dir),
+        criox_testkit::dir_entries(&daemon.cni_dir),
         ["10-criox-net.conflist"]
     );
     let status = rt
@@ -109,7 +105,7 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
     let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
     assert_eq!(cidrs, std::slice::from_ref(&cidr));
 
-    let pod = run_pod(&mut rt, pod_config("cidr", &common::unique("uid"))).await;
+    let pod = run_pod(&mut rt, pod_config("cidr", &criox_testkit::unique("uid"))).await;
     let ip = rt
         .pod_sandbox_status(PodSandboxStatusRequest {
             pod_sandbox_id: pod.clone(),
@@ -142,7 +138,7 @@ async fn without_a_template_the_pod_cidr_is_accepted_and_remembered() {
         .await
         .expect("empty UpdateRuntimeConfig");
     assert!(!network_ready(&mut rt).await.status);
-    assert!(pods_support::dir_entries(&daemon.cni_dir).is_empty());
+    assert!(criox_testkit::dir_entries(&daemon.cni_dir).is_empty());
     let status = rt
         .status(StatusRequest { verbose: true })
         .await

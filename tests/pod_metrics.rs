@@ -2,17 +2,13 @@
 //! (ListMetricDescriptors, ListPodSandboxMetrics): real containers burning CPU, holding
 //! memory and receiving traffic, read through the CRI and through `criox ctl`.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
-use pods_support::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
+use criox_testkit::pods::{PodLeftovers, TestNetwork, pod_config, run_pod, stop_and_remove_pod};
 use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -21,21 +17,8 @@ type Rt = RuntimeServiceClient<Channel>;
 fn container(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
         log_path: String::new(),
-        ..common::busybox_container(name, &["sh", "-c", script])
+        ..criox_testkit::busybox_container(name, &["sh", "-c", script])
     }
-}
-
-async fn exec_ok(rt: &mut Rt, id: &str, script: &str) {
-    let out = rt
-        .exec_sync(ExecSyncRequest {
-            container_id: id.to_string(),
-            cmd: vec!["sh".to_string(), "-c".to_string(), script.to_string()],
-            timeout: 30,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
-    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 async fn descriptors(rt: &mut Rt) -> HashMap<String, Vec<String>> {
@@ -112,7 +95,7 @@ fn assert_described(metrics: &[Metric], descriptors: &HashMap<String, Vec<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let _leftovers = PodLeftovers::new(&daemon.root);
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -130,9 +113,9 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
         descriptors["container_network_receive_bytes_total"].contains(&"interface".to_string())
     );
 
-    let pod_config = pod_config("metrics", &common::unique("uid"));
+    let pod_config = pod_config("metrics", &criox_testkit::unique("uid"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
-    let burner = common::run_container(
+    let burner = criox_testkit::run_container(
         &mut rt,
         &pod,
         &pod_config,
@@ -147,7 +130,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
         }),
         ..Default::default()
     });
-    let holder = common::run_container(&mut rt, &pod, &pod_config, holder_config).await;
+    let holder = criox_testkit::run_container(&mut rt, &pod, &pod_config, holder_config).await;
 
     let first = pod_metrics(&mut rt, &pod).await;
     assert_described(&first.metrics, &descriptors);
@@ -200,7 +183,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
         )
     };
     let base = working_set(&pod_metrics(&mut rt, &pod).await);
-    exec_ok(
+    criox_testkit::sh_ok(
         &mut rt,
         &holder,
         "dd if=/dev/zero of=/dev/shm/fill bs=1M count=60 2>/dev/null",
@@ -244,7 +227,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
         .network
         .unwrap()
         .ip;
-    let ping = std::process::Command::new(common::busybox_rootfs().join("bin/busybox"))
+    let ping = std::process::Command::new(criox_testkit::busybox_rootfs().join("bin/busybox"))
         .args(["ping", "-c", "3", "-W", "2", &ip])
         .output()
         .unwrap();
@@ -305,7 +288,7 @@ async fn pod_metrics_follow_cpu_memory_and_network_of_real_containers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_limits_and_open_files_are_reported() {
     let network = TestNetwork::new(Path::new("/tmp"));
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let _leftovers = PodLeftovers::new(&daemon.root);
     network.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
@@ -327,7 +310,7 @@ async fn throttling_limits_and_open_files_are_reported() {
         assert!(descriptors.contains_key(name), "{name} not described");
     }
 
-    let pod_config = pod_config("limits", &common::unique("uid"));
+    let pod_config = pod_config("limits", &criox_testkit::unique("uid"));
     let pod = run_pod(&mut rt, pod_config.clone()).await;
     // Spins in a 20% quota (throttled), and holds a listening socket open.
     let mut config = container("limited", "nc -l -p 8080 & while :; do :; done");
@@ -341,7 +324,7 @@ async fn throttling_limits_and_open_files_are_reported() {
         }),
         ..Default::default()
     });
-    let id = common::run_container(&mut rt, &pod, &pod_config, config).await;
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, config).await;
 
     let labels = [("container", "limited")];
     let deadline = Instant::now() + Duration::from_secs(60);

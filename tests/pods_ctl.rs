@@ -1,10 +1,7 @@
 //! `criox ctl runp|pods|inspectp|stopp|rmp` against the daemon, with a crictl YAML config.
 
-mod common;
-mod pods_support;
-
-use common::Daemon;
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
 
 fn ok(out: std::process::Output) -> String {
     assert!(
@@ -26,7 +23,7 @@ async fn ctl_runs_lists_inspects_stops_and_removes_a_pod() {
         &config,
         format!(
             "metadata:\n  name: ctl-pod\n  namespace: test\n  uid: {}\nhostname: ctl-pod\nlabels:\n  tier: web\n",
-            common::unique("ucl")
+            criox_testkit::unique("ucl")
         ),
     )
     .unwrap();

@@ -1,15 +1,13 @@
 //! Run/stop/remove cycles leave nothing behind: no mount, pinned namespace, veth,
 //! iptables rule, cgroup, IP allocation, process or state file.
 
-mod common;
-mod pods_support;
-
-use common::Daemon;
 use criox_proto::v1::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, PortMapping,
     RemovePodSandboxRequest, StopPodSandboxRequest,
 };
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
+use criox_testkit::{cgroup_dirs, dir_entries, mounts_below};
 
 /// The issue asks for 200; CRIOX_POD_CYCLES overrides it.
 fn cycles() -> usize {
@@ -57,9 +55,9 @@ async fn run_stop_remove_cycles_leak_nothing() {
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let cgroup_root = format!("/criox-cycles-{}", common::unique(""));
+    let cgroup_root = format!("/criox-cycles-{}", criox_testkit::unique(""));
     // One pod first, so the bridge and the shared portmap chains exist in both counts.
-    let warm = run_pod(&mut rt, pod_config("warm", &common::unique("uw"))).await;
+    let warm = run_pod(&mut rt, pod_config("warm", &criox_testkit::unique("uw"))).await;
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: warm.clone(),
     })
@@ -85,7 +83,8 @@ async fn run_stop_remove_cycles_leak_nothing() {
         lanes.push(tokio::spawn(async move {
             let mut infra_pids = Vec::new();
             for i in 0..per_lane {
-                let mut config = pod_config(&format!("cycle-{lane}-{i}"), &common::unique("uc"));
+                let mut config =
+                    pod_config(&format!("cycle-{lane}-{i}"), &criox_testkit::unique("uc"));
                 if lane == 0 {
                     config.port_mappings = vec![PortMapping {
                         protocol: 0,

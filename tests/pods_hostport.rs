@@ -1,17 +1,14 @@
 //! Host ports beyond plain TCP: a UDP mapping carries datagrams both ways, and a mapping
 //! bound to a host IP answers on that address only.
 
-mod common;
-mod pods_support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Daemon;
 use criox_proto::v1::{PortMapping, Protocol};
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
 
 /// Host ports of this test binary: apart from other tests' and other runs'.
 fn host_port(n: u32) -> i32 {
@@ -24,7 +21,7 @@ async fn pod_with_mapping(
     mapping: PortMapping,
 ) -> (String, String, PathBuf) {
     let mut rt = daemon.runtime().await;
-    let mut config = pod_config(name, &common::unique("hp"));
+    let mut config = pod_config(name, &criox_testkit::unique("hp"));
     config.port_mappings = vec![mapping];
     let id = run_pod(&mut rt, config).await;
     let (st, info) = status(&mut rt, &id).await;

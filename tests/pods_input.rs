@@ -1,14 +1,12 @@
 //! Bad pod requests: each is refused naming the field, and nothing is left behind.
 
-mod common;
-mod pods_support;
-
-use common::Daemon;
 use criox_proto::v1::{
     LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig, PortMapping,
     RunPodSandboxRequest,
 };
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
+use criox_testkit::{cgroup_dirs, dir_entries, mounts_below};
 
 async fn refused(
     rt: &mut criox_proto::v1::runtime_service_client::RuntimeServiceClient<
@@ -43,7 +41,7 @@ async fn invalid_configs_are_refused_with_the_field_named() {
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let uid = common::unique("ui");
+    let uid = criox_testkit::unique("ui");
 
     let cases: Vec<(PodSandboxConfig, &str, &str)> = vec![
         (
@@ -151,7 +149,7 @@ async fn a_failing_or_hanging_plugin_leaves_nothing_and_frees_the_name() {
     let _leftovers = PodLeftovers::new(&daemon.root);
     let net = TestNetwork::new(&daemon.dir);
     let mut rt = daemon.runtime().await;
-    let uid = common::unique("uf");
+    let uid = criox_testkit::unique("uf");
     // The bridge runs first and takes an address; the plugin after it fails or hangs,
     // and neither the address, the veth nor anything else may stay.
     for (plugin, expected) in [
@@ -238,7 +236,7 @@ async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     list["plugins"][1] = serde_json::json!({"type": "stall-plugin"});
     std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
     let mut rt = daemon.runtime().await;
-    let uid = common::unique("uh");
+    let uid = criox_testkit::unique("uh");
     let cgroup = format!("/criox-half-{uid}");
     let mut config = pod_config("half", &uid);
     config.linux = Some(LinuxPodSandboxConfig {
@@ -253,7 +251,7 @@ async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
         .await
     });
     // Wait until the pod is mid-way: namespaces pinned, address taken, plugin stalled.
-    let stalled = common::wait_for_pid_file(&pid_file)
+    let stalled = criox_testkit::wait_for_pid_file(&pid_file)
         .await
         .expect("the plugin was called");
     assert!(!mounts_below(&daemon.dir).is_empty());

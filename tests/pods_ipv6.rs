@@ -1,16 +1,13 @@
 //! IPv6 between pods: two dual-stack pods on one bridge reach each other over their IPv6
 //! addresses.
 
-mod common;
-mod pods_support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::pods::*;
 
 /// Why this machine cannot carry IPv6 between pods, if it cannot.
 fn ipv6_unavailable() -> Option<String> {
@@ -43,7 +40,7 @@ async fn dual_stack_pods_reach_each_other_over_ipv6() {
 
     let mut pods = Vec::new();
     for name in ["six-a", "six-b"] {
-        let id = run_pod(&mut rt, pod_config(name, &common::unique("u6"))).await;
+        let id = run_pod(&mut rt, pod_config(name, &criox_testkit::unique("u6"))).await;
         let (st, info) = status(&mut rt, &id).await;
         let network = st.network.unwrap();
         let ip6 = network

@@ -1,21 +1,19 @@
 //! Pods on a real CNI bridge network: addresses, pod-to-pod traffic, DNS files, host
 //! ports, NetworkReady, restart safety and the shared PID namespace.
 
-mod common;
-mod pods_support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Daemon;
 use criox_proto::v1::{
     DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
     NamespaceOption, PodSandboxFilter, PortMapping, RemovePodSandboxRequest, StatusRequest,
     StopPodSandboxRequest,
 };
-use pods_support::*;
+use criox_testkit::Daemon;
+use criox_testkit::dir_entries;
+use criox_testkit::pods::*;
 
 async fn stop_and_remove(
     rt: &mut criox_proto::v1::runtime_service_client::RuntimeServiceClient<
@@ -43,14 +41,14 @@ async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
 
-    let mut a = pod_config("web-a", &common::unique("ua"));
+    let mut a = pod_config("web-a", &criox_testkit::unique("ua"));
     a.dns_config = Some(DnsConfig {
         servers: vec!["10.96.0.10".into()],
         searches: vec!["test.svc.cluster.local".into()],
         options: vec!["ndots:5".into()],
     });
     let a_id = run_pod(&mut rt, a).await;
-    let b_id = run_pod(&mut rt, pod_config("web-b", &common::unique("ub"))).await;
+    let b_id = run_pod(&mut rt, pod_config("web-b", &criox_testkit::unique("ub"))).await;
 
     let (a_status, a_info) = status(&mut rt, &a_id).await;
     let (b_status, b_info) = status(&mut rt, &b_id).await;
@@ -120,7 +118,7 @@ async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
     let host_port = 20000 + (std::process::id() % 20000) as i32;
-    let mut config = pod_config("ports", &common::unique("up"));
+    let mut config = pod_config("ports", &criox_testkit::unique("up"));
     config.port_mappings = vec![PortMapping {
         protocol: 0,
         container_port: 8080,
@@ -234,7 +232,7 @@ async fn pods_and_their_ips_survive_a_daemon_crash() {
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let mut config = pod_config("keep", &common::unique("uk"));
+    let mut config = pod_config("keep", &criox_testkit::unique("uk"));
     config.labels = labels(&[("app", "keep")]);
     let id = run_pod(&mut rt, config).await;
     let ip = status(&mut rt, &id).await.0.network.unwrap().ip;
@@ -278,7 +276,7 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let mut config = pod_config("shared-pid", &common::unique("us"));
+    let mut config = pod_config("shared-pid", &criox_testkit::unique("us"));
     config.linux = Some(LinuxPodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {
             namespace_options: Some(NamespaceOption {
@@ -340,7 +338,7 @@ async fn a_dual_stack_pod_reports_both_addresses() {
         .push(serde_json::json!([{ "subnet": format!("{v6}/64") }]));
     std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
     let mut rt = daemon.runtime().await;
-    let id = run_pod(&mut rt, pod_config("dual", &common::unique("ud"))).await;
+    let id = run_pod(&mut rt, pod_config("dual", &criox_testkit::unique("ud"))).await;
     let (st, info) = status(&mut rt, &id).await;
     let network = st.network.unwrap();
     assert!(network.ip.starts_with(&net.prefix), "{network:?}");
@@ -367,11 +365,11 @@ async fn an_infra_process_ends_when_its_pod_state_is_wiped() {
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
     // No namespace options: PID mode POD, so the pod has an infra process.
-    let id = run_pod(&mut rt, pod_config("wiped", &common::unique("uw"))).await;
+    let id = run_pod(&mut rt, pod_config("wiped", &criox_testkit::unique("uw"))).await;
     let (_, info) = status(&mut rt, &id).await;
     let pid = info["infraPid"].as_i64().unwrap();
     daemon.kill();
-    common::unmount_below(&daemon.state);
+    criox_testkit::unmount_below(&daemon.state);
     std::fs::remove_dir_all(daemon.state.join("pods")).unwrap();
     let running = || {
         std::fs::read_to_string(format!("/proc/{pid}/cmdline"))

@@ -3,22 +3,16 @@
 //! through /proc/1 (host files, capabilities, host paths), and when it dies the pod is no
 //! longer ready, as with other runtimes when their pause process exits.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "security_support/mod.rs"]
-mod security_support;
-
 use std::time::Duration;
 
 use criox_proto::v1::*;
-use security_support::{Backend, Node, cap_eff, caps, secured};
+use criox_testkit::node::{Backend, Node, cap_eff, caps, secured};
 
 /// A pod on the node's network sharing one PID namespace, and a container in it that may
 /// ptrace (and so open /proc/1/root and /proc/1/fd of processes it can see).
 async fn shared_pid_pod(node: &mut Node, name: &str) -> (String, PodSandboxConfig, String) {
     let mut config = node.pod_config(name);
-    pods_support::on_host_network(&mut config, NamespaceMode::Pod);
+    criox_testkit::pods::on_host_network(&mut config, NamespaceMode::Pod);
     config.log_directory = node.logs.display().to_string();
     let pod = node.run_pod(&config).await;
     let tracer = secured(
@@ -65,7 +59,7 @@ async fn wait_not_ready(node: &mut Node, pod: &str) {
 /// CreateContainer in a pod whose infra process is gone: refused, naming the pod.
 async fn assert_refuses_containers(node: &mut Node, pod: &str, config: &PodSandboxConfig) {
     let err = node
-        .create(pod, config, security_support::sleeper("late"))
+        .create(pod, config, criox_testkit::node::sleeper("late"))
         .await
         .expect_err("CreateContainer in a pod whose infra process died");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
@@ -76,7 +70,7 @@ async fn assert_refuses_containers(node: &mut Node, pod: &str, config: &PodSandb
 async fn pid1_of_a_shared_pid_pod_holds_nothing_of_the_host() {
     let mut node = Node::start(Backend::Embedded).await;
     // A host file the infra process's root would expose if it were the host's.
-    let secret = node.daemon.dir.join(common::unique("host-secret"));
+    let secret = node.daemon.dir.join(criox_testkit::unique("host-secret"));
     std::fs::write(&secret, "host data\n").unwrap();
     let (pod, _, c) = shared_pid_pod(&mut node, "pid1-empty").await;
 

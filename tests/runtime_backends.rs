@@ -1,16 +1,14 @@
 //! The backend suite: real busybox containers through the monitor, once with the embedded
 //! runtime and once with Debian's runc. Run as root (through hack/test).
 
-mod common;
-mod runtime_support;
-
 use std::io::Read;
 use std::time::Duration;
 
 use criox_runtime::monitor::protocol;
 use criox_runtime::oci_spec::runtime::ProcessBuilder;
 use criox_runtime::{Status, monitor_client};
-use runtime_support::{Env, Kind, cgroup_dirs, leftovers, without_pid_namespace};
+use criox_testkit::dir_entries;
+use criox_testkit::runtime::{Env, Kind, container_cgroups, without_pid_namespace};
 use serde_json::json;
 
 fn exit_code_is_recorded(kind: Kind) {
@@ -278,7 +276,10 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     let launched = env.run(&id, &["sleep", "1000"], |_| {});
     assert!(launched.pid > 0 && launched.monitor_pid > 0);
     let state_dir = env.state_dir(&id);
-    assert!(!cgroup_dirs(&id).is_empty(), "the container has cgroups");
+    assert!(
+        !container_cgroups(&id).is_empty(),
+        "the container has cgroups"
+    );
     // The monitor confines itself with a seccomp filter once the container exists.
     let seccomp_mode = || {
         std::fs::read_to_string(format!("/proc/{}/status", launched.monitor_pid))
@@ -299,15 +300,15 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     );
     assert_eq!(env.rt.state(&id).unwrap().pid, launched.pid);
     env.delete(&id);
-    assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());
-    assert_eq!(leftovers(&state_dir), Vec::<String>::new());
+    assert_eq!(container_cgroups(&id), Vec::<std::path::PathBuf>::new());
+    assert_eq!(dir_entries(&state_dir), Vec::<String>::new());
     assert!(!monitor_client::process_running(launched.monitor_pid));
     assert!(matches!(
         env.rt.state(&id),
         Err(criox_runtime::RuntimeError::NotFound { .. })
     ));
     assert_eq!(
-        leftovers(env.rt.root())
+        dir_entries(env.rt.root())
             .into_iter()
             .filter(|n| n.contains(&id))
             .count(),
@@ -326,7 +327,7 @@ fn pause_resume_and_update(kind: Kind) {
     let res: criox_runtime::oci_spec::runtime::LinuxResources =
         serde_json::from_value(json!({"pids": {"limit": 77}})).unwrap();
     env.rt.update(&id, &res).unwrap();
-    let limit = cgroup_dirs(&id)
+    let limit = container_cgroups(&id)
         .into_iter()
         .find_map(|d| std::fs::read_to_string(d.join("pids.max")).ok());
     assert_eq!(limit.as_deref().map(str::trim), Some("77"));
@@ -457,12 +458,12 @@ fn session_of(pid: i32) -> Option<i32> {
 
 fn wait_for_no_process_naming(path: &std::path::Path) -> Vec<i32> {
     for _ in 0..500 {
-        if common::processes_naming(path).is_empty() {
+        if criox_testkit::processes_naming(path).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    common::processes_naming(path)
+    criox_testkit::processes_naming(path)
 }
 
 /// The daemon starts a monitor before the bundle exists and lets it create once the bundle
@@ -488,7 +489,7 @@ fn monitor_started_before_its_bundle(kind: Kind) {
     // The detached monitor (a session of its own, unlike the process that started it and
     // leaves at once) is up and waiting.
     let detached = || {
-        common::processes_naming(&req.state_dir)
+        criox_testkit::processes_naming(&req.state_dir)
             .into_iter()
             .filter(|pid| session_of(*pid) == Some(*pid))
             .collect::<Vec<_>>()
@@ -508,11 +509,15 @@ fn monitor_started_before_its_bundle(kind: Kind) {
     assert!(!req.state_dir.exists());
     assert!(!env.log_path(&gone).exists());
     assert!(
-        !leftovers(env.rt.root()).contains(&gone),
+        !dir_entries(env.rt.root()).contains(&gone),
         "{:?}",
-        leftovers(env.rt.root())
+        dir_entries(env.rt.root())
     );
-    assert!(cgroup_dirs(&gone).is_empty(), "{:?}", cgroup_dirs(&gone));
+    assert!(
+        container_cgroups(&gone).is_empty(),
+        "{:?}",
+        container_cgroups(&gone)
+    );
 }
 
 /// Not a test of its own: the launching process of `monitor_survives_the_launcher`, which
@@ -527,9 +532,9 @@ fn launcher_helper() {
     let rt = if s("kind") == "embedded" {
         criox_runtime::Runtime::embedded(s("root"))
     } else {
-        criox_runtime::Runtime::external(runtime_support::RUNC, s("root"))
+        criox_runtime::Runtime::external(criox_testkit::runtime::RUNC, s("root"))
     }
-    .with_exe(runtime_support::BIN);
+    .with_exe(criox_testkit::criox_bin());
     let req = criox_runtime::LaunchRequest {
         id: s("id"),
         bundle: s("bundle").into(),

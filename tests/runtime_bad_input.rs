@@ -1,24 +1,26 @@
 //! Bad input to the runtime: clear errors naming the id and the field, nothing left behind.
 
-mod common;
-mod runtime_support;
-
 use criox_runtime::RuntimeError;
-use runtime_support::{Env, Kind, cgroup_dirs, leftovers};
+use criox_testkit::dir_entries;
+use criox_testkit::runtime::{Env, Kind, container_cgroups};
 
 /// Nothing of `id` remains: no state dir content, no runtime state, no cgroup.
 fn assert_nothing_left(env: &Env, id: &str) {
     assert_eq!(
-        leftovers(&env.state_dir(id)),
+        dir_entries(&env.state_dir(id)),
         Vec::<String>::new(),
         "state dir"
     );
-    let runtime_entries: Vec<String> = leftovers(env.rt.root())
+    let runtime_entries: Vec<String> = dir_entries(env.rt.root())
         .into_iter()
         .filter(|n| n.contains(id))
         .collect();
     assert_eq!(runtime_entries, Vec::<String>::new(), "runtime root");
-    assert_eq!(cgroup_dirs(id), Vec::<std::path::PathBuf>::new(), "cgroups");
+    assert_eq!(
+        container_cgroups(id),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups"
+    );
 }
 
 fn invalid_message(err: RuntimeError) -> String {
@@ -55,7 +57,7 @@ fn rootfs_outside_the_bundle(kind: Kind) {
     let env = Env::new(kind, "outside");
     let id = env.id(1);
     let outside = env.path("elsewhere");
-    runtime_support::copy_rootfs(&outside);
+    criox_testkit::runtime::copy_rootfs(&outside);
     let bundle = env.bundle(&id, &["true"], |v| {
         v["root"]["path"] = serde_json::json!(outside);
     });
@@ -101,7 +103,7 @@ fn duplicate_id(kind: Kind) {
         Err(RuntimeError::AlreadyExists { id: got }) => assert_eq!(got, id),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(leftovers(&req.state_dir), Vec::<String>::new());
+    assert_eq!(dir_entries(&req.state_dir), Vec::<String>::new());
     // Same state dir: refused before the runtime is asked, and the first is untouched.
     let again = env.request(&id, &bundle);
     assert!(matches!(

@@ -2,13 +2,11 @@
 //! `criox-runc` (this binary under that name) and Debian's runc must give the same exit
 //! codes, state JSON fields, pid files, hook order and failures.
 
-mod common;
-mod runtime_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use runtime_support::{BIN, RUNC, copy_rootfs, default_config};
+use criox_testkit::criox_bin;
+use criox_testkit::runtime::{RUNC, copy_rootfs, default_config};
 use serde_json::{Value, json};
 
 struct Cli {
@@ -75,7 +73,7 @@ impl World {
             .tempdir()
             .unwrap();
         let link = dir.path().join("criox-runc");
-        std::os::unix::fs::symlink(BIN, &link).unwrap();
+        std::os::unix::fs::symlink(criox_bin(), &link).unwrap();
         let clis = vec![
             Cli {
                 name: "criox-runc",
@@ -113,7 +111,7 @@ impl World {
     }
 
     fn id(&mut self, name: &str) -> String {
-        let id = common::unique(&format!("cli-{name}-"));
+        let id = criox_testkit::unique(&format!("cli-{name}-"));
         self.ids.push(id.clone());
         id
     }

@@ -2,13 +2,11 @@
 //! `$NOTIFY_SOCKET` (`Type=notify`), and a CRI socket passed by socket activation that
 //! survives restarts of the daemon.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::Daemon;
 use criox_proto::v1::VersionRequest;
+use criox_testkit::Daemon;
 
 fn receive(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 256];
@@ -49,7 +47,7 @@ async fn ready_once_serving_and_stopping_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn abstract_notify_socket_is_reached() {
-    let name = format!("criox-test-{}", common::unique("n"));
+    let name = format!("criox-test-{}", criox_testkit::unique("n"));
     let address =
         <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
             name.as_bytes(),
@@ -86,7 +84,7 @@ async fn socket_activation_serves_the_passed_socket_across_restarts() {
     // the next start serves the same socket instead of binding a new one.
     assert!(daemon.stop().success());
     assert!(
-        common::is_socket(&daemon.socket),
+        criox_testkit::is_socket(&daemon.socket),
         "the activated socket was removed on shutdown"
     );
     daemon.spawn().await;
@@ -104,7 +102,7 @@ async fn activation_variables_for_another_process_are_ignored() {
         .env("LISTEN_FDS", "1")
         .start()
         .await;
-    assert!(common::is_socket(&daemon.socket));
+    assert!(criox_testkit::is_socket(&daemon.socket));
     let version = daemon.ctl(&["version"]);
     assert!(version.status.success());
 }

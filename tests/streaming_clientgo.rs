@@ -3,17 +3,13 @@
 //! against the daemon's streaming server, through `kubestream` (hack/kubestream), which
 //! `hack/clients` builds into the directory named by CRIOX_TEST_GO_CLIENTS.
 
-mod common;
-mod pods_support;
-mod streaming_support;
-
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criox_proto::v1::{AttachRequest, ExecRequest, PortForwardRequest};
+use criox_testkit::streaming::collect;
 use sha2::{Digest, Sha256};
 
 type Rt = criox_proto::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
@@ -26,25 +22,9 @@ const DIALERS: &[&str] = &["spdy", "websocket"];
 /// What kubestream prints when the WebSocket upgrade is refused and SPDY takes over.
 const FELL_BACK: &str = "falling back to SPDY";
 
-fn kubestream() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_GO_CLIENTS").unwrap_or_else(|_| {
-        panic!(
-            "CRIOX_TEST_GO_CLIENTS is not set: build client-go's streaming client with \
-             `hack/clients target/go kubestream` and set it to that directory (hack/test does both)"
-        )
-    });
-    let bin = PathBuf::from(dir).join("kubestream");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `hack/clients <dir> kubestream`",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs kubestream to its end with `input` on stdin; one that hangs fails the test.
 fn run(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(kubestream())
+    let mut child = Command::new(criox_testkit::go_client("kubestream"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -56,7 +36,7 @@ fn run(args: &[&str], input: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let output = streaming_support::wait_output(child, Duration::from_secs(90));
+    let output = criox_testkit::streaming::wait_output(child, Duration::from_secs(90));
     let _ = writer.join();
     output
 }
@@ -77,29 +57,15 @@ struct Session {
 
 impl Session {
     fn start(args: &[&str]) -> Session {
-        let mut child = Command::new(kubestream())
+        let mut child = Command::new(criox_testkit::go_client("kubestream"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start kubestream");
-        let collect = |mut from: Box<dyn Read + Send>| {
-            let into = Arc::new(Mutex::new(Vec::new()));
-            let sink = into.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16384];
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-            into
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
         Session {
             stdin: child.stdin.take(),
             child,
@@ -180,12 +146,12 @@ impl Drop for Session {
 /// A pod on the node's network whose containers only need to run something.
 async fn host_pod(
     rt: &mut Rt,
-    daemon: &common::Daemon,
+    daemon: &criox_testkit::Daemon,
 ) -> (String, criox_proto::v1::PodSandboxConfig) {
-    let mut config = pods_support::pod_config("kubestream", &common::unique("uid"));
+    let mut config = criox_testkit::pods::pod_config("kubestream", &criox_testkit::unique("uid"));
     config.log_directory = daemon.dir.join("logs").display().to_string();
-    pods_support::on_host_network(&mut config, criox_proto::v1::NamespaceMode::Container);
-    let pod = pods_support::run_pod(rt, config.clone()).await;
+    criox_testkit::pods::on_host_network(&mut config, criox_proto::v1::NamespaceMode::Container);
+    let pod = criox_testkit::pods::run_pod(rt, config.clone()).await;
     (pod, config)
 }
 
@@ -197,9 +163,9 @@ async fn container(
     command: &[&str],
     tweak: impl FnOnce(&mut criox_proto::v1::ContainerConfig),
 ) -> String {
-    let mut config = common::busybox_container(name, command);
+    let mut config = criox_testkit::busybox_container(name, command);
     tweak(&mut config);
-    common::run_container(rt, pod, pod_config, config).await
+    criox_testkit::run_container(rt, pod, pod_config, config).await
 }
 
 #[derive(Clone, Copy, Default)]
@@ -263,7 +229,7 @@ async fn container_exit(rt: &mut Rt, id: &str) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_without_a_terminal_separates_the_streams_and_passes_exit_codes_on() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
     let id = container(
@@ -406,7 +372,7 @@ async fn exec_without_a_terminal_separates_the_streams_and_passes_exit_codes_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_with_a_terminal_echoes_input_and_follows_resizes() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
     let id = container(
@@ -500,7 +466,7 @@ async fn exec_with_a_terminal_echoes_input_and_follows_resizes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_reaches_the_container_terminal_and_stdin() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
 
@@ -731,13 +697,13 @@ async fn big_sha(rt: &mut Rt, id: &str, extra: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_fetches_pages_from_httpd_in_the_pod() {
     let ipam = tempfile::Builder::new().prefix("cxpf").tempdir().unwrap();
-    let net = pods_support::TestNetwork::new(ipam.path());
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let net = criox_testkit::pods::TestNetwork::new(ipam.path());
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pods_support::pod_config("web", &common::unique("pf"));
+    let mut pod_config = criox_testkit::pods::pod_config("web", &criox_testkit::unique("pf"));
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
-    let pod = pods_support::run_pod(&mut rt, pod_config.clone()).await;
+    let pod = criox_testkit::pods::run_pod(&mut rt, pod_config.clone()).await;
     let web = container(
         &mut rt,
         &pod,
@@ -811,24 +777,15 @@ async fn port_forward_fetches_pages_from_httpd_in_the_pod() {
             session.describe()
         );
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
-}
-
-/// A loopback port nobody listens on now (the pod shares the node's network).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_over_https_trusts_the_given_ca() {
     let certs = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
-    let (cert, key) = streaming_support::self_signed_cert(certs.path(), "streaming");
-    let (daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
+    let (cert, key) = criox_testkit::streaming::self_signed_cert(certs.path(), "streaming");
+    let daemon = criox_testkit::daemon_with_image(
+        &criox_testkit::busybox_image(),
         &format!(
             "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
             cert.display().to_string(),
@@ -838,7 +795,7 @@ async fn streaming_over_https_trusts_the_given_ca() {
     .await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
-    let port = free_port();
+    let port = criox_testkit::free_port();
     let web = container(
         &mut rt,
         &pod,
@@ -887,15 +844,15 @@ async fn streaming_over_https_trusts_the_given_ca() {
             session.describe()
         );
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_outlive_the_clients_heartbeats() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config) = host_pod(&mut rt, &daemon).await;
-    let port = free_port();
+    let port = criox_testkit::free_port();
     let web = container(
         &mut rt,
         &pod,
@@ -949,5 +906,5 @@ async fn sessions_outlive_the_clients_heartbeats() {
         assert_eq!(out.status.code(), Some(0), "{protocol}: {out:?}");
         assert_eq!(text(&out.stdout), "still here\n", "{protocol}");
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }

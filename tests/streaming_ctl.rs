@@ -1,18 +1,16 @@
 //! `criox ctl exec`, `attach` and `port-forward` against the streaming server: the
 //! WebSocket client in the binary, on the same server the Go client tests use.
 
-mod common;
-mod streaming_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use criox_testkit::criox_bin;
+use criox_testkit::streaming::{HostServer, Httpd, KillOnDrop, Netns, wait_output};
 use serde_json::json;
-use streaming_support::{BIN, HostServer, Httpd, KillOnDrop, Netns, wait_output};
 
 fn ctl(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(criox_bin())
         .arg("ctl")
         .args(args)
         .stdin(Stdio::piped())
@@ -94,7 +92,7 @@ fn ctl_port_forward_carries_a_local_connection_into_the_pod() {
     let mut server = HostServer::start();
     let url = server.url(json!({"op": "portforward", "pod": ns.path(), "ports": [8090]}));
     let mut forward = KillOnDrop(
-        Command::new(BIN)
+        Command::new(criox_bin())
             .args(["ctl", "port-forward", "--url", &url, "pod", "0:8090"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -135,7 +133,7 @@ fn ctl_port_forward_carries_a_local_connection_into_the_pod() {
 
 #[tokio::test]
 async fn ctl_exec_reports_the_runtime_refusal() {
-    let daemon = common::Daemon::start().await;
+    let daemon = criox_testkit::Daemon::start().await;
     let out = daemon.ctl(&["exec", "nosuch", "true"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);

@@ -1,14 +1,11 @@
 //! The daemon's Exec, Attach and PortForward RPCs and the streaming server it starts.
 
-mod common;
-mod pods_support;
-mod streaming_support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Daemon;
 use criox_proto::v1::{AttachRequest, ExecRequest, PortForwardRequest};
+use criox_testkit::Daemon;
+use criox_testkit::streaming::collect;
 use tonic::Code;
 
 /// The streaming server's base URL, from the daemon's start-up log.
@@ -95,7 +92,7 @@ async fn daemon_serves_the_streaming_endpoint_on_the_configured_address() {
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let host_port = base.trim_start_matches("http://").to_string();
     let reply = tokio::task::spawn_blocking(move || {
-        streaming_support::raw_http(
+        criox_testkit::streaming::raw_http(
             &host_port,
             "POST /exec/0000 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n",
         )
@@ -108,21 +105,21 @@ async fn daemon_serves_the_streaming_endpoint_on_the_configured_address() {
 #[tokio::test]
 async fn port_forward_reaches_httpd_inside_a_pod() {
     let daemon = Daemon::start().await;
-    let net = pods_support::TestNetwork::new(&daemon.dir);
+    let net = criox_testkit::pods::TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let pod = pods_support::run_pod(
+    let pod = criox_testkit::pods::run_pod(
         &mut rt,
-        pods_support::pod_config("web", &common::unique("pf")),
+        criox_testkit::pods::pod_config("web", &criox_testkit::unique("pf")),
     )
     .await;
-    let (_, info) = pods_support::status(&mut rt, &pod).await;
+    let (_, info) = criox_testkit::pods::status(&mut rt, &pod).await;
     let netns = info["namespaces"]["network"].as_str().unwrap().to_string();
 
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "served in the pod\n").unwrap();
-    let busybox = streaming_support::busybox();
-    let httpd = streaming_support::KillOnDrop(
+    let busybox = criox_testkit::busybox_binary();
+    let httpd = criox_testkit::streaming::KillOnDrop(
         Command::new("nsenter")
             .arg(format!("--net={netns}"))
             .arg(&busybox)
@@ -155,7 +152,7 @@ async fn port_forward_reaches_httpd_inside_a_pod() {
             .into_inner()
             .url;
         let out = tokio::task::spawn_blocking(move || {
-            streaming_support::client(
+            criox_testkit::streaming::client(
                 &[
                     "portforward",
                     "-proto",
@@ -184,8 +181,8 @@ async fn port_forward_reaches_httpd_inside_a_pod() {
     }
 
     // criox ctl port-forward asks for a URL per local connection.
-    let mut forward = streaming_support::KillOnDrop(
-        Command::new(common::BIN)
+    let mut forward = criox_testkit::streaming::KillOnDrop(
+        Command::new(criox_testkit::criox_bin())
             .args(["ctl", "--endpoint"])
             .arg(&daemon.socket)
             .args(["port-forward", &pod, "0:8080"])
@@ -259,7 +256,7 @@ struct PodGuard {
 impl Drop for PodGuard {
     fn drop(&mut self) {
         for verb in ["stopp", "rmp"] {
-            let _ = Command::new(common::BIN)
+            let _ = Command::new(criox_testkit::criox_bin())
                 .args(["ctl", "--endpoint"])
                 .arg(&self.socket)
                 .args([verb, &self.pod])
@@ -275,10 +272,10 @@ async fn host_pod(
     rt: &mut Rt,
     daemon: &Daemon,
 ) -> (String, criox_proto::v1::PodSandboxConfig, PodGuard) {
-    let mut config = pods_support::pod_config("attach", &common::unique("uid"));
+    let mut config = criox_testkit::pods::pod_config("attach", &criox_testkit::unique("uid"));
     config.log_directory = daemon.dir.join("logs").display().to_string();
-    pods_support::on_host_network(&mut config, criox_proto::v1::NamespaceMode::Container);
-    let pod = pods_support::run_pod(rt, config.clone()).await;
+    criox_testkit::pods::on_host_network(&mut config, criox_proto::v1::NamespaceMode::Container);
+    let pod = criox_testkit::pods::run_pod(rt, config.clone()).await;
     let guard = PodGuard {
         socket: daemon.socket.clone(),
         pod: pod.clone(),
@@ -298,21 +295,9 @@ async fn run_container(
     let config = criox_proto::v1::ContainerConfig {
         stdin,
         stdin_once,
-        ..common::busybox_container(name, command)
+        ..criox_testkit::busybox_container(name, command)
     };
-    common::run_container(rt, pod, pod_config, config).await
-}
-
-async fn container_state(rt: &mut Rt, id: &str) -> criox_proto::v1::ContainerStatus {
-    rt.container_status(criox_proto::v1::ContainerStatusRequest {
-        container_id: id.to_string(),
-        verbose: false,
-    })
-    .await
-    .expect("ContainerStatus")
-    .into_inner()
-    .status
-    .expect("a status")
+    criox_testkit::run_container(rt, pod, pod_config, config).await
 }
 
 async fn attach_url(rt: &mut Rt, id: &str) -> String {
@@ -340,8 +325,7 @@ struct Attached {
 
 impl Attached {
     fn start(proto: &str, version: &str, url: &str) -> Attached {
-        use std::io::Read;
-        let mut child = Command::new(streaming_support::streamclient())
+        let mut child = Command::new(criox_testkit::streaming::streamclient())
             .args([
                 "attach", "-proto", proto, "-version", version, "-url", url, "-stdin", "-stdout",
                 "-stderr",
@@ -351,22 +335,8 @@ impl Attached {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start streamclient");
-        let collect = |mut from: Box<dyn Read + Send>| {
-            let into = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let sink = into.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-            into
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
         Attached {
             stdin: child.stdin.take(),
             child,
@@ -447,7 +417,7 @@ const ATTACH_PROTOCOLS: &[(&str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attached_stdin_reaches_the_container_over_every_protocol() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
     let id = run_container(&mut rt, &pod, &pod_config, "cat", &["cat"], true, false).await;
@@ -475,18 +445,18 @@ async fn attached_stdin_reaches_the_container_over_every_protocol() {
         .wait_for_output("still open\n", "after detaching")
         .await;
     drop(attached);
-    let status = container_state(&mut rt, &id).await;
+    let status = criox_testkit::container_status(&mut rt, &id).await;
     assert_eq!(
         status.state,
         criox_proto::v1::ContainerState::ContainerRunning as i32,
         "{status:?}"
     );
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_once_closes_the_container_stdin_when_the_attached_client_is_done() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
 
@@ -529,7 +499,7 @@ async fn stdin_once_closes_the_container_stdin_when_the_attached_client_is_done(
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let status = loop {
-            let status = container_state(&mut rt, &id).await;
+            let status = criox_testkit::container_status(&mut rt, &id).await;
             if status.state == criox_proto::v1::ContainerState::ContainerExited as i32 {
                 break status;
             }
@@ -541,7 +511,7 @@ async fn stdin_once_closes_the_container_stdin_when_the_attached_client_is_done(
         };
         assert_eq!(status.exit_code, 0, "{what}: {status:?}");
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 /// Open descriptors and threads of a process.
@@ -553,22 +523,13 @@ fn fds_and_threads(pid: u32) -> (usize, usize) {
     )
 }
 
-/// A loopback port nobody listens on now (the pod shares the node's network).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
-    use streaming_support::client;
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    use criox_testkit::streaming::client;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
-    let port = free_port();
+    let port = criox_testkit::free_port();
     let serve = format!(
         "mkdir -p /tmp/www && echo served > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /tmp/www"
     );
@@ -679,14 +640,15 @@ async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
                     .unwrap()
                     .into_inner()
                     .url;
-                let abandoned = std::process::Command::new(streaming_support::streamclient())
-                    .args(["exec", "-proto", proto, "-url", &url, "-stdout"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let mut abandoned = streaming_support::KillOnDrop(abandoned);
+                let abandoned =
+                    std::process::Command::new(criox_testkit::streaming::streamclient())
+                        .args(["exec", "-proto", proto, "-url", &url, "-stdout"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                let mut abandoned = criox_testkit::streaming::KillOnDrop(abandoned);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 assert!(
                     abandoned.0.try_wait().unwrap().is_none(),
@@ -724,15 +686,15 @@ async fn streaming_sessions_leave_no_descriptors_or_threads_in_the_daemon() {
     }
     settle(baseline).await;
     drop(rt2);
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_over_https_with_the_configured_certificate() {
     let certs = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
-    let (cert, key) = streaming_support::self_signed_cert(certs.path(), "streaming");
-    let (daemon, _conf) = common::daemon_with_image(
-        &common::busybox_image(),
+    let (cert, key) = criox_testkit::streaming::self_signed_cert(certs.path(), "streaming");
+    let daemon = criox_testkit::daemon_with_image(
+        &criox_testkit::busybox_image(),
         &format!(
             "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
             cert.display().to_string(),
@@ -757,7 +719,7 @@ async fn exec_over_https_with_the_configured_certificate() {
     for proto in ["spdy", "ws"] {
         let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
         assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-        let out = streaming_support::client(
+        let out = criox_testkit::streaming::client(
             &[
                 "exec", "-proto", proto, "-url", &url, "-stdout", "-cacert", &cacert,
             ],
@@ -772,8 +734,10 @@ async fn exec_over_https_with_the_configured_certificate() {
 
         // A client that does not trust the certificate gets no session.
         let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
-        let out =
-            streaming_support::client(&["exec", "-proto", proto, "-url", &url, "-stdout"], b"");
+        let out = criox_testkit::streaming::client(
+            &["exec", "-proto", proto, "-url", &url, "-stdout"],
+            b"",
+        );
         assert!(
             !out.status.success(),
             "{proto}: an untrusted server was accepted"
@@ -786,10 +750,12 @@ async fn exec_over_https_with_the_configured_certificate() {
     // Plain HTTP on the TLS port is refused, and the server keeps serving.
     let url = exec_url(&mut rt, &id, &["echo", "over-tls"]).await;
     let plain = url.replacen("https://", "http://", 1);
-    let out =
-        streaming_support::client(&["exec", "-proto", "spdy", "-url", &plain, "-stdout"], b"");
+    let out = criox_testkit::streaming::client(
+        &["exec", "-proto", "spdy", "-url", &plain, "-stdout"],
+        b"",
+    );
     assert!(!out.status.success(), "plain HTTP was served: {out:?}");
-    let out = streaming_support::client(
+    let out = criox_testkit::streaming::client(
         &[
             "exec", "-proto", "spdy", "-url", &url, "-stdout", "-cacert", &cacert,
         ],
@@ -818,8 +784,8 @@ async fn exec_url(rt: &mut Rt, id: &str, cmd: &[&str]) -> String {
 #[test]
 fn a_streaming_key_that_does_not_fit_its_certificate_stops_the_start() {
     let base = tempfile::Builder::new().prefix("cxtls").tempdir().unwrap();
-    let (cert, _) = streaming_support::self_signed_cert(base.path(), "one");
-    let (_, other_key) = streaming_support::self_signed_cert(base.path(), "two");
+    let (cert, _) = criox_testkit::streaming::self_signed_cert(base.path(), "one");
+    let (_, other_key) = criox_testkit::streaming::self_signed_cert(base.path(), "two");
     let missing = base.path().join("missing.key");
     for (key, named) in [(&other_key, "does not fit"), (&missing, "missing.key")] {
         let config = base.path().join("criox.toml");
@@ -834,7 +800,7 @@ fn a_streaming_key_that_does_not_fit_its_certificate_stops_the_start() {
             ),
         )
         .unwrap();
-        let out = Command::new(common::BIN)
+        let out = Command::new(criox_testkit::criox_bin())
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -859,7 +825,7 @@ fn a_streaming_key_that_does_not_fit_its_certificate_stops_the_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_a_container_never_reads_does_not_stall_its_output_or_its_stop() {
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     let mut rt = daemon.runtime().await;
     let (pod, pod_config, _guard) = host_pod(&mut rt, &daemon).await;
     let script = "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done";
@@ -910,7 +876,7 @@ async fn stdin_a_container_never_reads_does_not_stall_its_output_or_its_stop() {
     let took = started.elapsed();
     println!("stopped {took:?} after a 4 MiB flood of unread stdin");
     assert!(took < Duration::from_secs(10), "stop took {took:?}");
-    let status = container_state(&mut rt, &id).await;
+    let status = criox_testkit::container_status(&mut rt, &id).await;
     assert_eq!(
         status.state,
         criox_proto::v1::ContainerState::ContainerExited as i32,
@@ -918,5 +884,5 @@ async fn stdin_a_container_never_reads_does_not_stall_its_output_or_its_stop() {
     );
     drop(watching);
     drop(flooding);
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }

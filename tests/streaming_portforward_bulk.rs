@@ -2,11 +2,7 @@
 //! (kubectl port-forward's code, in `kubestream`): a few MiB sent to a server in the pod
 //! come back whole on the same connection, at the same time as they go up.
 
-mod common;
-mod pods_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,13 +11,6 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 6;
 const DIALERS: &[&str] = &["spdy", "websocket"];
-
-fn kubestream() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_GO_CLIENTS").unwrap_or_else(|_| {
-        panic!("CRIOX_TEST_GO_CLIENTS is not set: run `hack/clients target/go kubestream`")
-    });
-    PathBuf::from(dir).join("kubestream")
-}
 
 /// A running `kubestream portforward`, killed on drop.
 struct Forward(Child);
@@ -35,7 +24,7 @@ impl Drop for Forward {
 
 /// Starts the forward and returns it with the local address it listens on.
 fn forward(url: &str, remote: u16, protocol: &str) -> (Forward, String) {
-    let mut child = Command::new(kubestream())
+    let mut child = Command::new(criox_testkit::go_client("kubestream"))
         .args([
             "portforward",
             url,
@@ -93,13 +82,13 @@ fn echo_through(local: &str, data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_carries_megabytes_both_ways() {
     let ipam = tempfile::Builder::new().prefix("cxpb").tempdir().unwrap();
-    let net = pods_support::TestNetwork::new(ipam.path());
-    let (daemon, _conf) = common::daemon_with_image(&common::busybox_image(), "").await;
+    let net = criox_testkit::pods::TestNetwork::new(ipam.path());
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
     net.install(&daemon.cni_dir);
     let mut rt = daemon.runtime().await;
-    let mut pod_config = pods_support::pod_config("bulk", &common::unique("pb"));
+    let mut pod_config = criox_testkit::pods::pod_config("bulk", &criox_testkit::unique("pb"));
     pod_config.log_directory = daemon.dir.join("logs").display().to_string();
-    let pod = pods_support::run_pod(&mut rt, pod_config.clone()).await;
+    let pod = criox_testkit::pods::run_pod(&mut rt, pod_config.clone()).await;
     // busybox httpd hands a POST body to a CGI script on its stdin and relays the
     // script's output as it comes: the script sends every byte back.
     let script = r#"mkdir -p /www/cgi-bin && {
@@ -107,11 +96,11 @@ async fn port_forward_carries_megabytes_both_ways() {
         echo 'printf "Content-Type: application/octet-stream\r\n\r\n"'
         echo 'exec head -c "$CONTENT_LENGTH"'
     } > /www/cgi-bin/echo && chmod +x /www/cgi-bin/echo && exec httpd -f -p 8080 -h /www"#;
-    let server = common::run_container(
+    let server = criox_testkit::run_container(
         &mut rt,
         &pod,
         &pod_config,
-        common::busybox_container("echo", &["sh", "-c", script]),
+        criox_testkit::busybox_container("echo", &["sh", "-c", script]),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -178,5 +167,5 @@ async fn port_forward_carries_megabytes_both_ways() {
         );
         drop(forward);
     }
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }

@@ -1,15 +1,13 @@
-//! The streaming protocols end to end: `criox streaming-host` serves host processes, and
+//! The streaming protocols end to end: `criox-streaming-host` serves host processes, and
 //! an independent Go client (Debian's spdystream and gorilla/websocket, the libraries the
 //! Kubernetes clients are built on) drives it over SPDY/3.1 and WebSocket.
-
-mod streaming_support;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use criox_testkit::streaming::{HostServer, Httpd, Netns, client, path_of, raw_http};
 use serde_json::json;
-use streaming_support::{HostServer, Httpd, Netns, client, path_of, raw_http};
 
 const PROTOCOLS: [&str; 2] = ["spdy", "ws"];
 
@@ -367,7 +365,7 @@ fn broken_clients_and_floods_leave_the_server_unharmed() {
             false,
             false,
         );
-        let mut child = Command::new(streaming_support::streamclient())
+        let mut child = Command::new(criox_testkit::streaming::streamclient())
             .args(["exec", "-proto", proto, "-url", &url, "-stdout"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

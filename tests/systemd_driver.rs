@@ -3,18 +3,12 @@
 //! statistics come from the scope's cgroup, and removal leaves no unit behind, on the
 //! embedded runtime and on runc.
 
-mod common;
-#[path = "pods_support/mod.rs"]
-mod pods_support;
-#[path = "systemd_support/mod.rs"]
-mod systemd_support;
-
 use criox_proto::v1::*;
-use systemd_support::{Systemd, SystemdDaemon};
+use criox_testkit::systemd::{Systemd, SystemdDaemon};
 
 /// Returns None (after saying why) where systemd cannot run at all.
 fn boot() -> Option<Systemd> {
-    if let Some(reason) = systemd_support::unavailable() {
+    if let Some(reason) = criox_testkit::systemd::unavailable() {
         eprintln!("SKIP: systemd is unavailable: {reason}");
         return None;
     }
@@ -73,7 +67,7 @@ async fn pod_and_container_are_units(handler: &str) {
     let Some(systemd) = boot() else { return };
     step("systemd booted");
     let daemon = SystemdDaemon::start(&systemd).await;
-    let image = common::busybox_image();
+    let image = criox_testkit::busybox_image();
     daemon
         .images()
         .await
@@ -108,8 +102,8 @@ async fn pod_and_container_are_units(handler: &str) {
 
     // A cgroupfs path is not a slice.
     let uid = format!("{}ab{}", std::process::id(), handler.len());
-    let mut bad = pods_support::pod_config("bad", &uid);
-    pods_support::on_host_network(&mut bad, NamespaceMode::Container);
+    let mut bad = criox_testkit::pods::pod_config("bad", &uid);
+    criox_testkit::pods::on_host_network(&mut bad, NamespaceMode::Container);
     bad.linux.as_mut().unwrap().cgroup_parent = "/kubepods/besteffort/pod1".into();
     let err = rt
         .run_pod_sandbox(RunPodSandboxRequest {
@@ -124,8 +118,8 @@ async fn pod_and_container_are_units(handler: &str) {
     let slice = format!("kubepods-besteffort-pod{uid}.slice");
     let slice_path =
         format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice");
-    let mut pod_config = pods_support::pod_config("sd", &uid);
-    pods_support::on_host_network(&mut pod_config, NamespaceMode::Container);
+    let mut pod_config = criox_testkit::pods::pod_config("sd", &uid);
+    criox_testkit::pods::on_host_network(&mut pod_config, NamespaceMode::Container);
     pod_config.linux.as_mut().unwrap().cgroup_parent = slice.clone();
     let logs = daemon.dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -143,7 +137,7 @@ async fn pod_and_container_are_units(handler: &str) {
     assert_eq!(systemd.property(&slice, "ControlGroup"), slice_path);
     step("pod running");
 
-    let mut container = common::busybox_container("sleeper", &["sleep", "1000"]);
+    let mut container = criox_testkit::busybox_container("sleeper", &["sleep", "1000"]);
     container.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {
             memory_limit_in_bytes: 64 << 20,
@@ -162,7 +156,7 @@ async fn pod_and_container_are_units(handler: &str) {
         .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", daemon.log()))
         .into_inner()
         .container_id;
-    common::start_container(&mut rt, &id).await;
+    criox_testkit::start_container(&mut rt, &id).await;
     step("container created and started");
     let scope = format!("criox-{id}.scope");
     let scope_path = format!("{slice_path}/{scope}");
@@ -217,7 +211,7 @@ async fn pod_and_container_are_units(handler: &str) {
     );
     assert!(!systemd.unit_loaded(&scope), "{scope} is still loaded");
     step("container removed");
-    pods_support::stop_and_remove_pod(&mut rt, &pod).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
     // systemd loads any slice it is asked about; the pod's is no longer active.
     assert_eq!(systemd.property(&slice, "ActiveState"), "inactive");
     drop(rt);

@@ -4,7 +4,6 @@
 
 mod cache;
 mod dial;
-pub mod host;
 mod http;
 mod portforward;
 mod remotecommand;

@@ -438,6 +438,7 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    use super::super::runtime::BoxFuture;
     use super::*;
 
     fn status(v: Version, o: Result<i32, RuntimeError>) -> serde_json::Value {
@@ -461,9 +462,45 @@ mod tests {
         assert!(text.contains("non-zero exit code"));
     }
 
+    /// A runtime without containers: the session below ends before it would ask one.
+    struct NoContainers;
+
+    impl StreamingRuntime for NoContainers {
+        fn check_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move { Err(RuntimeError::NotFound(id.to_string())) })
+        }
+
+        fn check_pod<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move { Err(RuntimeError::PodNotFound(id.to_string())) })
+        }
+
+        fn exec<'a>(
+            &'a self,
+            id: &'a str,
+            _cmd: Vec<String>,
+            _io: ProcessIo,
+        ) -> BoxFuture<'a, Result<i32, RuntimeError>> {
+            Box::pin(async move { Err(RuntimeError::NotFound(id.to_string())) })
+        }
+
+        fn attach<'a>(
+            &'a self,
+            id: &'a str,
+            _io: ProcessIo,
+        ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+            Box::pin(async move { Err(RuntimeError::NotFound(id.to_string())) })
+        }
+
+        fn port_forward_netns<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<std::path::PathBuf>, RuntimeError>> {
+            Box::pin(async move { Err(RuntimeError::PodNotFound(id.to_string())) })
+        }
+    }
+
     #[tokio::test]
     async fn a_client_short_of_a_requested_stream_is_told_on_the_error_stream() {
-        use super::super::host::HostRuntime;
         use super::super::spdy::frame::Frame;
         use super::super::spdy::peer::Peer;
         let (mut peer, conn) = Peer::pair();
@@ -475,7 +512,7 @@ mod tests {
             tty: false,
         };
         let session = tokio::spawn(async move {
-            let runtime = HostRuntime::default();
+            let runtime = NoContainers;
             let timeout = std::time::Duration::from_millis(300);
             serve_spdy_within(&runtime, request, Version::V4, conn, timeout).await
         });

@@ -3,8 +3,6 @@
 //! or the other, ExecSync with its output as text, and the cleanup of whatever a failing
 //! test leaves behind.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,8 +10,8 @@ use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::*;
 use tonic::transport::Channel;
 
-use crate::common::{self, Daemon};
-use crate::pods_support::{PodLeftovers, on_host_network, pod_config};
+use crate::pods::{PodLeftovers, host_network_pod};
+use crate::{Daemon, busybox_container, busybox_image, connect, dir_entries, mounts_below};
 
 pub type Rt = RuntimeServiceClient<Channel>;
 
@@ -33,10 +31,6 @@ impl Backend {
             Backend::Runc => "runc",
         }
     }
-}
-
-pub fn busybox() -> String {
-    common::busybox_image()
 }
 
 /// What one ExecSync returned, as text.
@@ -73,13 +67,12 @@ pub struct Node {
     pub logs: PathBuf,
     leftovers: Option<PodLeftovers>,
     pub daemon: Daemon,
-    _conf: tempfile::TempDir,
 }
 
 impl Node {
     pub async fn start(backend: Backend) -> Node {
-        let (daemon, conf) = common::daemon_with_image(
-            &busybox(),
+        let daemon = crate::daemon_with_image(
+            &busybox_image(),
             "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
         )
         .await;
@@ -90,16 +83,12 @@ impl Node {
             logs: daemon.dir.join("logs"),
             leftovers: Some(PodLeftovers::new(&daemon.root)),
             daemon,
-            _conf: conf,
         }
     }
 
     /// A pod config on the node's network with its own PID namespace per container.
     pub fn pod_config(&self, name: &str) -> PodSandboxConfig {
-        let mut config = pod_config(name, &common::unique("uid"));
-        config.log_directory = self.logs.display().to_string();
-        on_host_network(&mut config, NamespaceMode::Container);
-        config
+        host_network_pod(name, &self.logs)
     }
 
     pub async fn run_pod(&mut self, config: &PodSandboxConfig) -> String {
@@ -187,16 +176,7 @@ impl Node {
     }
 
     pub async fn status(&mut self, id: &str) -> ContainerStatus {
-        self.rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.to_string(),
-                verbose: false,
-            })
-            .await
-            .expect("ContainerStatus")
-            .into_inner()
-            .status
-            .unwrap()
+        crate::container_status(&mut self.rt, id).await
     }
 
     /// The verbose ContainerStatus `info` document.
@@ -214,14 +194,7 @@ impl Node {
     }
 
     pub async fn wait_exited(&mut self, id: &str) -> ContainerStatus {
-        for _ in 0..1000 {
-            let s = self.status(id).await;
-            if s.state == ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("container {id} did not exit");
+        crate::wait_exited(&mut self.rt, id).await
     }
 
     pub async fn containers(&mut self) -> Vec<Container> {
@@ -235,7 +208,7 @@ impl Node {
 
     /// StopPodSandbox and RemovePodSandbox.
     pub async fn end_pod(&mut self, pod: &str) {
-        crate::pods_support::stop_and_remove_pod(&mut self.rt, pod).await;
+        crate::pods::stop_and_remove_pod(&mut self.rt, pod).await;
     }
 
     /// Ends every pod, then checks the daemon holds no container, bundle or mount.
@@ -250,9 +223,9 @@ impl Node {
     pub async fn assert_clean(&mut self) {
         let left = self.containers().await;
         assert!(left.is_empty(), "containers left: {left:?}");
-        let bundles = crate::pods_support::dir_entries(&self.daemon.root.join("containers"));
+        let bundles = dir_entries(&self.daemon.root.join("containers"));
         assert!(bundles.is_empty(), "bundles left: {bundles:?}");
-        let mounts = common::mounts_below(&self.daemon.dir);
+        let mounts = mounts_below(&self.daemon.dir);
         assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     }
 }
@@ -275,7 +248,7 @@ impl Drop for Node {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let Ok(channel) = common::connect(&socket).await else {
+                let Ok(channel) = connect(&socket).await else {
                     return;
                 };
                 let mut rt = RuntimeServiceClient::new(channel);
@@ -300,7 +273,7 @@ impl Drop for Node {
 
 /// A busybox container config logging to `<name>.log`.
 pub fn container(name: &str, command: &[&str]) -> ContainerConfig {
-    common::busybox_container(name, command)
+    busybox_container(name, command)
 }
 
 /// A container that waits to be exec'ed into.

@@ -3,45 +3,14 @@
 //! its process, the pods it asked for, its cgroups under a private cgroup root, mounts
 //! under its root directory, log symlinks — goes when the guard is dropped.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::unique;
-
-/// The directory with the `kubelet` and `crictl` binaries (`hack/clients` builds them).
-pub fn go_clients() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_GO_CLIENTS").unwrap_or_else(|_| {
-        panic!(
-            "CRIOX_TEST_GO_CLIENTS is not set: point it at the directory where \
-             `hack/clients DIR kubelet crictl` put the kubelet and crictl"
-        )
-    });
-    let dir = PathBuf::from(dir);
-    for name in ["kubelet", "crictl"] {
-        assert!(
-            dir.join(name).is_file(),
-            "no {name} in {} (CRIOX_TEST_GO_CLIENTS); build it with `hack/clients {} kubelet crictl`",
-            dir.display(),
-            dir.display()
-        );
-    }
-    dir
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::{free_port, go_client, unique};
 
 /// crictl pointed at one runtime socket.
 #[derive(Clone)]
@@ -53,7 +22,7 @@ pub struct Crictl {
 impl Crictl {
     pub fn new(socket: &Path) -> Crictl {
         Crictl {
-            bin: go_clients().join("crictl"),
+            bin: go_client("crictl"),
             socket: socket.to_path_buf(),
         }
     }
@@ -171,7 +140,7 @@ impl KubeletBuilder {
             .keep();
         let kubelet = Kubelet {
             _turn: turn,
-            bin: go_clients().join("kubelet"),
+            bin: go_client("kubelet"),
             crictl: Crictl::new(&self.socket),
             root_dir: dir.join("root"),
             manifests: dir.join("manifests"),
@@ -411,7 +380,7 @@ impl Drop for Kubelet {
         self.kill();
         // The runtime outlives this guard: end what the kubelet asked of it.
         self.crictl.remove_all_pods();
-        crate::common::unmount_below(&self.dir);
+        crate::unmount_below(&self.dir);
         for dir in self.cgroups() {
             let _ = std::fs::remove_dir(&dir);
         }

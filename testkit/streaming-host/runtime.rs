@@ -1,7 +1,7 @@
-//! A [`StreamingRuntime`] over host processes, and `criox streaming-host`, which serves it:
-//! the streaming protocols exercised end to end against real processes, pipes, terminals
-//! and network namespaces, independently of the container runtime. It takes commands as
-//! JSON lines on stdin and answers with JSON lines on stdout.
+//! A [`StreamingRuntime`] over host processes: `exec` runs a host command (with pipes or a
+//! terminal), `attach` joins a process started with [`HostRuntime::spawn`], and port
+//! forwarding enters the network namespace named by the pod id (a path), or none for
+//! [`HOST`].
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,14 +10,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
-use serde_json::json;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::runtime::{BoxFuture, ProcessIo, RuntimeError, StreamingRuntime, TerminalSize};
-use super::{Request, StreamingServer};
+use criox::streaming::StreamingRuntime;
+use criox::streaming::runtime::{BoxFuture, ProcessIo, RuntimeError, TerminalSize};
 
 /// The id that names "the host" for exec and port forwarding.
 pub const HOST: &str = "host";
@@ -463,120 +461,4 @@ impl StreamingRuntime for HostRuntime {
             }
         })
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Command {
-    Exec {
-        #[serde(default = "host")]
-        id: String,
-        cmd: Vec<String>,
-        #[serde(flatten)]
-        streams: Streams,
-    },
-    Spawn {
-        id: String,
-        cmd: Vec<String>,
-    },
-    Attach {
-        id: String,
-        #[serde(flatten)]
-        streams: Streams,
-    },
-    Portforward {
-        pod: String,
-        #[serde(default)]
-        ports: Vec<u16>,
-    },
-    Stats,
-}
-
-fn host() -> String {
-    HOST.to_string()
-}
-
-#[derive(Debug, Deserialize)]
-struct Streams {
-    #[serde(default)]
-    stdin: bool,
-    #[serde(default)]
-    stdout: bool,
-    #[serde(default)]
-    stderr: bool,
-    #[serde(default)]
-    tty: bool,
-}
-
-/// Open descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Serves host processes on `address:port` and answers JSON-line commands from stdin until
-/// stdin closes. The first line written is `{"base_url": ...}`.
-pub async fn serve(
-    address: &str,
-    port: u16,
-    token_ttl: std::time::Duration,
-) -> Result<(), super::StreamingError> {
-    let runtime = Arc::new(HostRuntime::default());
-    let server = StreamingServer::start_with_ttl(address, port, runtime.clone(), token_ttl).await?;
-    let mut stdout = tokio::io::stdout();
-    let mut say = async |value: serde_json::Value| {
-        let mut line = value.to_string();
-        line.push('\n');
-        let _ = stdout.write_all(line.as_bytes()).await;
-        let _ = stdout.flush().await;
-    };
-    say(json!({"base_url": server.base_url()})).await;
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let command: Command = match serde_json::from_str(&line) {
-            Ok(c) => c,
-            Err(e) => {
-                say(json!({"error": format!("bad command: {e}")})).await;
-                continue;
-            }
-        };
-        let request = match command {
-            Command::Exec { id, cmd, streams } => Request::Exec {
-                container_id: id,
-                cmd,
-                stdin: streams.stdin,
-                stdout: streams.stdout,
-                stderr: streams.stderr,
-                tty: streams.tty,
-            },
-            Command::Attach { id, streams } => Request::Attach {
-                container_id: id,
-                stdin: streams.stdin,
-                stdout: streams.stdout,
-                stderr: streams.stderr,
-                tty: streams.tty,
-            },
-            Command::Portforward { pod, ports } => Request::PortForward { pod_id: pod, ports },
-            Command::Spawn { id, cmd } => {
-                match runtime.spawn(&id, &cmd) {
-                    Ok(()) => say(json!({"ok": true})).await,
-                    Err(e) => say(json!({"error": e.to_string()})).await,
-                }
-                continue;
-            }
-            Command::Stats => {
-                let tasks = tokio::runtime::Handle::current()
-                    .metrics()
-                    .num_alive_tasks();
-                say(json!({"tasks": tasks, "fds": open_fds()})).await;
-                continue;
-            }
-        };
-        match server.url_for(request).await {
-            Ok(url) => say(json!({"url": url})).await,
-            Err(e) => say(json!({"error": e.to_string()})).await,
-        }
-    }
-    Ok(())
 }

@@ -25,8 +25,6 @@
 //! On drop, everything is killed by pid (systemd, as the namespace's init, takes every
 //! process of the namespace with it) and the test cgroups are removed, deepest first.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -442,21 +440,15 @@ pub struct SystemdDaemon {
 
 impl SystemdDaemon {
     pub async fn start(systemd: &Systemd) -> SystemdDaemon {
-        use crate::common;
         let dir = tempfile::Builder::new().prefix("cxsdd").tempdir().unwrap();
         let d = dir.path();
-        let fixtures = common::fixtures();
-        let registry = fixtures["CRIOX_TEST_REGISTRY"].clone();
+        let registry = crate::fixtures()["CRIOX_TEST_REGISTRY"].clone();
         std::fs::write(
             d.join("registries.conf"),
-            format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+            crate::insecure_registries(&[&registry]),
         )
         .unwrap();
-        std::fs::write(
-            d.join("policy.json"),
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        )
-        .unwrap();
+        std::fs::write(d.join("policy.json"), crate::ACCEPT_ANYTHING).unwrap();
         std::fs::create_dir_all(d.join("cni")).unwrap();
         let state = d.join("s");
         let config = format!(
@@ -474,7 +466,7 @@ impl SystemdDaemon {
         std::fs::write(d.join("criox.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("daemon.log")).unwrap();
         let child = systemd
-            .command(common::BIN)
+            .command(crate::criox_bin())
             .arg("--config")
             .arg(d.join("criox.toml"))
             .stdin(Stdio::null())
@@ -493,7 +485,7 @@ impl SystemdDaemon {
                 panic!("criox exited during start with {status}:\n{}", daemon.log());
             }
             if daemon.socket.exists()
-                && let Ok(channel) = common::connect(&daemon.socket).await
+                && let Ok(channel) = crate::connect(&daemon.socket).await
             {
                 let mut rt =
                     criox_proto::v1::runtime_service_client::RuntimeServiceClient::new(channel);
@@ -524,7 +516,7 @@ impl SystemdDaemon {
     ) -> criox_proto::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>
     {
         criox_proto::v1::runtime_service_client::RuntimeServiceClient::new(
-            crate::common::connect(&self.socket).await.expect("connect"),
+            crate::connect(&self.socket).await.expect("connect"),
         )
     }
 
@@ -532,7 +524,7 @@ impl SystemdDaemon {
         &self,
     ) -> criox_proto::v1::image_service_client::ImageServiceClient<tonic::transport::Channel> {
         criox_proto::v1::image_service_client::ImageServiceClient::new(
-            crate::common::connect(&self.socket).await.expect("connect"),
+            crate::connect(&self.socket).await.expect("connect"),
         )
     }
 }
@@ -559,6 +551,6 @@ impl Drop for SystemdDaemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        crate::common::unmount_below(self.dir.path());
+        crate::unmount_below(self.dir.path());
     }
 }

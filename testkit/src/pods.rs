@@ -1,8 +1,6 @@
 //! What the pod tests share: a private CNI network per test (own bridge, subnet, IPAM
 //! directory, network name), pod configs, and looking inside a pod's pinned namespace.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::common::unique;
+use crate::unique;
 
 /// A bridge network used by one test only; the bridge is deleted on drop.
 pub struct TestNetwork {
@@ -173,10 +171,29 @@ pub async fn stop_and_remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod: &s
     .expect("RemovePodSandbox");
 }
 
+/// A pod on the node's network, each container in its own PID namespace, logging below
+/// `log_dir`.
+pub fn host_network_pod(name: &str, log_dir: &Path) -> PodSandboxConfig {
+    let mut config = pod_config(name, &unique("uid"));
+    config.log_directory = log_dir.display().to_string();
+    on_host_network(&mut config, NamespaceMode::Container);
+    config
+}
+
+/// RunPodSandbox on the default runtime handler.
 pub async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, config: PodSandboxConfig) -> String {
+    run_pod_on(rt, config, "").await
+}
+
+/// RunPodSandbox on runtime handler `handler` ("" for the default).
+pub async fn run_pod_on(
+    rt: &mut RuntimeServiceClient<Channel>,
+    config: PodSandboxConfig,
+    handler: &str,
+) -> String {
     rt.run_pod_sandbox(RunPodSandboxRequest {
         config: Some(config),
-        runtime_handler: String::new(),
+        runtime_handler: handler.to_string(),
     })
     .await
     .expect("RunPodSandbox")
@@ -225,41 +242,6 @@ pub fn eth0_addresses(netns: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// nsfs mounts (pinned namespaces) and other mounts below `dir`.
-pub fn mounts_below(dir: &Path) -> Vec<String> {
-    criox_runtime::mountinfo::current()
-        .into_iter()
-        .filter(|m| m.mount_point.starts_with(dir))
-        .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
-        .collect()
-}
-
-pub fn dir_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|e| {
-            e.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Cgroup directories named `rel` (an absolute cgroup path) in any hierarchy.
-pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
-    let rel = rel.trim_start_matches('/');
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let p = entry.path().join(rel);
-        if p.is_dir() {
-            found.push(p);
-        }
-    }
-    if Path::new("/sys/fs/cgroup").join(rel).is_dir() {
-        found.push(Path::new("/sys/fs/cgroup").join(rel));
-    }
-    found
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {

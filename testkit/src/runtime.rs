@@ -1,15 +1,12 @@
 //! Shared pieces of the runtime tests: busybox bundles in a private temporary directory,
 //! a [`Runtime`] per backend, and a guard that deletes every container the test launched.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criox_runtime::{ExitRecord, LaunchRequest, Launched, Runtime, monitor_client};
 use serde_json::{Value, json};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_criox");
 pub const RUNC: &str = "/usr/sbin/runc";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +25,7 @@ pub struct Env {
 }
 
 pub fn copy_rootfs(to: &Path) {
-    let from = super::common::busybox_rootfs();
+    let from = crate::busybox_rootfs();
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(&from)
@@ -49,13 +46,13 @@ impl Env {
             Kind::Embedded => Runtime::embedded(&root),
             Kind::Runc => Runtime::external(RUNC, &root),
         }
-        .with_exe(BIN);
+        .with_exe(crate::criox_bin());
         let tag = match kind {
             Kind::Embedded => "e",
             Kind::Runc => "r",
         };
         Env {
-            prefix: super::common::unique(&format!("{name}-{tag}")),
+            prefix: crate::unique(&format!("{name}-{tag}")),
             dir,
             rt,
             kind,
@@ -180,33 +177,7 @@ pub fn without_pid_namespace(v: &mut Value) {
     }
 }
 
-/// Cgroup directories of the container in every mounted hierarchy that has one.
-pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let d = entry.path().join("criox-test").join(id);
-        if d.exists() {
-            dirs.push(d);
-        }
-    }
-    let unified = Path::new("/sys/fs/cgroup/criox-test").join(id);
-    if unified.exists() {
-        dirs.push(unified);
-    }
-    dirs
-}
-
-/// Names left in a directory (empty when it is gone).
-pub fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Cgroup directories of the container (cgroup `/criox-test/<id>`) in every hierarchy.
+pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+    crate::cgroup_dirs(&format!("/criox-test/{id}"))
 }

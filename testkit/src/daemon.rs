@@ -1,11 +1,7 @@
-//! Test harness: runs the real `criox` binary in a private temporary root, state and
-//! socket, hands out tonic clients, and on drop stops the daemon and removes everything it
-//! made (mounts under the temporary directory included).
+//! A test daemon: the real `criox` binary in a private temporary root, state and socket,
+//! with tonic clients; on drop it stops the daemon and removes everything it made (pods it
+//! still holds, mounts under the temporary directory).
 
-#![allow(dead_code)]
-
-use std::collections::HashMap;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,46 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_criox");
-
-/// A unique, short name for this test's ids, bridges and directories.
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Values that `hack/fixtures` wrote to `$CRIOX_TEST_FIXTURES/fixtures.env`, plus `DIR`.
-pub fn fixtures() -> HashMap<String, String> {
-    let dir = std::env::var("CRIOX_TEST_FIXTURES").unwrap_or_else(|_| {
-        panic!("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test, which builds the fixtures")
-    });
-    let env_file = Path::new(&dir).join("fixtures.env");
-    let text = std::fs::read_to_string(&env_file)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run hack/test", env_file.display()));
-    let mut values: HashMap<String, String> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    values.insert("DIR".to_string(), dir);
-    values
-}
-
-/// The busybox root filesystem that `hack/fixtures` built.
-pub fn busybox_rootfs() -> PathBuf {
-    let dir = PathBuf::from(&fixtures()["DIR"]).join("rootfs");
-    assert!(
-        dir.join("bin/busybox").exists(),
-        "no busybox rootfs in {}",
-        dir.display()
-    );
-    dir
-}
+use crate::{criox_bin, fixtures, unmount_below};
 
 pub struct DaemonBuilder {
     config: String,
@@ -63,6 +20,26 @@ pub struct DaemonBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     socket_activated: bool,
+    images: Option<Images>,
+}
+
+/// What a daemon pulls from and trusts: registries.conf and policy.json texts, and more
+/// keys of the `[image]` table.
+struct Images {
+    registries_conf: String,
+    policy: String,
+    extra: String,
+}
+
+/// A signature policy that accepts every image.
+pub const ACCEPT_ANYTHING: &str = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
+
+/// registries.conf entries that mark each of `locations` insecure (plain HTTP).
+pub fn insecure_registries(locations: &[&str]) -> String {
+    locations
+        .iter()
+        .map(|r| format!("[[registry]]\nlocation = \"{r}\"\ninsecure = true\n"))
+        .collect()
 }
 
 impl DaemonBuilder {
@@ -87,6 +64,24 @@ impl DaemonBuilder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.to_string(), value.to_string()));
         self
+    }
+
+    /// Pulls as `registries_conf` (registries.conf) and `policy` (policy.json) say, both
+    /// written beside the config file and named in the drop-in `10-images.toml`, whose
+    /// `[image]` table also gets the `extra` keys.
+    pub fn images(mut self, registries_conf: &str, policy: &str, extra: &str) -> Self {
+        self.images = Some(Images {
+            registries_conf: registries_conf.to_string(),
+            policy: policy.to_string(),
+            extra: extra.to_string(),
+        });
+        self
+    }
+
+    /// Pulls from the fixture registry over plain HTTP and trusts every image.
+    pub fn trusting_fixture_registry(self) -> Self {
+        let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
+        self.images(&insecure_registries(&[&registry]), ACCEPT_ANYTHING, "")
     }
 
     /// The test binds the CRI socket and hands it to every start of the daemon as a
@@ -125,7 +120,24 @@ impl DaemonBuilder {
             ));
         }
         std::fs::write(&config_path, text).unwrap();
-        for (name, toml) in &self.drop_ins {
+        let mut drop_ins = self.drop_ins;
+        if let Some(images) = &self.images {
+            let etc = config_path.parent().unwrap();
+            let registries = etc.join("registries.conf");
+            let policy = etc.join("policy.json");
+            std::fs::write(&registries, &images.registries_conf).unwrap();
+            std::fs::write(&policy, &images.policy).unwrap();
+            drop_ins.push((
+                "10-images.toml".to_string(),
+                format!(
+                    "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n{}\n",
+                    registries.display().to_string(),
+                    policy.display().to_string(),
+                    images.extra
+                ),
+            ));
+        }
+        for (name, toml) in &drop_ins {
             let path = dir.join("etc/criox.conf.d").join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, toml).unwrap();
@@ -173,6 +185,7 @@ impl Daemon {
             args: Vec::new(),
             envs: Vec::new(),
             socket_activated: false,
+            images: None,
         }
     }
 
@@ -194,10 +207,10 @@ impl Daemon {
                 let mut sh = Command::new("sh");
                 sh.arg("-c")
                     .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"")
-                    .arg(BIN);
+                    .arg(criox_bin());
                 sh
             }
-            None => Command::new(BIN),
+            None => Command::new(criox_bin()),
         };
         command
             .arg("--config")
@@ -272,13 +285,28 @@ impl Daemon {
 
     /// Runs `criox ctl --endpoint <socket> ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(criox_bin())
             .arg("ctl")
             .arg("--endpoint")
             .arg(&self.socket)
             .args(args)
             .output()
             .expect("run criox ctl")
+    }
+
+    /// PullImage of `image`; the image reference on success.
+    pub async fn pull(&self, image: &str) -> Result<String, tonic::Status> {
+        self.images()
+            .await
+            .pull_image(criox_proto::v1::PullImageRequest {
+                image: Some(criox_proto::v1::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().image_ref)
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -304,7 +332,7 @@ impl Daemon {
     /// left, as a failing one does: monitors and container processes outlive the daemon.
     fn remove_leftover_pods(&self) {
         let ctl = |args: &[&str]| {
-            Command::new(BIN)
+            Command::new(criox_bin())
                 .args(["ctl", "--timeout", "20", "--endpoint"])
                 .arg(&self.socket)
                 .args(args)
@@ -352,24 +380,6 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitS
     }
 }
 
-/// Lazily unmounts every mount point at or below `dir`, deepest first.
-pub fn unmount_below(dir: &Path) {
-    let mut points = mounts_below(dir);
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for point in points {
-        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Mount points at or below `dir`, from /proc/self/mountinfo.
-pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    criox_runtime::mountinfo::current()
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|p| p.starts_with(dir))
-        .collect()
-}
-
 pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     let socket = socket.to_path_buf();
     Endpoint::try_from("http://[::1]:50051")
@@ -379,170 +389,4 @@ pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
         }))
         .await
-}
-
-/// True when `path` is a unix socket.
-pub fn is_socket(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}
-
-/// A daemon whose registries configuration trusts the fixture registry (plain HTTP) and
-/// whose policy accepts anything, with `image` pulled; `config` is added to its config
-/// file. Keep the returned directory (it holds those files) as long as the daemon.
-pub async fn daemon_with_image(image: &str, config: &str) -> (Daemon, tempfile::TempDir) {
-    let registry = fixtures()["CRIOX_TEST_REGISTRY"].clone();
-    let conf = tempfile::Builder::new().prefix("cxreg").tempdir().unwrap();
-    let registries = conf.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
-    )
-    .unwrap();
-    let policy = conf.path().join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::builder()
-        .config(config)
-        .drop_in(
-            "10-images.toml",
-            &format!(
-                "[image]\nregistries_config = {:?}\nsignature_policy = {:?}\n",
-                registries.display().to_string(),
-                policy.display().to_string()
-            ),
-        )
-        .start()
-        .await;
-    daemon
-        .images()
-        .await
-        .pull_image(criox_proto::v1::PullImageRequest {
-            image: Some(criox_proto::v1::ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("pull {image}: {e}"));
-    (daemon, conf)
-}
-
-/// The busybox image the fixtures pushed to the loopback registry.
-pub fn busybox_image() -> String {
-    fixtures()["CRIOX_TEST_IMAGE_BUSYBOX"].clone()
-}
-
-/// A busybox container config running `command`, logging to `<name>.log` in the pod's log
-/// directory.
-pub fn busybox_container(name: &str, command: &[&str]) -> criox_proto::v1::ContainerConfig {
-    use criox_proto::v1::*;
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: busybox_image(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
-}
-
-/// CreateContainer, expected to succeed; returns the container's id.
-pub async fn create_container(
-    rt: &mut RuntimeServiceClient<Channel>,
-    pod: &str,
-    pod_config: &criox_proto::v1::PodSandboxConfig,
-    config: criox_proto::v1::ContainerConfig,
-) -> String {
-    rt.create_container(criox_proto::v1::CreateContainerRequest {
-        pod_sandbox_id: pod.to_string(),
-        config: Some(config),
-        sandbox_config: Some(pod_config.clone()),
-    })
-    .await
-    .expect("CreateContainer")
-    .into_inner()
-    .container_id
-}
-
-/// StartContainer, expected to succeed.
-pub async fn start_container(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
-    rt.start_container(criox_proto::v1::StartContainerRequest {
-        container_id: id.to_string(),
-    })
-    .await
-    .expect("StartContainer");
-}
-
-/// CreateContainer and StartContainer, both expected to succeed.
-pub async fn run_container(
-    rt: &mut RuntimeServiceClient<Channel>,
-    pod: &str,
-    pod_config: &criox_proto::v1::PodSandboxConfig,
-    config: criox_proto::v1::ContainerConfig,
-) -> String {
-    let id = create_container(rt, pod, pod_config, config).await;
-    start_container(rt, &id).await;
-    id
-}
-
-/// Pids of processes whose command line names `path` (a daemon's monitors name its state
-/// directory).
-pub fn processes_naming(path: &Path) -> Vec<i32> {
-    let needle = path.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .collect()
-}
-
-/// The pid a stalled helper script wrote to `path`, waiting up to ten seconds for it. The
-/// file appears before the shell has written the pid into it.
-pub async fn wait_for_pid_file(path: &Path) -> Option<i32> {
-    for _ in 0..500 {
-        let pid = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok());
-        if pid.is_some() {
-            return pid;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-/// The streaming URL of an Exec of `cmd` in container `id`: stdout always, stderr apart
-/// unless a terminal merges them.
-pub async fn exec_url(
-    rt: &mut RuntimeServiceClient<Channel>,
-    id: &str,
-    cmd: &[&str],
-    stdin: bool,
-    tty: bool,
-) -> String {
-    rt.exec(criox_proto::v1::ExecRequest {
-        container_id: id.to_string(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        tty,
-        stdin,
-        stdout: true,
-        stderr: !tty,
-    })
-    .await
-    .expect("Exec")
-    .into_inner()
-    .url
 }

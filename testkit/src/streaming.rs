@@ -1,31 +1,34 @@
-//! Shared pieces of the streaming tests: the independent Go client, and `criox
-//! streaming-host` (the streaming server over host processes) driven by JSON lines.
-
-#![allow(dead_code)]
+//! Shared pieces of the streaming tests: the independent Go client, and
+//! `criox-streaming-host` (the streaming server over host processes) driven by JSON lines.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_criox");
 
 /// Builds hack/streamclient once per test binary (offline, Debian's Go and libraries).
 pub fn streamclient() -> &'static Path {
     static CLIENT: OnceLock<PathBuf> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("streamclient-{}", std::process::id()));
-        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/streamclient/build"))
+        let out = std::env::temp_dir().join(format!("criox-streamclient-{}", std::process::id()));
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/streamclient/build"))
             .arg(&out)
             .status()
             .expect("run hack/streamclient/build (needs golang-go and the Debian Go packages from hack/setup)");
         assert!(status.success(), "building hack/streamclient failed");
         out
     })
+}
+
+/// The streaming server over host processes (testkit/streaming-host), which cargo builds
+/// beside `criox` for the tests.
+pub fn streaming_host_bin() -> PathBuf {
+    std::env::var_os("CARGO_BIN_EXE_criox-streaming-host")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::criox_bin().with_file_name("criox-streaming-host"))
 }
 
 /// Runs the Go client with `args` and `input` on stdin; a client that hangs fails the test.
@@ -45,6 +48,23 @@ pub fn client(args: &[&str], input: &[u8]) -> Output {
     let output = wait_output(child, Duration::from_secs(60));
     let _ = writer.join();
     output
+}
+
+/// Everything `from` yields until its end, gathered by a thread of its own as it comes, so
+/// that a test can look at a client's output while the client still runs.
+pub fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let into = Arc::new(Mutex::new(Vec::new()));
+    let sink = into.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    into
 }
 
 /// Waits for a child with a deadline; kills it (by pid) and panics when it is exceeded.
@@ -83,7 +103,7 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-/// `criox streaming-host`, stopped on drop.
+/// `criox-streaming-host`, stopped on drop.
 pub struct HostServer {
     child: Child,
     stdin: ChildStdin,
@@ -97,14 +117,13 @@ impl HostServer {
     }
 
     pub fn start_with(args: &[&str]) -> HostServer {
-        let mut child = Command::new(BIN)
-            .arg("streaming-host")
+        let mut child = Command::new(streaming_host_bin())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start criox streaming-host");
+            .expect("start criox-streaming-host");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -301,7 +320,7 @@ pub struct Httpd {
 
 impl Httpd {
     pub fn start(ns: &Netns, port: u16, index: &str) -> Httpd {
-        let busybox = busybox();
+        let busybox = crate::busybox_binary();
         let www = tempfile::tempdir().unwrap();
         std::fs::write(www.path().join("index.html"), index).unwrap();
         let listen = format!("127.0.0.1:{port}");
@@ -332,16 +351,6 @@ impl Httpd {
             _www: www,
         }
     }
-}
-
-/// busybox from the fixtures that hack/test prepares.
-pub fn busybox() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_FIXTURES").unwrap_or_else(|_| {
-        panic!("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test, which builds the fixtures")
-    });
-    let busybox = PathBuf::from(dir).join("rootfs/bin/busybox");
-    assert!(busybox.exists(), "no busybox at {}", busybox.display());
-    busybox
 }
 
 /// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.

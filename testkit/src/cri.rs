@@ -1,0 +1,172 @@
+//! CRI calls that many suites make the same way.
+
+use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+use crate::{Daemon, busybox_image};
+
+/// A daemon that pulls from the fixture registry over plain HTTP and trusts every image,
+/// with `image` pulled; `config` is added to its config file.
+pub async fn daemon_with_image(image: &str, config: &str) -> Daemon {
+    let daemon = Daemon::builder()
+        .config(config)
+        .trusting_fixture_registry()
+        .start()
+        .await;
+    daemon
+        .pull(image)
+        .await
+        .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+    daemon
+}
+
+/// A daemon with busybox pulled ([`daemon_with_image`]) and Debian's runc as the `runc`
+/// runtime handler beside the embedded runtime.
+pub async fn daemon_with_busybox() -> Daemon {
+    daemon_with_image(
+        &busybox_image(),
+        "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n",
+    )
+    .await
+}
+
+/// A busybox container config running `command`, logging to `<name>.log` in the pod's log
+/// directory.
+pub fn busybox_container(name: &str, command: &[&str]) -> criox_proto::v1::ContainerConfig {
+    use criox_proto::v1::*;
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: busybox_image(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+/// CreateContainer, expected to succeed; returns the container's id.
+pub async fn create_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_config: &criox_proto::v1::PodSandboxConfig,
+    config: criox_proto::v1::ContainerConfig,
+) -> String {
+    rt.create_container(criox_proto::v1::CreateContainerRequest {
+        pod_sandbox_id: pod.to_string(),
+        config: Some(config),
+        sandbox_config: Some(pod_config.clone()),
+    })
+    .await
+    .expect("CreateContainer")
+    .into_inner()
+    .container_id
+}
+
+/// StartContainer, expected to succeed.
+pub async fn start_container(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
+    rt.start_container(criox_proto::v1::StartContainerRequest {
+        container_id: id.to_string(),
+    })
+    .await
+    .expect("StartContainer");
+}
+
+/// CreateContainer and StartContainer, both expected to succeed.
+pub async fn run_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_config: &criox_proto::v1::PodSandboxConfig,
+    config: criox_proto::v1::ContainerConfig,
+) -> String {
+    let id = create_container(rt, pod, pod_config, config).await;
+    start_container(rt, &id).await;
+    id
+}
+
+/// The streaming URL of an Exec of `cmd` in container `id`: stdout always, stderr apart
+/// unless a terminal merges them.
+pub async fn exec_url(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    stdin: bool,
+    tty: bool,
+) -> String {
+    rt.exec(criox_proto::v1::ExecRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+        stdout: true,
+        stderr: !tty,
+    })
+    .await
+    .expect("Exec")
+    .into_inner()
+    .url
+}
+
+/// ExecSync of `cmd` with a timeout of `timeout` seconds, expected to be answered.
+pub async fn exec_sync(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> criox_proto::v1::ExecSyncResponse {
+    rt.exec_sync(criox_proto::v1::ExecSyncRequest {
+        container_id: id.to_string(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout,
+    })
+    .await
+    .expect("ExecSync")
+    .into_inner()
+}
+
+/// `sh -c script` through ExecSync, expected to exit 0 within 30 s; its stdout.
+pub async fn sh_ok(rt: &mut RuntimeServiceClient<Channel>, id: &str, script: &str) -> String {
+    let out = exec_sync(rt, id, &["sh", "-c", script], 30).await;
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// ContainerStatus, expected to be answered.
+pub async fn container_status(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> criox_proto::v1::ContainerStatus {
+    rt.container_status(criox_proto::v1::ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    })
+    .await
+    .expect("ContainerStatus")
+    .into_inner()
+    .status
+    .expect("a status")
+}
+
+/// The container's status once it has exited, waiting up to ten seconds.
+pub async fn wait_exited(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> criox_proto::v1::ContainerStatus {
+    for _ in 0..1000 {
+        let s = container_status(rt, id).await;
+        if s.state == criox_proto::v1::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("container {id} did not exit");
+}
