@@ -62,14 +62,14 @@ fn main() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if invoked_as == "criox-runc" {
-        std::process::exit(criox_runtime::cli::main(args));
+        std::process::exit(criox_runtime::oci_main(args));
     }
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("oci") => std::process::exit(criox_runtime::cli::main(args[1..].to_vec())),
-        Some("monitor") => std::process::exit(criox_runtime::monitor::main(args[1..].to_vec())),
-        Some(criox_runtime::external::exec_relay::SUBCOMMAND) => std::process::exit(
-            criox_runtime::external::exec_relay::main(args[1..].to_vec()),
-        ),
+        Some("oci") => std::process::exit(criox_runtime::oci_main(args[1..].to_vec())),
+        Some("monitor") => std::process::exit(criox_runtime::monitor_main(args[1..].to_vec())),
+        Some(criox_runtime::EXEC_RELAY_SUBCOMMAND) => {
+            std::process::exit(criox_runtime::exec_relay_main(args[1..].to_vec()))
+        }
         Some(pod_infra::SUBCOMMAND) => std::process::exit(pod_infra::main(args[1..].to_vec())),
         _ => {}
     }

@@ -38,6 +38,19 @@ pub fn kill_exec(pid: i32) {
     }
 }
 
+/// Kills the exec'd process recorded in `pid_file` and its process group, if the runtime
+/// has recorded it yet; returns whether it had. The caller then waits for the runtime's
+/// exec command to reap it, polling every [`POLL`] for at most [`REAP_LIMIT`].
+pub fn kill_recorded_exec(pid_file: &Path) -> bool {
+    match recorded_pid(pid_file) {
+        Some(pid) => {
+            kill_exec(pid);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Kills the exec'd process recorded in `pid_file` (waiting for the runtime to record it)
 /// and waits up to `limit` for `relay`, its parent, to reap it and exit; a relay still
 /// there then is killed. Returns the relay's exit status.

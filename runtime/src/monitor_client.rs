@@ -22,12 +22,6 @@ pub fn monitor_pid(state_dir: &Path) -> Option<i32> {
     monitor_process(state_dir).map(|p| p.pid)
 }
 
-/// Whether `pid` exists and has not ended (a zombie has). For a recorded process, whose
-/// pid may have been reused, use [`ProcessId::is_alive`].
-pub fn process_running(pid: i32) -> bool {
-    crate::process::pid_running(pid)
-}
-
 /// Waits until the exit record appears; `None` after `timeout` (or never with `None`).
 /// While the monitor runs this sleeps on its socket, which the monitor closes right after
 /// writing the record; without a monitor it polls.

@@ -102,13 +102,6 @@ impl ProcessId {
     }
 }
 
-/// True when a process `pid` exists and has not ended, whoever it is. Only for pids whose
-/// process cannot have been reaped yet (our own children); a recorded pid needs a
-/// [`ProcessId`].
-pub fn pid_running(pid: i32) -> bool {
-    stat(pid).is_some_and(|s| !ended(s.state))
-}
-
 /// The form kept in pid files: `<pid> <start time>`.
 impl fmt::Display for ProcessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,6 +133,11 @@ mod tests {
     use super::*;
     use std::process::Command;
     use std::time::Duration;
+
+    /// True when a process `pid` exists and has not ended, whoever it is.
+    fn pid_running(pid: i32) -> bool {
+        stat(pid).is_some_and(|s| !ended(s.state))
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {

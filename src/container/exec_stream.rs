@@ -62,28 +62,25 @@ impl Drop for ExecProcess {
             // Outside the runtime (the daemon is going down): the process is killed all
             // the same; the exec command is killed when it is dropped.
             Err(_) => {
-                if let Some(pid) = criox_runtime::exec_kill::recorded_pid(&self.pid_file) {
-                    criox_runtime::exec_kill::kill_exec(pid);
-                }
+                criox_runtime::kill_recorded_exec(&self.pid_file);
             }
         }
     }
 }
 
 /// Kills the exec'd process and waits for the exec command to reap it and exit; see
-/// [`criox_runtime::exec_kill`].
+/// [`criox_runtime::kill_recorded_exec`].
 async fn end_exec(child: &mut tokio::process::Child, pid_file: &std::path::Path) {
-    use criox_runtime::exec_kill::{POLL, REAP_LIMIT, kill_exec, recorded_pid};
+    use criox_runtime::{EXEC_POLL, EXEC_REAP_LIMIT, kill_recorded_exec};
     use tokio::time::{Instant, timeout, timeout_at};
-    let deadline = Instant::now() + REAP_LIMIT;
+    let deadline = Instant::now() + EXEC_REAP_LIMIT;
     // The runtime records the pid once the process runs; an exec command that ends
     // before then started nothing.
     while Instant::now() < deadline {
-        if let Some(pid) = recorded_pid(pid_file) {
-            kill_exec(pid);
+        if kill_recorded_exec(pid_file) {
             break;
         }
-        if timeout(POLL, child.wait()).await.is_ok() {
+        if timeout(EXEC_POLL, child.wait()).await.is_ok() {
             return;
         }
     }

@@ -40,7 +40,7 @@ impl ContainerManager {
                 oom_killed: exit.oom_killed,
                 unknown: false,
             },
-            _ if criox_runtime::monitor_client::monitor_pid(&self.state_dir(id)).is_some() => {
+            _ if criox_runtime::monitor_pid(&self.state_dir(id)).is_some() => {
                 return None;
             }
             _ => Exit {

@@ -10,14 +10,12 @@ impl ContainerManager {
         let record = self.running_record(id)?;
         let state_dir = self.state_dir(&record.id);
         let reopen_id = record.id.clone();
-        tokio::task::spawn_blocking(move || {
-            criox_runtime::monitor_client::reopen_log(&reopen_id, &state_dir)
-        })
-        .await
-        .map_err(|e| ContainerError::Internal {
-            id: record.id.clone(),
-            message: format!("reopen task failed: {e}"),
-        })??;
+        tokio::task::spawn_blocking(move || criox_runtime::reopen_log(&reopen_id, &state_dir))
+            .await
+            .map_err(|e| ContainerError::Internal {
+                id: record.id.clone(),
+                message: format!("reopen task failed: {e}"),
+            })??;
         Ok(())
     }
 }

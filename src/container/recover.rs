@@ -21,7 +21,7 @@ impl ContainerManager {
                 }
                 State::Created | State::Running => {
                     let state_dir = self.state_dir(&record.id);
-                    match criox_runtime::monitor_client::monitor_pid(&state_dir) {
+                    match criox_runtime::monitor_pid(&state_dir) {
                         Some(pid) => self.watch_exit(&record.id, pid),
                         None => {
                             self.record_exit(&record.id);

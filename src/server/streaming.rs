@@ -129,12 +129,11 @@ impl StreamingRuntime for DaemonContainers {
             let dir = self.containers.monitor_dir(&record.id);
             let stdin = io.stdin.is_some() && record.stdin;
             let id = record.id.clone();
-            let stream = tokio::task::spawn_blocking(move || {
-                criox_runtime::monitor_client::attach(&id, &dir, stdin)
-            })
-            .await
-            .map_err(|e| RuntimeError::Failed(e.to_string()))?
-            .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+            let stream =
+                tokio::task::spawn_blocking(move || criox_runtime::attach(&id, &dir, stdin))
+                    .await
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?;
             relay::attach(stream, io).await
         })
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criox_runtime::{ExitRecord, LaunchRequest, Launched, Runtime, monitor_client};
+use criox_runtime::{ExitRecord, LaunchRequest, Launched, Runtime};
 use serde_json::{Value, json};
 
 pub const RUNC: &str = "/usr/sbin/runc";
@@ -124,7 +124,7 @@ impl Env {
     }
 
     pub fn wait_exit(&self, id: &str) -> ExitRecord {
-        monitor_client::wait_exit(&self.state_dir(id), Some(Duration::from_secs(60)))
+        criox_runtime::wait_exit(&self.state_dir(id), Some(Duration::from_secs(60)))
             .unwrap_or_else(|| panic!("{id}: no exit record within 60s"))
     }
 

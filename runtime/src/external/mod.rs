@@ -34,10 +34,6 @@ impl External {
         self
     }
 
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
-
     /// The command with the global options set; callers append the verb and its options.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);

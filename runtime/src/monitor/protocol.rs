@@ -10,7 +10,8 @@
 //! input, [`CLOSE_STDIN`] (empty) closes the container's stdin when it was launched with
 //! stdin_once, [`RESIZE`] carries rows and cols as two big-endian u16.
 
-use std::io::{Read, Write};
+#[cfg(test)]
+use std::io::Read;
 
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
@@ -27,12 +28,10 @@ pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes one frame to a blocking stream.
-pub fn write_frame(w: &mut impl Write, kind: u8, data: &[u8]) -> std::io::Result<()> {
-    w.write_all(&frame(kind, data))
-}
-
-/// Reads one frame from a blocking stream; `None` at end of stream.
+/// Reads one frame from a blocking stream; `None` at end of stream. The monitor and the
+/// daemon read frames from non-blocking sockets with [`take_frames`]; this reads what
+/// they wrote, in tests.
+#[cfg(test)]
 pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
     let mut head = [0u8; 5];
     match r.read_exact(&mut head) {
