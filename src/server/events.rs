@@ -1,16 +1,22 @@
 //! GetContainerEvents: the stream of container lifecycle events the kubelet's evented
 //! PLEG follows, each with the pod's and its containers' statuses at that moment.
 
+use std::pin::Pin;
+
 use criox_proto::v1::*;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::CriServer;
 use super::containers::to_status;
-use super::runtime::ContainerEventStream;
 use crate::container::events::{ContainerEvent, EventKind};
 use crate::container::record::Filter;
+
+/// The response stream of GetContainerEvents, as the generated RuntimeService names it.
+pub type ContainerEventStream =
+    Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
 pub async fn get_container_events(
     server: &CriServer,

@@ -1,18 +1,13 @@
 //! The RuntimeService trait impl: each RPC gets its span and, when it changes state, its
 //! own task (see `edge`), then goes to its area's handler function.
 
-use std::pin::Pin;
-
 use criox_proto::v1::runtime_service_server::RuntimeService;
 use criox_proto::v1::*;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::edge::{self, Subject};
+use super::events::ContainerEventStream;
 use super::{CriServer, containers, events, pods, runtime_config, stats, status, streaming};
-
-pub type ContainerEventStream =
-    Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RuntimeService for CriServer {
