@@ -1,7 +1,7 @@
 //! Manifests, indexes and image configs come from registries as JSON.
 #![no_main]
 
-use criox_fuzz::{ImageConfig, parse_manifest};
+use criox_fuzz::{OciImageConfig, parse_manifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let _ = parse_manifest(data, header);
     }
-    let _ = ImageConfig::parse(data);
+    let _ = OciImageConfig::parse(data);
 });

@@ -19,7 +19,7 @@ pub mod sigstore;
 #[path = "../../src/storage/unpack.rs"]
 pub mod unpack;
 
-pub use manifest::{ImageConfig, parse as parse_manifest};
+pub use manifest::{OciImageConfig, parse as parse_manifest};
 pub use policy::Policy;
 pub use reference::Reference;
 pub use registries::RegistriesConf;

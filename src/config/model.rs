@@ -23,6 +23,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
+/// The `[image]` table: where pulls find registries, trust policy and certificates. An
+/// image's own config blob is `image::OciImageConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageConfig {

@@ -227,9 +227,11 @@ pub fn select(entries: &[Descriptor], platform: &Platform) -> Result<Descriptor,
         })
 }
 
-/// The image config (OCI image-spec config.json, same field names as Docker's).
+/// An image's config blob (OCI image-spec config.json, same field names as Docker's), read
+/// leniently as registries serve it. Not the `[image]` table of criox.toml
+/// (`config::ImageConfig`); the spec builder gets it as `oci_spec`'s `ImageConfiguration`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ImageConfig {
+pub struct OciImageConfig {
     #[serde(default)]
     pub architecture: String,
     #[serde(default)]
@@ -289,8 +291,8 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
 }
 
-impl ImageConfig {
-    pub fn parse(body: &[u8]) -> Result<ImageConfig, ManifestError> {
+impl OciImageConfig {
+    pub fn parse(body: &[u8]) -> Result<OciImageConfig, ManifestError> {
         serde_json::from_slice(body).map_err(|source| ManifestError::Malformed {
             what: "image config",
             source,

@@ -68,7 +68,7 @@ impl CriServer {
     fn cri_image(
         &self,
         record: &ImageRecord,
-    ) -> Result<(Image, Option<crate::image::ImageConfig>), Status> {
+    ) -> Result<(Image, Option<crate::image::OciImageConfig>), Status> {
         let config = self.images.config(record)?;
         let (uid, username) = user_of(&config.config.user);
         let image = Image {
