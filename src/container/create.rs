@@ -203,6 +203,7 @@ impl ContainerManager {
             mount.image_sub_path.clear();
             mount.readonly = true;
         }
+        super::idmapped::map_volumes(id, &bundle, &mut config, pod)?;
         let config = &config;
         let mut node = self.node.clone();
         node.recursive_read_only = self.recursive_read_only.contains(&handler);
@@ -227,6 +228,7 @@ impl ContainerManager {
                 }
             })?;
         }
+        super::idmapped::map_rootfs(id, &rootfs.target, pod)?;
         for requirement in &built.propagation {
             super::propagation::ensure(requirement)
                 .map_err(|e| invalid("mounts", e.to_string()))?;

@@ -18,6 +18,7 @@ pub mod spec;
 mod create;
 mod exec;
 mod exit;
+pub mod idmapped;
 mod log;
 mod recover;
 mod remove;

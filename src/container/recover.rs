@@ -53,7 +53,9 @@ impl ContainerManager {
                 continue;
             }
             let bundle = entry.path();
-            if Rootfs::new(&bundle).is_mounted(&mounts) {
+            if Rootfs::new(&bundle).is_mounted(&mounts)
+                || crate::storage::idmap::volumes_mounted(&bundle, &mounts)
+            {
                 tracing::warn!(bundle = %bundle.display(), "a bundle without a record has its root filesystem mounted; leaving it");
                 continue;
             }

@@ -91,6 +91,11 @@ impl ContainerManager {
     /// The root filesystem mount and the bundle with the writable layer.
     fn remove_bundle(&self, id: &str) {
         let bundle = self.bundle_dir(id);
+        // The ID-mapped volumes are host directories: they go before anything is deleted.
+        if let Err(e) = crate::storage::idmap::unmount_volumes(&bundle) {
+            tracing::warn!(container = id, error = %e, "cannot unmount ID-mapped volumes");
+            return;
+        }
         if let Err(e) = image_volume::unmount_all(&bundle) {
             tracing::warn!(container = id, error = %e, "cannot unmount image volumes");
             return;

@@ -124,8 +124,8 @@ pub fn kill(pid: i32) {
     }
 }
 
-/// `criox pod-infra --pod-dir D [--cgroup PROCS]... [--net P] [--ipc P] [--uts P]`, or
-/// `criox pod-infra --pid1`.
+/// `criox pod-infra --pod-dir D [--cgroup PROCS]... [--user P] [--net P] [--ipc P]
+/// [--uts P]`, or `criox pod-infra --pid1`.
 pub fn main(args: Vec<OsString>) -> i32 {
     if args.get(1).is_some_and(|a| a == PID1_FLAG) {
         pid1();
@@ -155,6 +155,7 @@ fn launch(args: Vec<OsString>) -> Result<(), String> {
                 cgroups.push(PathBuf::from(value));
                 continue;
             }
+            Some("--user") => CloneFlags::CLONE_NEWUSER,
             Some("--net") => CloneFlags::CLONE_NEWNET,
             Some("--ipc") => CloneFlags::CLONE_NEWIPC,
             Some("--uts") => CloneFlags::CLONE_NEWUTS,

@@ -17,6 +17,7 @@ mod shm;
 mod status;
 mod stop;
 mod teardown;
+pub mod userns;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -92,6 +93,9 @@ pub struct PodSpec {
     /// `linux.security_context.privileged`: privileged containers need it.
     #[serde(default)]
     pub privileged: bool,
+    /// The pod's own user namespace (`userns_options` mode POD); `None`: the host's.
+    #[serde(default)]
+    pub userns: Option<userns::UserNs>,
 }
 
 impl PodSpec {

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
+use super::userns::{self, UserNs};
+
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
     #[error("cannot create pin file {path}: {source}")]
@@ -37,6 +39,17 @@ pub enum NamespaceError {
     Unpin { path: PathBuf, source: nix::Error },
     #[error("namespace thread failed: {0}")]
     Thread(String),
+    #[error("cannot write the id mapping {path}: {source}")]
+    IdMap {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot join the pod's {kind} namespace {path}: {source}")]
+    Join {
+        kind: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
 }
 
 /// Which namespaces a pod gets of its own; the others are the host's.
@@ -54,6 +67,8 @@ pub struct Setup<'a> {
     pub hostname: &'a str,
     /// Namespaced sysctls, already validated against the namespaces requested.
     pub sysctls: &'a BTreeMap<String, String>,
+    /// The pod's user namespace: made first, and owner of the others.
+    pub userns: Option<&'a UserNs>,
 }
 
 /// Pinned paths, one for each namespace that was created.
@@ -62,11 +77,16 @@ pub struct Pinned {
     pub network: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's user namespace (`hostUsers: false`).
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 impl Pinned {
     pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.network, &self.ipc, &self.uts].into_iter().flatten()
+        [&self.network, &self.ipc, &self.uts, &self.user]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -87,6 +107,9 @@ pub fn create(dir: &Path, wanted: Wanted, setup: &Setup<'_>) -> Result<Pinned, N
         flags |= CloneFlags::CLONE_NEWUTS;
         targets.push(("uts", dir.join("uts")));
     }
+    if setup.userns.is_some() {
+        targets.push(("user", dir.join("user")));
+    }
     if targets.is_empty() {
         return Ok(Pinned::default());
     }
@@ -102,7 +125,11 @@ pub fn create(dir: &Path, wanted: Wanted, setup: &Setup<'_>) -> Result<Pinned, N
     }
     let result = std::thread::scope(|scope| {
         scope
-            .spawn(|| unshare_and_pin(flags, &targets, wanted, setup))
+            .spawn(|| match setup.userns {
+                None => unshare_and_pin(flags, &targets, wanted, setup),
+                Some(maps) => userns::make_and_pin(flags, maps, &targets)
+                    .and_then(|()| join_and_set_up(&targets, wanted, setup)),
+            })
             .join()
             .map_err(|_| NamespaceError::Thread("panicked".to_string()))?
     });
@@ -123,7 +150,34 @@ pub fn create(dir: &Path, wanted: Wanted, setup: &Setup<'_>) -> Result<Pinned, N
         network: find("net"),
         ipc: find("ipc"),
         uts: find("uts"),
+        user: find("user"),
     })
+}
+
+/// Enters the pinned net, IPC and UTS namespaces (the daemon's root may: they belong to a
+/// user namespace below its own) and sets them up as [`unshare_and_pin`] does.
+fn join_and_set_up(
+    targets: &[(&str, PathBuf)],
+    wanted: Wanted,
+    setup: &Setup<'_>,
+) -> Result<(), NamespaceError> {
+    for (kind, path) in targets {
+        let (kind, flag) = match *kind {
+            "net" => ("net", CloneFlags::CLONE_NEWNET),
+            "ipc" => ("ipc", CloneFlags::CLONE_NEWIPC),
+            "uts" => ("uts", CloneFlags::CLONE_NEWUTS),
+            _ => continue,
+        };
+        let join = |source| NamespaceError::Join {
+            kind,
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(path)
+            .map_err(|e| join(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        nix::sched::setns(file, flag).map_err(join)?;
+    }
+    set_up(wanted, setup)
 }
 
 /// Runs on its own thread, which ends right after: its namespaces stay alive only
@@ -142,6 +196,12 @@ fn unshare_and_pin(
             .join(","),
         source,
     })?;
+    set_up(wanted, setup)?;
+    pin_thread_namespaces(targets)
+}
+
+/// Hostname, loopback and sysctls of the calling thread's new namespaces.
+fn set_up(wanted: Wanted, setup: &Setup<'_>) -> Result<(), NamespaceError> {
     if wanted.uts && !setup.hostname.is_empty() {
         nix::unistd::sethostname(setup.hostname).map_err(|source| NamespaceError::Hostname {
             hostname: setup.hostname.to_string(),
@@ -159,6 +219,10 @@ fn unshare_and_pin(
             source,
         })?;
     }
+    Ok(())
+}
+
+fn pin_thread_namespaces(targets: &[(&str, PathBuf)]) -> Result<(), NamespaceError> {
     for (kind, target) in targets {
         let source = format!("/proc/thread-self/ns/{kind}");
         nix::mount::mount(
@@ -282,6 +346,7 @@ mod tests {
             &Setup {
                 hostname: "pod-host-a",
                 sysctls: &sysctls,
+                userns: None,
             },
         )
         .unwrap();
@@ -334,6 +399,7 @@ mod tests {
             &Setup {
                 hostname: "",
                 sysctls: &sysctls,
+                userns: None,
             },
         )
         .unwrap_err();

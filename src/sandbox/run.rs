@@ -185,7 +185,9 @@ impl SandboxManager {
         drop(phase);
         if pod.spec.pid_mode == NamespaceMode::Pod {
             let _phase = crate::timeline::phase("infra");
+            // The user namespace first: the others belong to it.
             let joins: Vec<(&str, PathBuf)> = [
+                ("user", pod.paths.namespaces.user.clone()),
                 ("net", pod.paths.namespaces.network.clone()),
                 ("ipc", pod.paths.namespaces.ipc.clone()),
                 ("uts", pod.paths.namespaces.uts.clone()),
@@ -269,6 +271,7 @@ fn make_local(
         &namespaces::Setup {
             hostname,
             sysctls: &spec.sysctls,
+            userns: spec.userns.as_ref(),
         },
     )
     .map_err(|e| e.to_string())?;

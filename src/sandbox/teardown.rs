@@ -86,7 +86,7 @@ fn release_pins_and_cgroup(paths: &PodPaths, cgroup: &PodCgroup) -> Vec<String> 
         errors.push(e.to_string());
     }
     // A crash may have happened between pinning and recording the pins.
-    for kind in ["net", "ipc", "uts", "pid"] {
+    for kind in ["net", "ipc", "uts", "pid", "user"] {
         let _ = namespaces::unpin(&paths.dir.join("ns").join(kind));
     }
     if let Err(e) = cgroup::remove(cgroup) {

@@ -94,6 +94,7 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
             ));
         }
     }
+    super::userns::check_pod(spec)?;
     for (i, port) in spec.port_mappings.iter().enumerate() {
         if !(1..=65535).contains(&port.container_port) {
             return Err(invalid(

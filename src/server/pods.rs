@@ -98,7 +98,7 @@ pub fn pod_status(pod: &Pod) -> PodSandboxStatus {
                     pid: mode_to(pod.spec.pid_mode) as i32,
                     ipc: mode_to(pod.spec.ipc_mode) as i32,
                     target_id: String::new(),
-                    userns_options: None,
+                    userns_options: Some(userns_to(pod.spec.userns.as_ref())),
                 }),
             }),
         }),
@@ -190,6 +190,7 @@ fn spec_from(config: PodSandboxConfig, runtime_handler: String) -> Result<PodSpe
         });
     }
     let limits = pod_limits(linux.resources.as_ref(), linux.overhead.as_ref());
+    let userns = userns_from(options.userns_options.as_ref())?;
     Ok(PodSpec {
         name: meta.name,
         namespace: meta.namespace,
@@ -216,7 +217,54 @@ fn spec_from(config: PodSandboxConfig, runtime_handler: String) -> Result<PodSpe
             .security_context
             .as_ref()
             .is_some_and(|s| s.privileged),
+        userns,
     })
+}
+
+/// `userns_options`: absent is the host's user namespace, as for kubelets that predate it.
+fn userns_from(
+    options: Option<&UserNamespace>,
+) -> Result<Option<sandbox::userns::UserNs>, Invalid> {
+    use sandbox::userns::{IdMap, UsernsMode, parse};
+    let Some(o) = options else {
+        return Ok(None);
+    };
+    let maps = |list: &[IdMapping]| -> Vec<IdMap> {
+        list.iter()
+            .map(|m| IdMap {
+                host_id: m.host_id,
+                container_id: m.container_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    let mode = match NamespaceMode::try_from(o.mode) {
+        Ok(NamespaceMode::Pod) => UsernsMode::Pod,
+        Ok(NamespaceMode::Node) => UsernsMode::Node,
+        _ => UsernsMode::Other(o.mode),
+    };
+    parse(mode, &maps(&o.uids), &maps(&o.gids))
+}
+
+/// The pod's user namespace as `NamespaceOption.userns_options` reports it.
+pub(super) fn userns_to(userns: Option<&sandbox::userns::UserNs>) -> UserNamespace {
+    let map = |m: &sandbox::userns::IdMap| IdMapping {
+        host_id: m.host_id,
+        container_id: m.container_id,
+        length: m.length,
+    };
+    match userns {
+        Some(u) => UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: vec![map(&u.uids)],
+            gids: vec![map(&u.gids)],
+        },
+        None => UserNamespace {
+            mode: NamespaceMode::Node as i32,
+            uids: Vec::new(),
+            gids: Vec::new(),
+        },
+    }
 }
 
 /// The pod's own resources plus its overhead, when the kubelet gives either.
@@ -276,7 +324,7 @@ pub(super) fn metadata(pod: &Pod) -> PodSandboxMetadata {
 
 /// What CreateContainer needs of the pod: namespaces to join, files to mount, cgroup.
 pub(super) fn container_context(pod: &Pod) -> crate::container::spec::PodSpecContext {
-    use crate::container::spec::{PodNamespace, PodPid};
+    use crate::container::spec::{IdRange, PodNamespace, PodPid, PodUserns};
     let joined = |mode: Mode, pinned: &Option<std::path::PathBuf>| match (mode, pinned) {
         (Mode::Node, _) => PodNamespace::Node,
         (_, Some(path)) => PodNamespace::Path(path.clone()),
@@ -306,6 +354,24 @@ pub(super) fn container_context(pod: &Pod) -> crate::container::spec::PodSpecCon
         sysctls: pod.spec.sysctls.clone(),
         runtime_handler: pod.spec.runtime_handler.clone(),
         privileged: pod.spec.privileged,
+        userns: pod
+            .paths
+            .namespaces
+            .user
+            .clone()
+            .zip(pod.spec.userns)
+            .map(|(path, u)| {
+                let range = |m: sandbox::userns::IdMap| IdRange {
+                    host_id: m.host_id,
+                    container_id: m.container_id,
+                    length: m.length,
+                };
+                PodUserns {
+                    path,
+                    uids: range(u.uids),
+                    gids: range(u.gids),
+                }
+            }),
     }
 }
 
@@ -405,6 +471,7 @@ mod tests {
                     network: Some("/run/criox/pods/p1/ns/net".into()),
                     ipc: Some("/run/criox/pods/p1/ns/ipc".into()),
                     uts: Some("/run/criox/pods/p1/ns/uts".into()),
+                    user: None,
                 },
                 pid_namespace: Some("/run/criox/pods/p1/ns/pid".into()),
                 hostname: "/run/criox/pods/p1/hostname".into(),

@@ -69,7 +69,7 @@ fn runtime_handlers(server: &CriServer) -> Vec<RuntimeHandler> {
         name: name.to_string(),
         features: Some(RuntimeHandlerFeatures {
             recursive_read_only_mounts: server.containers.supports_recursive_read_only(config_name),
-            user_namespaces: false,
+            user_namespaces: crate::container::idmapped::user_namespaces_supported(),
         }),
     };
     std::iter::once(handler("", &runtime.default_handler))

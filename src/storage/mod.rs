@@ -2,6 +2,7 @@
 //! lower dirs; the usage figures that ImageFsInfo reports; and containers' overlay root
 //! filesystems over those layers.
 
+pub mod idmap;
 pub mod rootfs;
 pub mod unpack;
 

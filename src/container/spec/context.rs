@@ -37,6 +37,24 @@ pub struct PodSpecContext {
     pub runtime_handler: String,
     /// The pod's `security_context.privileged`: privileged containers need it.
     pub privileged: bool,
+    /// The pod's own user namespace, which every container joins.
+    pub userns: Option<PodUserns>,
+}
+
+/// A pod's user namespace: pinned at `path`, made with these mappings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodUserns {
+    pub path: PathBuf,
+    pub uids: IdRange,
+    pub gids: IdRange,
+}
+
+/// One id mapping, as CRI's IDMapping and the OCI spec's LinuxIdMapping give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub host_id: u32,
+    pub container_id: u32,
+    pub length: u32,
 }
 
 /// What this node and the pod's runtime handler support. [`NodeFacts::detect`] reads the

@@ -29,10 +29,11 @@ use std::path::Path;
 use criox_proto::v1;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxDeviceCgroup, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxDeviceCgroup, LinuxIdMappingBuilder, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
-pub use self::context::{NodeFacts, PodSpecContext};
+pub use self::context::{IdRange, NodeFacts, PodSpecContext, PodUserns};
 use self::error::Result;
 pub use self::error::SpecError;
 pub use self::mounts::PropagationRequirement;
@@ -116,6 +117,7 @@ pub fn build_container_spec(
     let ns = namespaces::plan(
         sc.and_then(|s| s.namespace_options.as_ref()),
         &namespaces::PodNamespaces {
+            user: pod.userns.as_ref(),
             network: &pod.network,
             ipc: &pod.ipc,
             uts: &pod.uts,
@@ -249,6 +251,20 @@ pub fn build_container_spec(
         .sysctl(sysctls);
     if let Some(profile) = seccomp_profile {
         linux_builder = linux_builder.seccomp(profile);
+    }
+    // The namespace is joined by path, so nothing writes these; they say which host ids
+    // the container's root has (runc reads them to own what it creates for the container).
+    if let Some(u) = &pod.userns {
+        let mapping = |r: &IdRange| {
+            LinuxIdMappingBuilder::default()
+                .host_id(r.host_id)
+                .container_id(r.container_id)
+                .size(r.length)
+                .build()
+        };
+        linux_builder = linux_builder
+            .uid_mappings(vec![mapping(&u.uids)?])
+            .gid_mappings(vec![mapping(&u.gids)?]);
     }
     if let Some(p) = &mount_plan.rootfs_propagation {
         linux_builder = linux_builder.rootfs_propagation(p.clone());

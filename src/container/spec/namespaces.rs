@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use criox_proto::v1::{self, NamespaceMode};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType};
 
+use super::context::{IdRange, PodUserns};
 use super::error::{Result, SpecError};
 
 const FIELD: &str = "linux.security_context.namespace_options";
@@ -78,10 +79,62 @@ fn mode(name: &str, value: i32) -> Result<NamespaceMode> {
 }
 
 pub struct PodNamespaces<'a> {
+    /// The pod's user namespace, when it has one of its own.
+    pub user: Option<&'a PodUserns>,
     pub network: &'a PodNamespace,
     pub ipc: &'a PodNamespace,
     pub uts: &'a PodNamespace,
     pub pid: &'a PodPid,
+}
+
+/// The user namespace a container joins: its pod's, whose mappings the container's
+/// `userns_options` (the kubelet repeats the pod's there) must not contradict.
+fn userns<'a>(
+    options: Option<&v1::UserNamespace>,
+    pod: Option<&'a PodUserns>,
+) -> Result<Option<&'a Path>> {
+    let field = format!("{FIELD}.userns_options");
+    let Some(o) = options else {
+        return Ok(pod.map(|p| p.path.as_path()));
+    };
+    let same = |given: &[v1::IdMapping], pod: &IdRange| {
+        given.is_empty()
+            || (given.len() == 1
+                && given[0].host_id == pod.host_id
+                && given[0].container_id == pod.container_id
+                && given[0].length == pod.length)
+    };
+    match (mode("userns_options.mode", o.mode)?, pod) {
+        (NamespaceMode::Node, None) if o.uids.is_empty() && o.gids.is_empty() => Ok(None),
+        (NamespaceMode::Node, Some(_)) => Err(SpecError::invalid(
+            format!("{field}.mode"),
+            "NODE in a pod with its own user namespace: containers share the pod's",
+        )),
+        (NamespaceMode::Pod, Some(p)) => {
+            if !same(&o.uids, &p.uids) {
+                return Err(SpecError::invalid(
+                    format!("{field}.uids"),
+                    "differ from the pod's user namespace mappings",
+                ));
+            }
+            if !same(&o.gids, &p.gids) {
+                return Err(SpecError::invalid(
+                    format!("{field}.gids"),
+                    "differ from the pod's user namespace mappings",
+                ));
+            }
+            Ok(Some(p.path.as_path()))
+        }
+        (NamespaceMode::Pod, None) if o.uids.is_empty() && o.gids.is_empty() => Ok(None),
+        (NamespaceMode::Pod, None) => Err(SpecError::invalid(
+            format!("{field}.uids"),
+            "the pod has no user namespace of its own to map",
+        )),
+        (m, _) => Err(SpecError::invalid(
+            format!("{field}.mode"),
+            format!("{m:?} is not a user namespace mode (POD or NODE)"),
+        )),
+    }
 }
 
 /// `target_pid` is the PID namespace path of the container `target_id` names, resolved by
@@ -96,14 +149,8 @@ pub fn plan(
     let o = options.unwrap_or(&default);
     let mut out = vec![ns(LinuxNamespaceType::Mount, None)?];
 
-    if let Some(userns) = &o.userns_options
-        && mode("userns_options.mode", userns.mode)? != NamespaceMode::Node
-        && (!userns.uids.is_empty() || !userns.gids.is_empty())
-    {
-        return Err(SpecError::invalid(
-            format!("{FIELD}.userns_options"),
-            "user namespaces are not supported",
-        ));
+    if let Some(path) = userns(o.userns_options.as_ref(), pod.user)? {
+        out.push(ns(LinuxNamespaceType::User, Some(path))?);
     }
 
     let host_network = match mode("network", o.network)? {
@@ -185,6 +232,7 @@ mod tests {
         let ipc = PodNamespace::Path("/run/criox/ns/ipc/p".into());
         let uts = PodNamespace::Path("/run/criox/ns/uts/p".into());
         let pod = PodNamespaces {
+            user: None,
             network: &net,
             ipc: &ipc,
             uts: &uts,
@@ -222,6 +270,7 @@ mod tests {
     #[test]
     fn node_modes_leave_namespaces_out() {
         let pod = PodNamespaces {
+            user: None,
             network: &PodNamespace::Node,
             ipc: &PodNamespace::Node,
             uts: &PodNamespace::Node,
@@ -248,6 +297,7 @@ mod tests {
     #[test]
     fn container_and_target_pid() {
         let pod = PodNamespaces {
+            user: None,
             network: &PodNamespace::New,
             ipc: &PodNamespace::New,
             uts: &PodNamespace::New,
@@ -290,6 +340,7 @@ mod tests {
     #[test]
     fn user_namespaces_with_mappings_are_refused() {
         let pod = PodNamespaces {
+            user: None,
             network: &PodNamespace::New,
             ipc: &PodNamespace::New,
             uts: &PodNamespace::New,

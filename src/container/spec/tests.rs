@@ -30,6 +30,7 @@ pub fn pod() -> PodSpecContext {
         sysctls: BTreeMap::new(),
         runtime_handler: "runc".into(),
         privileged: false,
+        userns: None,
     }
 }
 
