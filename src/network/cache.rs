@@ -55,6 +55,24 @@ pub fn write(
     Ok(())
 }
 
+/// Flushes an entry written without `sync` to disk; no entry is nothing to flush.
+pub fn flush(dir: &Path, id: &str) -> Result<(), NetworkError> {
+    let target = path(dir, id);
+    let err = |source| NetworkError::Cache {
+        action: "flush",
+        path: target.clone(),
+        source,
+    };
+    match std::fs::File::open(&target) {
+        Ok(file) => file.sync_all().map_err(err)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
+}
+
 pub fn read(dir: &Path, id: &str) -> Result<Option<CachedAttachment>, NetworkError> {
     let target = path(dir, id);
     match std::fs::read(&target) {

@@ -129,7 +129,9 @@ impl NetworkManager {
     }
 
     /// Runs ADD through the whole list and returns the pod's IPs. On failure the plugins
-    /// that ran are undone with DEL, so nothing is left allocated.
+    /// that ran are undone with DEL, so nothing is left allocated. The cached result is
+    /// not flushed to disk: the caller does that with [`NetworkManager::flush`] before it
+    /// answers, beside its own record's flush, so that the two disk flushes overlap.
     pub async fn attach(&self, pod: &PodAttachment<'_>) -> Result<Vec<IpAddr>, NetworkError> {
         let phase = crate::timeline::phase("cni_conf_load");
         let list = self.current()?;
@@ -151,7 +153,7 @@ impl NetworkManager {
                 let ips = result::pod_ips(&result, POD_IFNAME);
                 let cached = CachedAttachment { result, ..cached };
                 let _phase = crate::timeline::phase("cni_cache_write_result");
-                cache::write(&self.cache_dir, pod.id, &cached, true)?;
+                cache::write(&self.cache_dir, pod.id, &cached, false)?;
                 self.checks.record(pod.id, Ok(()));
                 Ok(ips)
             }
@@ -163,6 +165,12 @@ impl NetworkManager {
                 Err(e)
             }
         }
+    }
+
+    /// Flushes the pod's cached ADD to disk: the IPAM allocations it releases outlive a
+    /// power loss.
+    pub fn flush(&self, id: &str) -> Result<(), NetworkError> {
+        cache::flush(&self.cache_dir, id)
     }
 
     /// DEL with the configuration the ADD used; without a cached ADD there is nothing to

@@ -90,7 +90,23 @@ impl SandboxManager {
                 pod.phase = Phase::Created;
                 pod.state = PodState::Ready;
                 let _phase = crate::timeline::phase("record_ready");
-                if let Err(e) = self.save(&pod, true) {
+                // The CNI cache entry is flushed on another thread while this one flushes
+                // the record: side by side, the disk syncs cost about one.
+                let network = std::sync::Arc::clone(&self.network);
+                let flush_id = id.clone();
+                let flush = tokio::task::spawn_blocking(move || network.flush(&flush_id));
+                let saved = self.save(&pod, true);
+                let flushed = match flush.await {
+                    Ok(result) => result.map_err(|source| SandboxError::Network {
+                        id: id.clone(),
+                        source,
+                    }),
+                    Err(e) => Err(SandboxError::Setup {
+                        id: id.clone(),
+                        message: format!("flush thread failed: {e}"),
+                    }),
+                };
+                if let Err(e) = saved.and(flushed) {
                     self.abandon(&mut pod).await;
                     return Err(e);
                 }
@@ -150,6 +166,55 @@ impl SandboxManager {
         result.map_err(&setup_err)?;
         tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "namespaces, files and /dev/shm ready");
 
+        // The cgroup and the infra process are made while the CNI plugins run: ADD needs
+        // only the pinned network namespace, and neither side touches what the other makes.
+        let netns = pod.paths.namespaces.network.clone();
+        let spec = pod.spec.clone();
+        let network = async {
+            let Some(netns) = netns else {
+                return Ok(Vec::new());
+            };
+            let attachment = PodAttachment {
+                id: &id,
+                name: &spec.name,
+                namespace: &spec.namespace,
+                uid: &spec.uid,
+                netns: &netns,
+                port_mappings: &spec.port_mappings,
+                bandwidth,
+                dns: spec.dns.as_ref(),
+            };
+            crate::timeline::timed("network", self.network.attach(&attachment))
+                .await
+                .map_err(|source| SandboxError::Network {
+                    id: id.clone(),
+                    source,
+                })
+        };
+        let (local, ips) = tokio::join!(self.cgroup_and_infra(pod), network);
+        // On either failure the caller's teardown releases what the other side made.
+        local?;
+        pod.ips = ips?;
+        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "cgroup, infra process and network ready");
+
+        let _phase = crate::timeline::phase("hosts_file");
+        files::write_hosts(
+            &pod.paths.hosts,
+            pod.spec.network_mode == NamespaceMode::Node,
+            &pod.hostname,
+            &pod.ips,
+        )
+        .map_err(|e| setup_err(format!("write {}: {e}", pod.paths.hosts.display())))?;
+        Ok(())
+    }
+
+    /// The pod's cgroup and, with a shared PID namespace, its infra process.
+    async fn cgroup_and_infra(&self, pod: &mut Pod) -> Result<(), SandboxError> {
+        let id = pod.id.clone();
+        let setup_err = |message: String| SandboxError::Setup {
+            id: id.clone(),
+            message,
+        };
         let parent = if pod.spec.cgroup_parent.is_empty() {
             format!("{DEFAULT_CGROUP_PARENT}/{}", pod.id)
         } else {
@@ -221,35 +286,6 @@ impl SandboxManager {
             namespaces::pin_pid_namespace(pid, &pin).map_err(&setup_err)?;
             pod.paths.pid_namespace = Some(pin);
         }
-        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "cgroup and infra process ready");
-
-        if let Some(netns) = pod.paths.namespaces.network.clone() {
-            let attachment = PodAttachment {
-                id: &pod.id,
-                name: &pod.spec.name,
-                namespace: &pod.spec.namespace,
-                uid: &pod.spec.uid,
-                netns: &netns,
-                port_mappings: &pod.spec.port_mappings,
-                bandwidth,
-                dns: pod.spec.dns.as_ref(),
-            };
-            pod.ips = crate::timeline::timed("network", self.network.attach(&attachment))
-                .await
-                .map_err(|source| SandboxError::Network {
-                    id: pod.id.clone(),
-                    source,
-                })?;
-        }
-        tracing::debug!(pod = %pod.id, elapsed = ?started.elapsed(), "network attached");
-        let _phase = crate::timeline::phase("hosts_file");
-        files::write_hosts(
-            &pod.paths.hosts,
-            pod.spec.network_mode == NamespaceMode::Node,
-            &pod.hostname,
-            &pod.ips,
-        )
-        .map_err(|e| setup_err(format!("write {}: {e}", pod.paths.hosts.display())))?;
         Ok(())
     }
 }

@@ -35,7 +35,9 @@ impl SandboxManager {
         if changed {
             pod.state = PodState::NotReady;
             let _phase = crate::timeline::phase("record");
-            self.save(pod, true)?;
+            // Not flushed: a power loss ends the pod's processes and network as well, and
+            // the start-up after it finds the pod not ready whatever its record says.
+            self.save(pod, false)?;
         }
         Ok(())
     }
