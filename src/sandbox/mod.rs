@@ -10,6 +10,7 @@ mod files;
 pub mod infra;
 mod list;
 mod namespaces;
+mod quantity;
 mod recover;
 mod remove;
 mod run;

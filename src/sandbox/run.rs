@@ -8,7 +8,7 @@ use super::teardown::{Depth, cleanup_dir};
 use super::{
     DEFAULT_CGROUP_PARENT, EGRESS_BANDWIDTH, INGRESS_BANDWIDTH, Invalid, NamespaceMode, Phase, Pod,
     PodCgroup, PodPaths, PodSpec, PodState, SHM_SIZE_ANNOTATION, SandboxError, SandboxManager,
-    cgroup, files, infra, namespaces, shm, validate,
+    cgroup, files, infra, namespaces, quantity, shm, validate,
 };
 use crate::ids::{new_id, now_ns};
 use crate::network::{Bandwidth, PodAttachment};
@@ -32,10 +32,16 @@ impl SandboxManager {
             }));
         }
         let shm_size = match spec.annotations.get(SHM_SIZE_ANNOTATION) {
-            Some(text) => shm::parse_size(text).ok_or_else(|| Invalid {
-                field: format!("config.annotations[{SHM_SIZE_ANNOTATION}]"),
-                message: format!("{text:?} is not a size"),
-            })?,
+            Some(text) => quantity::parse(text)
+                .map_err(|e| format!("not a size such as 64Mi: {e}"))
+                .and_then(|size| match size {
+                    0 => Err("a /dev/shm of 0 bytes".to_string()),
+                    size => Ok(size),
+                })
+                .map_err(|message| Invalid {
+                    field: format!("config.annotations[{SHM_SIZE_ANNOTATION}]"),
+                    message,
+                })?,
             None => shm::DEFAULT_SIZE,
         };
         let bandwidth = bandwidth(&spec.annotations)?;
@@ -331,9 +337,9 @@ fn bandwidth(annotations: &BTreeMap<String, String>) -> Result<Option<Bandwidth>
     let parse = |key: &str| -> Result<u64, Invalid> {
         match annotations.get(key) {
             None => Ok(0),
-            Some(text) => parse_quantity(text).ok_or_else(|| Invalid {
+            Some(text) => quantity::parse(text).map_err(|e| Invalid {
                 field: format!("config.annotations[{key}]"),
-                message: format!("{text:?} is not a bandwidth such as 10M"),
+                message: format!("not a bandwidth such as 10M (bits per second): {e}"),
             }),
         }
     };
@@ -351,27 +357,6 @@ fn bandwidth(annotations: &BTreeMap<String, String>) -> Result<Option<Bandwidth>
         egress_rate: egress,
         egress_burst: burst(egress),
     }))
-}
-
-/// A Kubernetes quantity in decimal units (`10M`, `1G`, `500k`, `1000`).
-fn parse_quantity(text: &str) -> Option<u64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
 
 /// A hostname made from the pod name when the kubelet gives none.
@@ -406,6 +391,9 @@ mod tests {
         annotations.insert(INGRESS_BANDWIDTH.to_string(), "10M".to_string());
         let bw = bandwidth(&annotations).unwrap().unwrap();
         assert_eq!((bw.ingress_rate, bw.egress_rate), (10_000_000, 0));
+        annotations.insert(EGRESS_BANDWIDTH.to_string(), "1.5Mi".to_string());
+        let bw = bandwidth(&annotations).unwrap().unwrap();
+        assert_eq!(bw.egress_rate, 3 << 19);
         annotations.insert(EGRESS_BANDWIDTH.to_string(), "fast".to_string());
         assert!(bandwidth(&annotations).is_err());
     }

@@ -27,37 +27,9 @@ pub fn unmount(target: &Path) -> Result<(), nix::Error> {
     }
 }
 
-/// A size such as `67108864`, `64m`, `1G`, `512Ki`.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "ki" => 1 << 10,
-        "m" | "mb" | "mi" => 1 << 20,
-        "g" | "gb" | "gi" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(factor).filter(|n| *n > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("64m"), Some(64 << 20));
-        assert_eq!(parse_size("1Gi"), Some(1 << 30));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("12x"), None);
-        assert_eq!(parse_size(""), None);
-    }
 
     #[test]
     fn shm_is_a_sized_tmpfs_and_unmounts_twice() {
