@@ -118,7 +118,18 @@ impl Runtime {
     /// Starts the monitor for `req` without creating the container yet, so that its
     /// start-up overlaps the preparation of the bundle; [`PendingLaunch::create`] goes on.
     pub fn prepare_launch(&self, req: &LaunchRequest) -> Result<PendingLaunch, RuntimeError> {
-        crate::launch::start(&self.exe, &self.choice, &self.root, req)
+        crate::launch::start(&self.exe, &self.choice, &self.root, req, &[])
+    }
+
+    /// [`Runtime::prepare_launch`] with a monitor that first joins the cgroups whose
+    /// `cgroup.procs` files `cgroup_procs` names (a cgroup of its own, away from the
+    /// caller's), before it runs or forks anything.
+    pub fn prepare_launch_in(
+        &self,
+        req: &LaunchRequest,
+        cgroup_procs: &[PathBuf],
+    ) -> Result<PendingLaunch, RuntimeError> {
+        crate::launch::start(&self.exe, &self.choice, &self.root, req, cgroup_procs)
     }
 
     /// Runs the process of a created container.

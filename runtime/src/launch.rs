@@ -31,13 +31,28 @@ pub struct PendingLaunch {
 }
 
 /// Starts the monitor for `req` with `exe monitor …`; it waits for [`PendingLaunch::create`].
+/// The monitor joins the cgroups whose `cgroup.procs` files `join` names before its
+/// program runs, so it and everything it forks live there from the start.
 pub(crate) fn start(
     exe: &Path,
     choice: &RuntimeChoice,
     root: &Path,
     req: &LaunchRequest,
+    join: &[PathBuf],
 ) -> Result<PendingLaunch, RuntimeError> {
     let id = req.id.as_str();
+    // Made before the fork: the child may not allocate.
+    let join: Vec<std::ffi::CString> = join
+        .iter()
+        .map(|p| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| {
+                RuntimeError::InvalidArgument {
+                    id: id.to_string(),
+                    message: format!("cgroup path {} contains a NUL byte", p.display()),
+                }
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let args = MonitorArgs {
         request: req.clone(),
         runtime: choice.clone(),
@@ -65,13 +80,26 @@ pub(crate) fn start(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2) between fork and exec; dup2 leaves the
-    // new descriptors without close-on-exec.
+    // SAFETY: only async-signal-safe calls (dup2, open, write, close) between fork and
+    // exec; dup2 leaves the new descriptors without close-on-exec.
     unsafe {
         cmd.pre_exec(move || {
             for (from, to) in [(report_raw, SYNC_FD), (go_raw, GO_FD)] {
                 if libc::dup2(from, to) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+            }
+            for procs in &join {
+                // "0" is the writing process itself, in v1 and v2 alike.
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(error);
                 }
             }
             Ok(())

@@ -9,9 +9,12 @@
 //! in a transient scope `criox-<id>.scope` in the pod's slice, made through systemd's
 //! D-Bus API ([`systemd`]) with the container's resources as unit properties.
 //!
+//! Container monitors live outside the daemon's cgroup under either driver ([`monitor`]).
+//!
 //! The driver is chosen once, when the daemon starts ([`set`]); everything else asks
 //! [`is_systemd`].
 
+pub mod monitor;
 pub mod systemd;
 
 use std::sync::OnceLock;

@@ -122,6 +122,16 @@ impl ContainerManager {
             }
             other => other,
         };
+        // Its own scope for the monitor, away from the daemon's cgroup (cgroupfs monitors
+        // joined theirs when they started). A monitor left in the daemon's cgroup still
+        // serves its container, until the daemon's cgroup is killed: a warning, not a failure.
+        if let Ok(made) = &made
+            && crate::cgroup_driver::is_systemd()
+            && made.monitor_pid > 0
+            && let Err(e) = crate::cgroup_driver::monitor::scope(&id, made.monitor_pid).await
+        {
+            tracing::warn!(container = %id, error = %e, "the monitor stays in the daemon's cgroup");
+        }
         match made {
             Ok(made) => {
                 let _phase = crate::timeline::phase("record_created");
@@ -178,15 +188,18 @@ impl ContainerManager {
         let phase = crate::timeline::phase("monitor_spawn");
         // The monitor starts up while the root filesystem and the spec are made; it
         // creates nothing until `create` below, and leaves if this returns early.
-        let pending = self.runtime(&handler)?.prepare_launch(&LaunchRequest {
-            id: id.to_string(),
-            bundle: bundle.clone(),
-            state_dir: self.state_dir(id),
-            log_path,
-            stdin: config.stdin,
-            stdin_once: config.stdin_once,
-            terminal: config.tty,
-        })?;
+        let pending = self.runtime(&handler)?.prepare_launch_in(
+            &LaunchRequest {
+                id: id.to_string(),
+                bundle: bundle.clone(),
+                state_dir: self.state_dir(id),
+                log_path,
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
+                terminal: config.tty,
+            },
+            &monitor_cgroup(id),
+        )?;
         drop(phase);
         let phase = crate::timeline::phase("rootfs_mount");
         let rootfs = Rootfs::new(&bundle);
@@ -284,6 +297,19 @@ impl ContainerManager {
             resources,
         })
     }
+}
+
+/// Under the cgroupfs driver: the `cgroup.procs` files of the monitor's own cgroup, which
+/// it joins before it runs. Where cgroups cannot be made (a read-only cgroup filesystem),
+/// the monitor stays in the daemon's cgroup, as before monitor cgroups.
+fn monitor_cgroup(id: &str) -> Vec<PathBuf> {
+    if crate::cgroup_driver::is_systemd() {
+        return Vec::new();
+    }
+    crate::cgroup_driver::monitor::procs(id).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the monitor stays in the daemon's cgroup");
+        Vec::new()
+    })
 }
 
 struct Made {

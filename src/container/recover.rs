@@ -22,7 +22,10 @@ impl ContainerManager {
                 State::Created | State::Running => {
                     let state_dir = self.state_dir(&record.id);
                     match criox_runtime::monitor_pid(&state_dir) {
-                        Some(pid) => self.watch_exit(&record.id, pid),
+                        Some(pid) => {
+                            adopt_monitor(&record.id, pid).await;
+                            self.watch_exit(&record.id, pid);
+                        }
                         None => {
                             self.record_exit(&record.id);
                         }
@@ -32,7 +35,13 @@ impl ContainerManager {
             }
         }
         let this = self.clone();
-        let _ = tokio::task::spawn_blocking(move || this.sweep_orphan_bundles()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            this.sweep_orphan_bundles();
+            if !crate::cgroup_driver::is_systemd() {
+                crate::cgroup_driver::monitor::sweep(|id| this.store.get(id).is_some());
+            }
+        })
+        .await;
     }
 
     /// Removes bundles that no record names. The record of a container being created is
@@ -64,5 +73,21 @@ impl ContainerManager {
                 tracing::warn!(bundle = %bundle.display(), error = %e, "cannot remove bundle");
             }
         }
+    }
+}
+
+/// A live monitor goes to its own cgroup (or scope) if it is not there yet: monitors
+/// started by a daemon that kept them in its own cgroup leave it on the next start.
+async fn adopt_monitor(id: &str, pid: i32) {
+    let result = if crate::cgroup_driver::is_systemd() {
+        crate::cgroup_driver::monitor::scope(id, pid).await
+    } else {
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || crate::cgroup_driver::monitor::adopt(&id, pid))
+            .await
+            .unwrap_or(Ok(()))
+    };
+    if let Err(e) = result {
+        tracing::warn!(container = %id, error = %e, "the monitor stays where it is");
     }
 }

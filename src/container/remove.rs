@@ -35,10 +35,13 @@ impl ContainerManager {
                 message: format!("remove task failed: {e}"),
             })?;
         // systemd lets an emptied scope go by itself; stopping it makes that certain.
-        if crate::cgroup_driver::is_systemd()
-            && let Err(e) = crate::cgroup_driver::remove_container_scope(&id).await
-        {
-            tracing::warn!(container = %id, error = %e, "cannot stop the container's scope");
+        if crate::cgroup_driver::is_systemd() {
+            if let Err(e) = crate::cgroup_driver::remove_container_scope(&id).await {
+                tracing::warn!(container = %id, error = %e, "cannot stop the container's scope");
+            }
+            if let Err(e) = crate::cgroup_driver::monitor::remove_scope(&id).await {
+                tracing::warn!(container = %id, error = %e, "cannot stop the monitor's scope");
+            }
         }
         self.store.remove(&id)?;
         self.locks.forget(&id);
@@ -86,6 +89,12 @@ impl ContainerManager {
             tracing::warn!(container = id, error = %e, "runtime delete failed");
         }
         let _ = std::fs::remove_dir_all(&state_dir);
+        // The monitor is gone or going with the runtime's container.
+        if !crate::cgroup_driver::is_systemd()
+            && let Err(e) = crate::cgroup_driver::monitor::remove(id)
+        {
+            tracing::warn!(container = id, error = %e, "cannot remove the monitor's cgroup");
+        }
     }
 
     /// The root filesystem mount and the bundle with the writable layer.

@@ -53,8 +53,8 @@ pub fn detect() -> Layout {
     }
 }
 
-/// Mount points of every hierarchy a pod cgroup goes in.
-fn hierarchies(layout: Layout) -> Vec<PathBuf> {
+/// Mount points of every hierarchy a pod cgroup (or a monitor's) goes in.
+pub(crate) fn hierarchies(layout: Layout) -> Vec<PathBuf> {
     if layout == Layout::Unified {
         return vec![PathBuf::from(CGROUP_ROOT)];
     }

@@ -5,7 +5,7 @@
 //! is written before each RPC answers, and a pod whose creation was cut short by a crash
 //! is found by its `Creating` phase on the next start and taken apart.
 
-mod cgroup;
+pub(crate) mod cgroup;
 mod files;
 pub mod infra;
 mod list;

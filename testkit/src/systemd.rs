@@ -464,21 +464,58 @@ impl SystemdDaemon {
             pol = d.join("policy.json").display().to_string(),
         );
         std::fs::write(d.join("criox.toml"), config).unwrap();
-        let log = std::fs::File::create(d.join("daemon.log")).unwrap();
-        let child = systemd
-            .command(crate::criox_bin())
-            .arg("--config")
-            .arg(d.join("criox.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn criox under nsenter");
+        let child = Self::spawn_child(systemd, d);
         let mut daemon = SystemdDaemon {
             socket: state.join("criox.sock"),
             dir,
             child,
         };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    fn spawn_child(systemd: &Systemd, dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))
+            .unwrap();
+        systemd
+            .command(crate::criox_bin())
+            .arg("--config")
+            .arg(dir.join("criox.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn criox under nsenter")
+    }
+
+    /// criox's pid (nsenter's child), as the host sees it.
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+            .unwrap_or_default()
+            .split_whitespace()
+            .find_map(|p| p.parse().ok())
+    }
+
+    /// SIGKILL to criox, as a crash (or systemd's kill of its service cgroup) would, then a
+    /// new daemon on the same root and state.
+    pub async fn kill_and_restart(&mut self, systemd: &Systemd) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = Self::spawn_child(systemd, self.dir.path());
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let daemon = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = daemon.child.try_wait().unwrap() {
@@ -504,7 +541,6 @@ impl SystemdDaemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        daemon
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,204 @@
+//! Each container's monitor lives outside the daemon's cgroup, so that whatever ends the
+//! daemon's cgroup (systemd's `KillMode=control-group` on a restart, the OOM killer on the
+//! daemon's memory limit) never reaches a monitor, and through it a container.
+//!
+//! - cgroupfs: `/criox-monitors/<id>` in every hierarchy (v1 controllers, `name=systemd`,
+//!   the unified tree), beside the kubelet's `/kubepods`; the monitor joins it before its
+//!   program runs ([`procs`] feeds the launcher), and it goes when the container does.
+//! - systemd: a transient scope `criox-monitor-<id>.scope` in `system.slice`, as CRI-O
+//!   places conmon, started with the monitor's pid once the monitor has reported.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::sandbox::cgroup::{detect, hierarchies};
+
+/// The cgroup (below each hierarchy's root) that holds one cgroup per monitor.
+pub const PARENT: &str = "criox-monitors";
+/// The slice of monitor scopes under the systemd driver.
+pub const SLICE: &str = "system.slice";
+
+/// How long a monitor cgroup may stay empty before a start-up sweep takes it for an
+/// orphan: every daemon on the host shares [`PARENT`], and another daemon's monitor joins
+/// its cgroup within milliseconds of making it.
+const ORPHAN_AGE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorCgroupError {
+    #[error("container {id}: cannot create the monitor cgroup {path}: {source}")]
+    Create {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {id}: cannot remove the monitor cgroup {path}: {source}")]
+    Remove {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {id}: cannot move monitor {pid} into {path}: {source}")]
+    Join {
+        id: String,
+        pid: i32,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {id}: monitor scope: {message}")]
+    Scope { id: String, message: String },
+}
+
+/// The scope unit of a container's monitor under the systemd driver.
+pub fn scope_name(id: &str) -> String {
+    format!("{}-monitor-{id}.scope", super::SCOPE_PREFIX)
+}
+
+/// The monitor cgroup's directory in every hierarchy it goes in. A v1 cpuset hierarchy is
+/// left out: a new cpuset cgroup has no CPUs to run on until someone assigns some.
+fn dirs(id: &str) -> Vec<PathBuf> {
+    hierarchies(detect())
+        .into_iter()
+        .filter(|h| {
+            let name = h.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.split(',').any(|c| c == "cpuset")
+        })
+        .map(|h| h.join(PARENT).join(id))
+        .collect()
+}
+
+/// cgroupfs: makes the monitor's cgroup in every hierarchy and returns the
+/// `cgroup.procs` files the monitor joins when it starts.
+pub fn procs(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
+    let mut made = Vec::new();
+    for dir in dirs(id) {
+        if let Err(source) = std::fs::create_dir_all(&dir) {
+            for d in &made {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err(MonitorCgroupError::Create {
+                id: id.to_string(),
+                path: dir,
+                source,
+            });
+        }
+        made.push(dir);
+    }
+    Ok(made.into_iter().map(|d| d.join("cgroup.procs")).collect())
+}
+
+/// cgroupfs: moves a monitor that already runs (one started by a daemon without monitor
+/// cgroups) into its cgroup.
+pub fn adopt(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
+    for file in procs(id)? {
+        std::fs::write(&file, pid.to_string()).map_err(|source| MonitorCgroupError::Join {
+            id: id.to_string(),
+            pid,
+            path: file.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// cgroupfs: removes the monitor's cgroup, waiting up to 2 s for a monitor that is still
+/// writing the container's exit on its way out. One that is gone already is fine.
+pub fn remove(id: &str) -> Result<(), MonitorCgroupError> {
+    for dir in dirs(id) {
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(source) => {
+                    return Err(MonitorCgroupError::Remove {
+                        id: id.to_string(),
+                        path: dir,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// cgroupfs, at start-up: removes the monitor cgroups of containers no daemon knows any
+/// more (a crash between a monitor's end and its container's removal): empty ones whose
+/// container `known` does not name and that are older than [`ORPHAN_AGE`]. A cgroup that
+/// still holds a process is never touched (rmdir refuses it).
+pub fn sweep(known: impl Fn(&str) -> bool) -> usize {
+    let mut removed = 0;
+    for hierarchy in hierarchies(detect()) {
+        let Ok(entries) = std::fs::read_dir(hierarchy.join(PARENT)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else { continue };
+            if known(id) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age >= ORPHAN_AGE);
+            let empty = std::fs::read_to_string(entry.path().join("cgroup.procs"))
+                .is_ok_and(|p| p.trim().is_empty());
+            if old && empty && std::fs::remove_dir(entry.path()).is_ok() {
+                tracing::info!(cgroup = %entry.path().display(), "removed an orphaned monitor cgroup");
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// systemd: puts a running monitor in its own scope (a no-op when the scope is up).
+pub async fn scope(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
+    let unit = scope_name(id);
+    let err = |e: super::systemd::SystemdError| MonitorCgroupError::Scope {
+        id: id.to_string(),
+        message: e.to_string(),
+    };
+    if super::systemd::active_state(&unit)
+        .await
+        .map_err(err)?
+        .as_deref()
+        == Some("active")
+    {
+        return Ok(());
+    }
+    super::systemd::start_transient(&unit, Some(SLICE), &[pid as u32], Vec::new())
+        .await
+        .map_err(err)
+}
+
+/// systemd: stops the monitor's scope; one that is gone already is fine.
+pub async fn remove_scope(id: &str) -> Result<(), MonitorCgroupError> {
+    super::systemd::stop(&scope_name(id))
+        .await
+        .map_err(|e| MonitorCgroupError::Scope {
+            id: id.to_string(),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_units_and_cgroups_are_named_per_container() {
+        assert_eq!(scope_name("abc"), "criox-monitor-abc.scope");
+        for dir in dirs("abc") {
+            assert!(dir.ends_with("criox-monitors/abc"), "{dir:?}");
+            assert!(!dir.to_string_lossy().contains("cpuset"), "{dir:?}");
+        }
+    }
+}
