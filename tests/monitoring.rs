@@ -91,8 +91,15 @@ async fn container_stats_follow_cpu_memory_and_the_writable_layer() {
         "dd if=/dev/zero of=/root/blob bs=1M count=10 2>/dev/null; sync",
     )
     .await;
-    let layer_after = stats(&mut rt, &holder).await;
-    let layer = layer_after.writable_layer.unwrap();
+    // A layer's walk stands for a few seconds: the growth shows once it is redone.
+    let mut layer = stats(&mut rt, &holder).await.writable_layer.unwrap();
+    for _ in 0..40 {
+        if value(&layer.used_bytes) >= layer_before + 10 * 1024 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        layer = stats(&mut rt, &holder).await.writable_layer.unwrap();
+    }
     assert!(
         value(&layer.used_bytes) >= layer_before + 10 * 1024 * 1024,
         "writable layer {} after {}",

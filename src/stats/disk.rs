@@ -1,8 +1,15 @@
 //! Bytes and inodes used by a directory tree: a container's writable layer.
+//!
+//! A walk reads every inode of the tree, and the kubelet asks for every container's stats
+//! every few seconds (and metrics scrapers again): a walk's result is kept for
+//! [`FRESH_FOR`] per directory, as cAdvisor keeps its periodic disk usage.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::StatsError;
 
@@ -13,8 +20,74 @@ pub struct Usage {
     pub inodes: u64,
 }
 
-/// Walks `dir` without following symlinks or leaving its file system.
+/// How long a walk's result stands for its directory.
+pub const FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// Results older than this are dropped: their directory is no longer asked about (a
+/// removed container's, say).
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// Walk results by directory, and how many walks were made.
+pub struct WalkCache<T> {
+    entries: Mutex<BTreeMap<PathBuf, (Instant, T)>>,
+    walks: AtomicU64,
+}
+
+impl<T: Clone> WalkCache<T> {
+    pub const fn new() -> Self {
+        WalkCache {
+            entries: Mutex::new(BTreeMap::new()),
+            walks: AtomicU64::new(0),
+        }
+    }
+
+    /// `dir`'s result if one is younger than `max_age`, else `walk`'s (kept when it
+    /// succeeds). The lock is not held during the walk: walks of different directories
+    /// run side by side.
+    pub fn get_or_walk<E>(
+        &self,
+        dir: &Path,
+        max_age: Duration,
+        walk: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let now = Instant::now();
+        if let Ok(entries) = self.entries.lock()
+            && let Some((at, value)) = entries.get(dir)
+            && now.duration_since(*at) < max_age
+        {
+            return Ok(value.clone());
+        }
+        self.walks.fetch_add(1, Ordering::Relaxed);
+        let value = walk()?;
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (at, _)| now.duration_since(*at) < FORGET_AFTER);
+            entries.insert(dir.to_path_buf(), (now, value.clone()));
+        }
+        Ok(value)
+    }
+
+    /// Walks made so far.
+    #[cfg(test)]
+    pub fn walks(&self) -> u64 {
+        self.walks.load(Ordering::Relaxed)
+    }
+}
+
+impl<T: Clone> Default for WalkCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static WRITABLE_LAYERS: WalkCache<Usage> = WalkCache::new();
+
+/// [`walk`]'s result for `dir`, at most [`FRESH_FOR`] old.
 pub fn usage(dir: &Path) -> Result<Usage, StatsError> {
+    WRITABLE_LAYERS.get_or_walk(dir, FRESH_FOR, || walk(dir))
+}
+
+/// Walks `dir` without following symlinks or leaving its file system.
+pub fn walk(dir: &Path) -> Result<Usage, StatsError> {
     let root = std::fs::symlink_metadata(dir).map_err(|source| StatsError::Read {
         path: dir.to_path_buf(),
         source,
@@ -87,16 +160,59 @@ mod tests {
     #[test]
     fn counts_bytes_and_inodes_and_hard_links_once() {
         let dir = tempfile::tempdir().unwrap();
-        let empty = usage(dir.path()).unwrap();
+        let empty = walk(dir.path()).unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/data"), vec![1u8; 1 << 20]).unwrap();
         std::fs::hard_link(dir.path().join("sub/data"), dir.path().join("link")).unwrap();
-        let full = usage(dir.path()).unwrap();
+        let full = walk(dir.path()).unwrap();
         assert_eq!(full.inodes, empty.inodes + 2);
         assert!(full.bytes >= empty.bytes + (1 << 20), "{full:?}");
         assert!(
             full.bytes < empty.bytes + (2 << 20),
             "hard link counted twice: {full:?}"
         );
+    }
+
+    #[test]
+    fn a_walk_stands_for_its_window_and_is_redone_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = WalkCache::new();
+        let first = cache
+            .get_or_walk(dir.path(), Duration::from_secs(3600), || walk(dir.path()))
+            .unwrap();
+        std::fs::write(dir.path().join("data"), vec![1u8; 1 << 20]).unwrap();
+        let second = cache
+            .get_or_walk(dir.path(), Duration::from_secs(3600), || walk(dir.path()))
+            .unwrap();
+        assert_eq!((second, cache.walks()), (first, 1), "walked again");
+        // Once the window has passed (here: no window at all) the tree is walked again.
+        let third = cache
+            .get_or_walk(dir.path(), Duration::ZERO, || walk(dir.path()))
+            .unwrap();
+        assert_eq!(cache.walks(), 2);
+        assert!(third.bytes >= first.bytes + (1 << 20), "{third:?}");
+        // Another directory has a result of its own.
+        let other = tempfile::tempdir().unwrap();
+        cache
+            .get_or_walk(other.path(), Duration::from_secs(3600), || {
+                walk(other.path())
+            })
+            .unwrap();
+        assert_eq!(cache.walks(), 3);
+    }
+
+    #[test]
+    fn writable_layer_usage_is_not_walked_again_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = WRITABLE_LAYERS.walks();
+        let first = usage(dir.path()).unwrap();
+        std::fs::write(dir.path().join("data"), vec![1u8; 1 << 20]).unwrap();
+        let second = usage(dir.path()).unwrap();
+        assert_eq!(
+            second, first,
+            "the second stats call walked the layer again"
+        );
+        // Other tests walk too: at least this test's one walk, not two.
+        assert!(WRITABLE_LAYERS.walks() > before);
     }
 }
