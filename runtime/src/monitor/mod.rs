@@ -9,6 +9,7 @@ pub mod args;
 mod attach;
 mod confine;
 pub mod console;
+mod created;
 pub mod cri_log;
 pub mod exit_record;
 pub mod files;

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
@@ -11,48 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::args::MonitorArgs;
 use super::attach::AttachServer;
-use super::console::{ConsoleError, ConsoleSocket};
-use super::cri_log::{CriLog, CriLogError, Stream};
-use super::exit_record::ExitRecordError;
+use super::console::ConsoleSocket;
+use super::created::{Created, MonitorError};
+use super::cri_log::{CriLog, Stream};
 use super::files;
 use super::supervise;
 use crate::backend::{Backend, BackendError, CreateOptions, Stdio};
 use crate::bundle;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MonitorError {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error("container {id}: {what} {path}: {source}")]
-    Io {
-        id: String,
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("container {id}: {source}")]
-    Console { id: String, source: ConsoleError },
-    #[error("container {id}: {source}")]
-    Log { id: String, source: CriLogError },
-    #[error("container {id}: {source}")]
-    Exit { id: String, source: ExitRecordError },
-    #[error("container {id}: {what}: {source}")]
-    Sys {
-        id: String,
-        what: &'static str,
-        source: nix::Error,
-    },
-    #[error("container {id}: {source}")]
-    Confine {
-        id: String,
-        source: super::confine::ConfineError,
-    },
-    #[error("container {id}: {source}")]
-    RootFlags {
-        id: String,
-        source: super::root_flags::RootFlagsError,
-    },
-}
 
 /// The creation result the monitor writes to its sync descriptor, as one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,17 +46,6 @@ impl CreateReport {
             error: Some(e.to_string()),
         }
     }
-}
-
-/// The container's streams as the monitor holds them.
-pub(super) struct Created {
-    pub(super) pid: i32,
-    pub(super) outputs: Vec<(File, Stream)>,
-    pub(super) stdin: Option<File>,
-    /// The pty master, for resizing.
-    pub(super) terminal: Option<File>,
-    pub(super) log: CriLog,
-    pub(super) attach: AttachServer,
 }
 
 pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {

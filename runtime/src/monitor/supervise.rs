@@ -12,12 +12,12 @@ use nix::unistd::Pid;
 
 use super::args::MonitorArgs;
 use super::attach::Handler;
+use super::created::{Created, MonitorError};
 use super::cri_log::{CriLog, Stream};
 use super::exit_record::ExitRecord;
 use super::files;
 use super::oom::OomWatcher;
 use super::protocol;
-use super::run::{Created, MonitorError};
 use super::stdin::{STDIN_BUFFER, StdinWriter};
 
 /// Everything a client may ask of the monitor.
