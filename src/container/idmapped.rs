@@ -12,12 +12,12 @@ use super::manager::{ContainerError, invalid};
 use super::spec::{IdRange, PodSpecContext};
 use crate::storage::idmap;
 
-/// Whether pods may have user namespaces here: the kernel ID-maps overlay mounts (5.19
-/// and later) and the user namespace's fd can be given to mount_setattr (5.12). Every
-/// handler qualifies: the mounts are made before the runtime sees the bundle, which joins
-/// the pinned namespace by path as runc 1.1 already does.
+/// Whether pods may have user namespaces here. Not yet: this kernel (6.18) refuses
+/// MOUNT_ATTR_IDMAP on an overlay mount itself (EINVAL, measured), so the root filesystem
+/// must be built from ID-mapped layer mounts instead, which is still to be done. Until
+/// then the kubelet is told, and refuses `hostUsers: false` pods before they are made.
 pub fn user_namespaces_supported() -> bool {
-    super::spec::seccomp::kernel_version() >= (5, 19)
+    false
 }
 
 /// Replaces the host path of each mount with mappings by an ID-mapped bind of it in the
