@@ -8,6 +8,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // absent fields take their proto defaults.
         .type_attribute(".", "#[derive(serde::Deserialize, serde::Serialize)]")
         .message_attribute(".", "#[serde(default)]")
+        // `KeyValue.value` became `bytes` in cri-api v0.37; crictl-style configs still
+        // write environment values as plain strings.
+        .field_attribute(
+            ".runtime.v1.KeyValue.value",
+            "#[serde(with = \"crate::text_bytes\")]",
+        )
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

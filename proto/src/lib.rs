@@ -7,6 +7,19 @@ pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
 
+/// Serde for a protobuf `bytes` field that JSON and YAML configs write as text.
+mod text_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&String::from_utf8_lossy(value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        Ok(String::deserialize(deserializer)?.into_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::v1::{ContainerConfig, PodSandboxConfig};
@@ -39,5 +52,14 @@ mod tests {
         .unwrap();
         assert_eq!(ctr.command, ["sleep", "60"]);
         assert_eq!(ctr.image.unwrap().image, "busybox");
+    }
+
+    #[test]
+    fn environment_values_are_text_in_configs() {
+        let ctr: ContainerConfig =
+            serde_json::from_str(r#"{"envs": [{"key": "A", "value": "b c"}]}"#).unwrap();
+        assert_eq!(ctr.envs[0].value, b"b c");
+        let json = serde_json::to_string(&ctr.envs[0]).unwrap();
+        assert_eq!(json, r#"{"key":"A","value":"b c"}"#);
     }
 }

@@ -162,6 +162,25 @@ pub async fn pod_slice(
     Ok(path)
 }
 
+/// Under the systemd driver: sets a pod's slice (given its cgroup path) to new limits
+/// (UpdatePodSandboxResources), as unit properties so that systemd keeps them.
+pub async fn resize_pod_slice(
+    pod_path: &str,
+    limits: &crate::sandbox::PodLimits,
+) -> Result<(), String> {
+    let slice = slice_of_path(pod_path).ok_or_else(|| format!("{pod_path} is not a slice path"))?;
+    let props = systemd::pod_properties(
+        limits.memory_limit,
+        limits.cpu_shares,
+        limits.cpu_quota,
+        limits.cpu_period,
+        cgroup_v2(),
+    );
+    systemd::set_properties(&slice, props)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Puts a pod's infra process in a scope of its own in the pod's slice.
 pub async fn pod_infra_scope(pod_id: &str, pod_path: &str, pid: u32) -> Result<(), String> {
     let slice = slice_of_path(pod_path).ok_or_else(|| format!("{pod_path} is not a slice path"))?;

@@ -199,6 +199,14 @@ pub async fn start_transient(
     }
 }
 
+/// Changes a live unit's properties at runtime (not persisted), as `systemctl
+/// set-property --runtime` does; systemd rewrites the unit's cgroup files to match.
+pub async fn set_properties(unit: &str, properties: Vec<Property>) -> Result<(), SystemdError> {
+    call("SetUnitProperties", unit, &(unit, true, &properties))
+        .await
+        .map(|_| ())
+}
+
 /// Whether systemd still has the job (it drops a job's object when the job ends).
 async fn job_exists(job: &OwnedObjectPath) -> Result<bool, SystemdError> {
     let conn = connection().await?;

@@ -235,12 +235,25 @@ pub async fn inspect(rt: &mut Client, id: String) -> Result<()> {
         })
         .await?
         .into_inner();
-    let mut out = serde_json::json!({ "status": response.status });
+    // The stop signal by name, as the pod spec writes it (`lifecycle.stopSignal`).
+    let stop_signal = response
+        .status
+        .as_ref()
+        .and_then(|s| criox_proto::v1::Signal::try_from(s.stop_signal).ok())
+        .map(signal_name);
+    let mut out = serde_json::json!({ "status": response.status, "stopSignal": stop_signal });
     for (key, value) in response.info {
         out["info"][key] = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// `SIGUSR1`, `SIGRTMIN+3`, `SIGRTMAX-2`, or `RUNTIME_DEFAULT`.
+fn signal_name(signal: criox_proto::v1::Signal) -> String {
+    let name = signal.as_str_name();
+    let name = name.strip_prefix("SIGNAL_").unwrap_or(name);
+    name.replace("PLUS", "+").replace("MINUS", "-")
 }
 
 /// Prints the container's log as its process wrote it, from the CRI log file on this node.

@@ -117,8 +117,10 @@ pub async fn run(args: CtlArgs) -> Result<()> {
 
 async fn run_connected(endpoint: &str, timeout: u64, command: CtlCommand) -> Result<()> {
     let channel = connect(endpoint, Duration::from_secs(timeout)).await?;
-    let mut rt = RuntimeServiceClient::new(channel.clone());
-    let mut im = ImageServiceClient::new(channel);
+    // crictl's and the kubelet's receive limit, rather than tonic's 4 MiB.
+    const MAX_MESSAGE: usize = 16 << 20;
+    let mut rt = RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+    let mut im = ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     match command {
         CtlCommand::Version => runtime::version(&mut rt).await,
         CtlCommand::Info => runtime::info(&mut rt).await,

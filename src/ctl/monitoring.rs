@@ -6,7 +6,7 @@ use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::{
     ContainerEventType, ContainerStatsFilter, GetEventsRequest, ListContainerStatsRequest,
     ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest,
-    PodSandboxStatsFilter, UInt64Value,
+    PodSandboxStatsFilter, PsiData, PsiStats, UInt64Value,
 };
 use tonic::transport::Channel;
 
@@ -48,6 +48,16 @@ fn cpu_percent(nano_cores: &Option<UInt64Value>) -> String {
     }
 }
 
+/// Pressure as `some/full` ten-second averages in percent; `-` where the runtime has none
+/// (cgroup v1) and for a `full` line the kernel does not report.
+fn psi(p: Option<&PsiStats>) -> String {
+    let Some(p) = p else {
+        return "-".to_string();
+    };
+    let avg = |d: Option<&PsiData>| d.map_or("-".to_string(), |d| format!("{:.2}", d.avg10));
+    format!("{}/{}", avg(p.some.as_ref()), avg(p.full.as_ref()))
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1}MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -71,20 +81,36 @@ pub async fn stats(rt: &mut Client, args: StatsArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let mut table = Table::new(&["CONTAINER", "NAME", "CPU %", "MEM", "DISK"]);
+    let mut table = Table::new(&[
+        "CONTAINER",
+        "NAME",
+        "CPU %",
+        "MEM",
+        "DISK",
+        "CPU PSI",
+        "MEM PSI",
+        "IO PSI",
+    ]);
     for s in stats {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
+        let pressure = [
+            psi(s.cpu.as_ref().and_then(|c| c.psi.as_ref())),
+            psi(s.memory.as_ref().and_then(|m| m.psi.as_ref())),
+            psi(s.io.as_ref().and_then(|i| i.psi.as_ref())),
+        ];
         let cpu = s.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
         let memory = s.memory.map(|m| value(&m.working_set_bytes)).unwrap_or(0);
         let disk = s.writable_layer.map(|w| value(&w.used_bytes)).unwrap_or(0);
-        table.row(vec![
+        let mut row = vec![
             attributes.id[..attributes.id.len().min(13)].to_string(),
             name,
             cpu_percent(&cpu),
             mib(memory),
             mib(disk),
-        ]);
+        ];
+        row.extend(pressure);
+        table.row(row);
     }
     table.print();
     Ok(())
@@ -108,11 +134,18 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let mut table = Table::new(&["POD", "NAME", "CPU %", "MEM", "RX", "TX"]);
+    let mut table = Table::new(&[
+        "POD", "NAME", "CPU %", "MEM", "RX", "TX", "CPU PSI", "MEM PSI", "IO PSI",
+    ]);
     for s in stats {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
         let linux = s.linux.unwrap_or_default();
+        let pressure = [
+            psi(linux.cpu.as_ref().and_then(|c| c.psi.as_ref())),
+            psi(linux.memory.as_ref().and_then(|m| m.psi.as_ref())),
+            psi(linux.io.as_ref().and_then(|i| i.psi.as_ref())),
+        ];
         let cpu = linux.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
         let memory = linux
             .memory
@@ -122,14 +155,16 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
         let (rx, tx) = eth
             .map(|i| (value(&i.rx_bytes), value(&i.tx_bytes)))
             .unwrap_or((0, 0));
-        table.row(vec![
+        let mut row = vec![
             attributes.id[..attributes.id.len().min(13)].to_string(),
             name,
             cpu_percent(&cpu),
             mib(memory),
             mib(rx),
             mib(tx),
-        ]);
+        ];
+        row.extend(pressure);
+        table.row(row);
     }
     table.print();
     Ok(())

@@ -124,30 +124,40 @@ pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, Cgrou
 }
 
 fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<(), CgroupError> {
-    let write = |file: &'static str, value: String| {
+    for (file, value) in limit_files(hierarchy, layout, l) {
         std::fs::write(dir.join(file), value).map_err(|source| CgroupError::Limit {
             path: dir.to_path_buf(),
             file,
             source,
-        })
-    };
+        })?;
+    }
+    Ok(())
+}
+
+/// The files of one hierarchy that hold `l`, with their values, in the order to write.
+pub(super) fn limit_files(
+    hierarchy: &Path,
+    layout: Layout,
+    l: &PodLimits,
+) -> Vec<(&'static str, String)> {
+    let mut files = Vec::new();
     let v2 = layout == Layout::Unified;
     let controllers = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let has = |name: &str| v2 || controllers.split(',').any(|c| c == name);
     if l.memory_limit > 0 && has("memory") {
         if v2 {
-            write("memory.max", l.memory_limit.to_string())?;
+            files.push(("memory.max", l.memory_limit.to_string()));
         } else {
-            write("memory.limit_in_bytes", l.memory_limit.to_string())?;
+            files.push(("memory.limit_in_bytes", l.memory_limit.to_string()));
         }
     }
     if l.cpu_shares > 0 && has("cpu") {
         if v2 {
             // The runc conversion from shares (2..262144) to weight (1..10000).
             let weight = 1 + ((l.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
-            write("cpu.weight", weight.to_string())?;
+            files.push(("cpu.weight", weight.to_string()));
         } else {
-            write("cpu.shares", l.cpu_shares.to_string())?;
+            files.push(("cpu.shares", l.cpu_shares.to_string()));
         }
     }
     if l.cpu_quota > 0 && has("cpu") {
@@ -157,13 +167,13 @@ fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<
             100_000
         };
         if v2 {
-            write("cpu.max", format!("{} {period}", l.cpu_quota))?;
+            files.push(("cpu.max", format!("{} {period}", l.cpu_quota)));
         } else {
-            write("cpu.cfs_period_us", period.to_string())?;
-            write("cpu.cfs_quota_us", l.cpu_quota.to_string())?;
+            files.push(("cpu.cfs_period_us", period.to_string()));
+            files.push(("cpu.cfs_quota_us", l.cpu_quota.to_string()));
         }
     }
-    Ok(())
+    files
 }
 
 /// The child cgroup of the pod that its infra process runs in: the pod's own cgroup stays

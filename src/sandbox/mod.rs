@@ -13,6 +13,7 @@ mod namespaces;
 mod quantity;
 mod recover;
 mod remove;
+mod resize;
 mod run;
 mod shm;
 mod status;

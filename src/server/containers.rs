@@ -221,6 +221,7 @@ pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
                 supplemental_groups: u.groups.iter().map(|&g| g.into()).collect(),
             }),
         }),
+        stop_signal: crate::container::spec::stop_signal::to_cri(record.stop_signal) as i32,
     }
 }
 
@@ -315,8 +316,25 @@ pub async fn checkpoint_container(
     _server: &CriServer,
     _req: CheckpointContainerRequest,
 ) -> Result<CheckpointContainerResponse, Status> {
+    Err(unimplemented("CheckpointContainer", NO_CHECKPOINTS))
+}
+
+/// Why pods cannot be checkpointed: the same reason as for single containers.
+const NO_CHECKPOINTS: &str = "checkpointing needs CRIU, which this node lacks";
+
+pub async fn checkpoint_pod(
+    _server: &CriServer,
+    _req: CheckpointPodRequest,
+) -> Result<CheckpointPodResponse, Status> {
+    Err(unimplemented("CheckpointPod", NO_CHECKPOINTS))
+}
+
+pub async fn restore_pod(
+    _server: &CriServer,
+    _req: RestorePodRequest,
+) -> Result<RestorePodResponse, Status> {
     Err(unimplemented(
-        "CheckpointContainer",
-        "checkpointing needs CRIU, which this node lacks",
+        "RestorePod",
+        "no checkpoint can exist to restore: checkpointing needs CRIU, which this node lacks",
     ))
 }

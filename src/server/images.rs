@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::CriServer;
 use super::edge::{self, Subject};
 use super::grpc_errors::task_failed;
+use super::list_stream;
 use crate::image::{Credentials, ImageError, ImageRecord};
 
 fn image_name(spec: Option<&ImageSpec>, field: &str) -> Result<String, Status> {
@@ -90,6 +91,23 @@ impl CriServer {
 
 #[tonic::async_trait]
 impl ImageService for CriServer {
+    type StreamImagesStream = list_stream::Chunks<StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        request: Request<StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let span = edge::span("StreamImages", Subject::Node);
+        edge::read(span, async {
+            let list = list_images(self, ListImagesRequest { filter }).await?;
+            Ok(list_stream::chunks(list.images, |images| {
+                StreamImagesResponse { images }
+            }))
+        })
+        .await
+    }
+
     async fn list_images(
         &self,
         request: Request<ListImagesRequest>,

@@ -268,7 +268,7 @@ pub(super) fn userns_to(userns: Option<&sandbox::userns::UserNs>) -> UserNamespa
 }
 
 /// The pod's own resources plus its overhead, when the kubelet gives either.
-fn pod_limits(
+pub(super) fn pod_limits(
     resources: Option<&LinuxContainerResources>,
     overhead: Option<&LinuxContainerResources>,
 ) -> Option<PodLimits> {

@@ -7,11 +7,19 @@ use tonic::{Request, Response, Status};
 
 use super::edge::{self, Subject};
 use super::events::ContainerEventStream;
-use super::{CriServer, containers, events, pods, runtime_config, stats, status, streaming};
+use super::list_stream::{self, Chunks};
+use super::{
+    CriServer, containers, events, pod_resize, pods, runtime_config, stats, status, streaming,
+};
 
 #[tonic::async_trait]
 impl RuntimeService for CriServer {
     type GetContainerEventsStream = ContainerEventStream;
+    type StreamPodSandboxesStream = Chunks<StreamPodSandboxesResponse>;
+    type StreamContainersStream = Chunks<StreamContainersResponse>;
+    type StreamContainerStatsStream = Chunks<StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Chunks<StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Chunks<StreamPodSandboxMetricsResponse>;
 
     async fn version(
         &self,
@@ -315,5 +323,119 @@ impl RuntimeService for CriServer {
         let req = request.into_inner();
         let span = edge::span("RuntimeConfig", Subject::Node);
         edge::read(span, runtime_config::runtime_config(self, req)).await
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let span = edge::span("StreamPodSandboxes", Subject::Node);
+        edge::read(span, async {
+            let list = pods::list_pod_sandbox(self, ListPodSandboxRequest { filter }).await?;
+            Ok(list_stream::chunks(list.items, |pod_sandboxes| {
+                StreamPodSandboxesResponse { pod_sandboxes }
+            }))
+        })
+        .await
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        let filter = request.into_inner().filter;
+        let span = edge::span("StreamContainers", Subject::Node);
+        edge::read(span, async {
+            let list = containers::list_containers(self, ListContainersRequest { filter }).await?;
+            Ok(list_stream::chunks(list.containers, |containers| {
+                StreamContainersResponse { containers }
+            }))
+        })
+        .await
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let span = edge::span("StreamContainerStats", Subject::Node);
+        edge::read(span, async {
+            let list =
+                stats::list_container_stats(self, ListContainerStatsRequest { filter }).await?;
+            Ok(list_stream::chunks(list.stats, |container_stats| {
+                StreamContainerStatsResponse { container_stats }
+            }))
+        })
+        .await
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let span = edge::span("StreamPodSandboxStats", Subject::Node);
+        edge::read(span, async {
+            let list =
+                stats::list_pod_sandbox_stats(self, ListPodSandboxStatsRequest { filter }).await?;
+            Ok(list_stream::chunks(list.stats, |pod_sandbox_stats| {
+                StreamPodSandboxStatsResponse { pod_sandbox_stats }
+            }))
+        })
+        .await
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        let span = edge::span("StreamPodSandboxMetrics", Subject::Node);
+        edge::read(span, async {
+            let list =
+                stats::list_pod_sandbox_metrics(self, ListPodSandboxMetricsRequest {}).await?;
+            Ok(list_stream::chunks(
+                list.pod_metrics,
+                |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
+                    pod_sandbox_metrics,
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        let req = request.into_inner();
+        let span = edge::span(
+            "UpdatePodSandboxResources",
+            Subject::Pod(&req.pod_sandbox_id),
+        );
+        let server = self.clone();
+        edge::change(span, async move {
+            pod_resize::update_pod_sandbox_resources(&server, req).await
+        })
+        .await
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        request: Request<CheckpointPodRequest>,
+    ) -> Result<Response<CheckpointPodResponse>, Status> {
+        let req = request.into_inner();
+        let span = edge::span("CheckpointPod", Subject::Pod(&req.pod_sandbox_id));
+        edge::read(span, containers::checkpoint_pod(self, req)).await
+    }
+
+    async fn restore_pod(
+        &self,
+        request: Request<RestorePodRequest>,
+    ) -> Result<Response<RestorePodResponse>, Status> {
+        let req = request.into_inner();
+        let span = edge::span("RestorePod", Subject::Node);
+        edge::read(span, containers::restore_pod(self, req)).await
     }
 }

@@ -13,17 +13,13 @@ use crate::container::manager::now_ns;
 use crate::container::record::{ContainerRecord, Filter, State};
 use crate::sandbox::{Pod, PodFilter, PodState};
 use crate::stats::cgroup::Hierarchy;
-use crate::stats::{disk, network};
+use crate::stats::{disk, network, psi};
 
-/// CPU and memory of one cgroup, with the CPU rate since the previous sample under `key`.
-/// A cgroup that is gone (its container just exited) gives nothing.
-fn cgroup_usage(
-    server: &CriServer,
-    key: &str,
-    cgroup: &str,
-) -> (Option<CpuUsage>, Option<MemoryUsage>, Option<u64>) {
+/// CPU, memory and IO pressure of one cgroup, with the CPU rate since the previous sample
+/// under `key`. A cgroup that is gone (its container just exited) gives nothing.
+fn cgroup_usage(server: &CriServer, key: &str, cgroup: &str) -> Usage {
     if cgroup.is_empty() {
-        return (None, None, None);
+        return Usage::default();
     }
     let now = Instant::now();
     let timestamp = now_ns();
@@ -33,16 +29,18 @@ fn cgroup_usage(
             if !e.is_gone() {
                 tracing::warn!(%key, %cgroup, error = %e, "cannot read cgroup statistics");
             }
-            return (None, None, None);
+            return Usage::default();
         }
     };
     let rate = server.cpu_rate.sample(key, now, stats.cpu_usage_ns);
+    let pressure = psi::read(Path::new(cgroup));
     let m = &stats.memory;
     let value = |value| Some(UInt64Value { value });
     let cpu = CpuUsage {
         timestamp,
         usage_core_nano_seconds: value(stats.cpu_usage_ns),
         usage_nano_cores: rate.and_then(value),
+        psi: pressure.cpu.map(psi_stats),
     };
     let memory = MemoryUsage {
         timestamp,
@@ -52,16 +50,48 @@ fn cgroup_usage(
         rss_bytes: value(m.rss_bytes),
         page_faults: value(m.page_faults),
         major_page_faults: value(m.major_page_faults),
+        psi: pressure.memory.map(psi_stats),
     };
-    (Some(cpu), Some(memory), stats.processes)
+    let io = pressure.io.map(|p| IoUsage {
+        timestamp,
+        psi: Some(psi_stats(p)),
+    });
+    Usage {
+        cpu: Some(cpu),
+        memory: Some(memory),
+        io,
+        processes: stats.processes,
+    }
+}
+
+/// What one cgroup's files say; each part absent where it cannot be read.
+#[derive(Default)]
+struct Usage {
+    cpu: Option<CpuUsage>,
+    memory: Option<MemoryUsage>,
+    io: Option<IoUsage>,
+    processes: Option<u64>,
+}
+
+fn psi_stats(p: psi::Pressure) -> PsiStats {
+    let data = |l: psi::PsiLine| PsiData {
+        total: l.total_ns,
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    PsiStats {
+        full: p.full.map(data),
+        some: p.some.map(data),
+    }
 }
 
 /// One container's figures: CPU and memory from its cgroup, and its writable layer.
 fn container_stats_of(server: &CriServer, record: &ContainerRecord) -> ContainerStats {
     let timestamp = now_ns();
     // An exited container's cgroup, until removal, only holds what its last run left.
-    let (cpu, memory, _) = if record.state == State::Exited {
-        (None, None, None)
+    let usage = if record.state == State::Exited {
+        Usage::default()
     } else {
         cgroup_usage(server, &record.id, &record.cgroup)
     };
@@ -86,10 +116,11 @@ fn container_stats_of(server: &CriServer, record: &ContainerRecord) -> Container
             labels: record.labels.clone(),
             annotations: record.annotations.clone(),
         }),
-        cpu,
-        memory,
+        cpu: usage.cpu,
+        memory: usage.memory,
         writable_layer,
         swap: None,
+        io: usage.io,
     }
 }
 
@@ -160,7 +191,7 @@ pub async fn list_container_stats(
 /// A pod's figures: its cgroup, its network namespace's interfaces, and its containers.
 fn pod_stats_of(server: &CriServer, pod: &Pod, containers: &[ContainerRecord]) -> PodSandboxStats {
     let timestamp = now_ns();
-    let (cpu, memory, processes) = cgroup_usage(server, &pod.id, pod.cgroup_parent());
+    let usage = cgroup_usage(server, &pod.id, pod.cgroup_parent());
     let network =
         pod.paths
             .namespaces
@@ -204,10 +235,10 @@ fn pod_stats_of(server: &CriServer, pod: &Pod, containers: &[ContainerRecord]) -
             annotations: pod.spec.annotations.clone().into_iter().collect(),
         }),
         linux: Some(LinuxPodSandboxStats {
-            cpu,
-            memory,
+            cpu: usage.cpu,
+            memory: usage.memory,
             network,
-            process: processes.map(|value| ProcessUsage {
+            process: usage.processes.map(|value| ProcessUsage {
                 timestamp,
                 process_count: Some(UInt64Value { value }),
             }),
@@ -218,6 +249,7 @@ fn pod_stats_of(server: &CriServer, pod: &Pod, containers: &[ContainerRecord]) -
                 })
                 .map(|c| container_stats_of(server, c))
                 .collect(),
+            io: usage.io,
         }),
         windows: None,
     }

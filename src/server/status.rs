@@ -54,9 +54,12 @@ pub async fn status(server: &CriServer, req: StatusRequest) -> Result<StatusResp
         status: Some(RuntimeStatus { conditions }),
         info,
         runtime_handlers: runtime_handlers(server),
-        // Strict and Merge are both applied, and ContainerStatus reports the user.
+        // Strict and Merge are both applied, and ContainerStatus reports the user;
+        // `Mount.mount_options` from the bind allowlist are applied on every handler.
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: true,
+            mount_options: true,
+            ..Default::default()
         }),
     })
 }

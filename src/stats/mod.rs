@@ -7,6 +7,7 @@ pub mod cgroup_detail;
 pub mod cpu_rate;
 pub mod disk;
 pub mod network;
+pub mod psi;
 
 use std::path::PathBuf;
 

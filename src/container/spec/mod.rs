@@ -20,6 +20,7 @@ mod process;
 pub(super) mod resources;
 pub(super) mod seccomp;
 mod security;
+pub(crate) mod stop_signal;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -141,7 +142,10 @@ pub fn build_container_spec(
     )?;
     for (i, kv) in config.envs.iter().enumerate() {
         process::validate_name(&format!("envs[{i}].key"), &kv.key)?;
-        env.set(&kv.key, &kv.value);
+        // The CRI carries values as bytes; an OCI process environment holds strings.
+        let value = std::str::from_utf8(&kv.value)
+            .map_err(|_| SpecError::invalid(format!("envs[{i}].value"), "not valid UTF-8"))?;
+        env.set(&kv.key, value);
     }
     // Without HOME the runtime would look the user up through the image's NSS, which
     // can load a library from the image into the runtime's process.
@@ -152,7 +156,10 @@ pub fn build_container_spec(
         &config.working_dir,
         image.and_then(|c| c.working_dir().as_deref()),
     )?;
-    let stop_signal = process::stop_signal(image.and_then(|c| c.stop_signal().as_deref()))?;
+    let stop_signal = match stop_signal::from_cri(config.stop_signal)? {
+        Some(signal) => signal,
+        None => process::stop_signal(image.and_then(|c| c.stop_signal().as_deref()))?,
+    };
 
     // Security.
     let (caps, cap_set) = capabilities::build(

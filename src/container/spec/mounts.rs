@@ -167,6 +167,19 @@ fn clean_container_path(path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `Mount.mount_options` a bind mount takes (RuntimeFeatures.mount_options): flags that
+/// only restrict what the container can do with the mount. Read-only goes through
+/// `readonly`; anything that changes the source or propagation is not an option here.
+pub const BIND_OPTIONS: &[&str] = &[
+    "nosuid",
+    "nodev",
+    "noexec",
+    "noatime",
+    "nodiratime",
+    "relatime",
+    "strictatime",
+];
+
 fn cri_mount(
     i: usize,
     m: &v1::Mount,
@@ -226,6 +239,20 @@ fn cri_mount(
         MountPropagation::PropagationBidirectional => ("rshared", Some(HostPropagation::Shared)),
     };
     let mut options = strings(&["rbind", mode, if m.readonly { "ro" } else { "rw" }]);
+    for (j, option) in m.mount_options.iter().enumerate() {
+        if !BIND_OPTIONS.contains(&option.as_str()) {
+            return Err(SpecError::invalid(
+                field(&format!("mount_options[{j}]")),
+                format!(
+                    "{option:?} is not a bind mount option criox applies (one of {})",
+                    BIND_OPTIONS.join(", ")
+                ),
+            ));
+        }
+        if !options.contains(option) {
+            options.push(option.clone());
+        }
+    }
     if m.recursive_read_only {
         if !m.readonly {
             return Err(SpecError::invalid(
@@ -461,6 +488,23 @@ mod tests {
         assert!(options(p.mounts.last().unwrap()).contains(&"rro".to_string()));
         let e = plan(&[m], &PodFiles::default(), false, false, false).unwrap_err();
         assert!(e.to_string().contains("does not support"));
+    }
+
+    #[test]
+    fn bind_options_are_added_from_the_allowlist_only() {
+        let mut m = mount("/data", "/tmp");
+        m.mount_options = vec!["noexec".into(), "nosuid".into(), "noexec".into()];
+        let (made, _) = cri_mount(0, &m, false).unwrap();
+        assert_eq!(
+            options(&made),
+            vec!["rbind", "rprivate", "rw", "noexec", "nosuid"]
+        );
+        m.mount_options = vec!["nodev".into(), "suid".into()];
+        let e = cri_mount(0, &m, false).unwrap_err().to_string();
+        assert!(
+            e.contains("mounts[0].mount_options[1]") && e.contains("suid"),
+            "{e}"
+        );
     }
 
     #[test]
