@@ -96,12 +96,12 @@ const ALLOWED_LEGACY: &[i64] = &[];
 /// ioctls on descriptors the monitor holds: nonblocking and close-on-exec flags, the
 /// terminal's size and the terminal check of the C library.
 const IOCTLS: &[u64] = &[
-    libc::FIONBIO as u64,
-    libc::FIOCLEX as u64,
-    libc::FIONCLEX as u64,
-    libc::TIOCSWINSZ as u64,
-    libc::TIOCGWINSZ as u64,
-    libc::TCGETS as u64,
+    libc::FIONBIO,
+    libc::FIOCLEX,
+    libc::FIONCLEX,
+    libc::TIOCSWINSZ,
+    libc::TIOCGWINSZ,
+    libc::TCGETS,
 ];
 
 #[derive(Debug, thiserror::Error)]
