@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use criox_runtime::{LaunchRequest, Runtime, monitor_client};
+use criox_runtime::{LaunchRequest, Runtime, wait_exit};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -39,7 +39,7 @@ fn main() {
         mark("created");
         rt.start(&req.id)?;
         mark("started");
-        let rec = monitor_client::wait_exit(&req.state_dir, Some(Duration::from_secs(60)));
+        let rec = wait_exit(&req.state_dir, Some(Duration::from_secs(60)));
         mark("exited");
         rt.delete(&req.id, &req.state_dir, true)?;
         mark("deleted");
