@@ -53,7 +53,7 @@ async fn a_container_runs_from_a_pulled_image_and_reports_its_exit(handler: &str
     );
     config.envs = vec![KeyValue {
         key: "GREETING".to_string(),
-        value: "hi".to_string(),
+        value: b"hi".to_vec(),
     }];
     let id = criox_testkit::create_container(&mut rt, &pod, &pod_config, config).await;
     let created = container_status(&mut rt, &id).await;

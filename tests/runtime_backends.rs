@@ -1,12 +1,11 @@
 //! The backend suite: real busybox containers through the monitor, once with the embedded
 //! runtime and once with Debian's runc. Run as root (through hack/test).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use criox_runtime::monitor::protocol;
 use criox_runtime::oci_spec::runtime::ProcessBuilder;
-use criox_runtime::{Status, monitor_client};
+use criox_runtime::{AttachInput, AttachOutput, OutputStream, ProcessId, Status};
 use criox_testkit::dir_entries;
 use criox_testkit::runtime::{Env, Kind, container_cgroups, without_pid_namespace};
 use serde_json::json;
@@ -87,7 +86,9 @@ fn long_lines_are_split(kind: Kind) {
 
 /// Sends `data` to the container's stdin through an attach session.
 fn send_stdin(stream: &mut std::os::unix::net::UnixStream, data: &[u8]) {
-    protocol::write_frame(stream, protocol::STDIN, data).unwrap();
+    stream
+        .write_all(&AttachInput::Stdin(data).encode())
+        .unwrap();
 }
 
 fn log_reopen_after_rotation(kind: Kind) {
@@ -103,12 +104,12 @@ fn log_reopen_after_rotation(kind: Kind) {
     env.launch(&req).unwrap();
     env.rt.start(&id).unwrap();
     let state_dir = env.state_dir(&id);
-    let mut session = monitor_client::attach(&id, &state_dir, true).unwrap();
+    let mut session = criox_runtime::attach(&id, &state_dir, true).unwrap();
     send_stdin(&mut session, b"one\n");
     env.wait_log(&id, "stdout F one");
     let rotated = env.path("rotated.log");
     std::fs::rename(env.log_path(&id), &rotated).unwrap();
-    monitor_client::reopen_log(&id, &state_dir).unwrap();
+    criox_runtime::reopen_log(&id, &state_dir).unwrap();
     send_stdin(&mut session, b"two\n");
     let rec = env.wait_exit(&id);
     assert_eq!(rec.exit_code, 0);
@@ -136,26 +137,22 @@ fn attach_receives_output(kind: Kind) {
     req.stdin = true;
     req.stdin_once = true;
     env.launch(&req).unwrap();
-    let mut session = monitor_client::attach(&id, &env.state_dir(&id), true).unwrap();
+    let mut session = criox_runtime::attach(&id, &env.state_dir(&id), true).unwrap();
     env.rt.start(&id).unwrap();
     send_stdin(&mut session, b"x\n");
-    let mut frames = Vec::new();
     session
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    while let Ok(Some(f)) = protocol::read_frame(&mut session) {
-        frames.push(f);
+    // The monitor closes the session when the container has exited.
+    let mut wire = Vec::new();
+    let _ = session.read_to_end(&mut wire);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for (stream, data) in AttachOutput::default().push(&wire) {
+        match stream {
+            OutputStream::Stdout => out.extend(data),
+            OutputStream::Stderr => err.extend(data),
+        }
     }
-    let out: Vec<u8> = frames
-        .iter()
-        .filter(|f| f.0 == protocol::STDOUT)
-        .flat_map(|f| f.1.clone())
-        .collect();
-    let err: Vec<u8> = frames
-        .iter()
-        .filter(|f| f.0 == protocol::STDERR)
-        .flat_map(|f| f.1.clone())
-        .collect();
     assert_eq!(String::from_utf8_lossy(&out), "got-x\n");
     assert_eq!(String::from_utf8_lossy(&err), "e-x\n");
     assert_eq!(env.wait_exit(&id).exit_code, 0);
@@ -176,7 +173,7 @@ fn terminal_output(kind: Kind) {
     let mut req = env.request(&id, &bundle);
     req.terminal = true;
     env.launch(&req).unwrap();
-    monitor_client::resize(&id, &env.state_dir(&id), 33, 99).unwrap();
+    criox_runtime::resize(&id, &env.state_dir(&id), 33, 99).unwrap();
     env.rt.start(&id).unwrap();
     assert_eq!(env.wait_exit(&id).exit_code, 0);
     let log = env.log(&id);
@@ -302,7 +299,7 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     env.delete(&id);
     assert_eq!(container_cgroups(&id), Vec::<std::path::PathBuf>::new());
     assert_eq!(dir_entries(&state_dir), Vec::<String>::new());
-    assert!(!monitor_client::process_running(launched.monitor_pid));
+    assert!(ProcessId::of(launched.monitor_pid).is_none());
     assert!(matches!(
         env.rt.state(&id),
         Err(criox_runtime::RuntimeError::NotFound { .. })
@@ -431,21 +428,23 @@ fn monitor_survives_the_launcher(kind: Kind) {
         .unwrap();
     assert!(status.success());
     // The launcher is gone; the monitor is not.
-    let monitor = monitor_client::monitor_pid(&req.state_dir).expect("monitor alive");
+    let monitor = criox_runtime::monitor_pid(&req.state_dir).expect("monitor alive");
     assert!(env.rt.exit_record(&req.state_dir).is_none());
-    let mut session = monitor_client::attach(&id, &req.state_dir, true).unwrap();
-    protocol::write_frame(&mut session, protocol::STDIN, b"go\n").unwrap();
+    let mut session = criox_runtime::attach(&id, &req.state_dir, true).unwrap();
+    session
+        .write_all(&AttachInput::Stdin(b"go\n").encode())
+        .unwrap();
     let rec = env.wait_exit(&id);
     assert_eq!(rec.exit_code, 42);
     let mut rest = Vec::new();
     let _ = session.read_to_end(&mut rest);
     for _ in 0..500 {
-        if !monitor_client::process_running(monitor) {
+        if ProcessId::of(monitor).is_none() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!monitor_client::process_running(monitor));
+    assert!(ProcessId::of(monitor).is_none());
 }
 
 /// The session id of `pid`, from /proc/<pid>/stat.

@@ -115,7 +115,7 @@ fn duplicate_id(kind: Kind) {
         (state.pid, state.status),
         (first.pid, criox_runtime::Status::Running)
     );
-    assert!(criox_runtime::monitor_client::monitor_pid(&env.state_dir(&id)).is_some());
+    assert!(criox_runtime::monitor_pid(&env.state_dir(&id)).is_some());
 }
 
 fn terminal_mismatch(kind: Kind) {
