@@ -225,6 +225,7 @@ async fn the_configured_stop_signal_stops_the_container_and_is_reported() {
     assert!(text.contains("\"stopSignal\": \"SIGUSR1\""), "{text}");
 
     let mut bad = criox_testkit::busybox_container("bad", &["true"]);
+    bad.log_path = String::new();
     bad.stop_signal = 999;
     let err = rt
         .create_container(CreateContainerRequest {
@@ -275,6 +276,7 @@ async fn bind_mount_options_apply_and_unknown_ones_are_refused() {
     assert_ne!(code, 0, "ran a program from a noexec mount: {text}");
 
     let mut bad = criox_testkit::busybox_container("badopts", &["true"]);
+    bad.log_path = String::new();
     bad.mounts = vec![mount(&["nosuid", "remount"])];
     let err = rt
         .create_container(CreateContainerRequest {

@@ -144,13 +144,9 @@ async fn killing_the_daemons_cgroup_leaves_containers_and_monitors_running() {
     let mut pod_config = criox_testkit::pods::pod_config("mcg", &uid);
     criox_testkit::pods::on_host_network(&mut pod_config, NamespaceMode::Container);
     let pod = criox_testkit::pods::run_pod(&mut rt, pod_config.clone()).await;
-    let id = criox_testkit::run_container(
-        &mut rt,
-        &pod,
-        &pod_config,
-        criox_testkit::busybox_container("sleeper", &["sleep", "1000"]),
-    )
-    .await;
+    let mut sleeper = criox_testkit::busybox_container("sleeper", &["sleep", "1000"]);
+    sleeper.log_path = String::new();
+    let id = criox_testkit::run_container(&mut rt, &pod, &pod_config, sleeper).await;
 
     let state_dir = daemon.state.join("c").join(&id);
     let monitors = criox_testkit::processes_naming(&state_dir);

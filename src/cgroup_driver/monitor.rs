@@ -53,17 +53,37 @@ pub fn scope_name(id: &str) -> String {
     format!("{}-monitor-{id}.scope", super::SCOPE_PREFIX)
 }
 
-/// The monitor cgroup's directory in every hierarchy it goes in. A v1 cpuset hierarchy is
-/// left out: a new cpuset cgroup has no CPUs to run on until someone assigns some.
+/// The monitor cgroup's directory in every hierarchy it goes in.
 fn dirs(id: &str) -> Vec<PathBuf> {
     hierarchies(detect())
         .into_iter()
-        .filter(|h| {
-            let name = h.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.split(',').any(|c| c == "cpuset")
-        })
         .map(|h| h.join(PARENT).join(id))
         .collect()
+}
+
+/// A new v1 cpuset cgroup has no CPUs or memory nodes to run on: the monitor's cgroup
+/// and its parent take their parent's, level by level.
+fn inherit_cpuset(dir: &std::path::Path) {
+    let Some(hierarchy) = dir.parent().and_then(|p| p.parent()) else {
+        return;
+    };
+    let name = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.split(',').any(|c| c == "cpuset") {
+        return;
+    }
+    for (parent, child) in [
+        (hierarchy, dir.parent().unwrap_or(dir)),
+        (dir.parent().unwrap_or(dir), dir),
+    ] {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = std::fs::read_to_string(child.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                if let Ok(value) = std::fs::read_to_string(parent.join(file)) {
+                    let _ = std::fs::write(child.join(file), value.trim());
+                }
+            }
+        }
+    }
 }
 
 /// cgroupfs: makes the monitor's cgroup in every hierarchy and returns the
@@ -81,6 +101,7 @@ pub fn procs(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
                 source,
             });
         }
+        inherit_cpuset(&dir);
         made.push(dir);
     }
     Ok(made.into_iter().map(|d| d.join("cgroup.procs")).collect())
@@ -198,7 +219,6 @@ mod tests {
         assert_eq!(scope_name("abc"), "criox-monitor-abc.scope");
         for dir in dirs("abc") {
             assert!(dir.ends_with("criox-monitors/abc"), "{dir:?}");
-            assert!(!dir.to_string_lossy().contains("cpuset"), "{dir:?}");
         }
     }
 }

@@ -365,7 +365,9 @@ mod tests {
         let e = err(&[map(RANGE, 2 * RANGE), map(2 * RANGE, RANGE)]);
         assert!(e.field.ends_with("uids[1]"), "{e}");
         assert!(e.message.contains("overlaps"), "{e}");
-        let e = err(&[map(RANGE, RANGE), map(2 * RANGE, RANGE)]);
+        let mut second = map(2 * RANGE, RANGE);
+        second.container_id = RANGE;
+        let e = err(&[map(RANGE, RANGE), second]);
         assert!(e.message.contains("exactly one"), "{e}");
         let mut shifted = good;
         shifted.container_id = 1;

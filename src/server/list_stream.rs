@@ -73,11 +73,13 @@ mod tests {
         let items: Vec<_> = (0..1000).map(|i| item(i % 300 + 1)).collect();
         let runs = split(items.clone(), 64, 4096);
         assert!(runs.iter().all(|r| !r.is_empty() && r.len() <= 64));
-        assert!(
-            runs.iter()
-                .all(|r| r.len() == 1
-                    || r.iter().map(|i| i.encoded_len() + 3).sum::<usize>() <= 4096)
-        );
+        assert!(runs.iter().all(|r| {
+            r.len() == 1
+                || r.iter()
+                    .map(|i| i.encoded_len() + 1 + prost::length_delimiter_len(i.encoded_len()))
+                    .sum::<usize>()
+                    <= 4096
+        }));
         assert_eq!(runs.concat(), items);
     }
 

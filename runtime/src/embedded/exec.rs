@@ -62,6 +62,16 @@ pub fn exec(backend: &Embedded, req: ExecRequest<'_>) -> Result<i32, BackendErro
         BackendError::failed(id, "exec", format!("{}: {e}", process_file.display()))
     })?;
 
+    if let Some(init) = container.pid() {
+        super::exec_cgroups::join_unmanaged(init.as_raw()).map_err(|e| {
+            BackendError::failed(
+                id,
+                "exec",
+                format!("joining the cgroups of pid {init}: {e}"),
+            )
+        })?;
+    }
+
     let cwd = std::env::current_dir().ok();
     let result = super::umask::container_side(&backend.root().join(id), || {
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())

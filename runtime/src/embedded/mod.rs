@@ -6,6 +6,7 @@
 //! thread (the monitor, `criox oci`), and refuses to run anywhere else.
 
 mod exec;
+mod exec_cgroups;
 mod exec_seccomp;
 mod propagation;
 mod spec_fixes;
