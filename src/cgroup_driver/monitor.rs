@@ -77,10 +77,10 @@ fn inherit_cpuset(dir: &std::path::Path) {
     ] {
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let own = std::fs::read_to_string(child.join(file)).unwrap_or_default();
-            if own.trim().is_empty() {
-                if let Ok(value) = std::fs::read_to_string(parent.join(file)) {
-                    let _ = std::fs::write(child.join(file), value.trim());
-                }
+            if own.trim().is_empty()
+                && let Ok(value) = std::fs::read_to_string(parent.join(file))
+            {
+                let _ = std::fs::write(child.join(file), value.trim());
             }
         }
     }
