@@ -48,7 +48,8 @@ fn assert_confined(pid: u32, what: &str) {
 }
 
 async fn wait_log(log: &Path, needle: &str) {
-    for _ in 0..400 {
+    // Generous: on a loaded two-core machine a busybox loop can stall for seconds.
+    for _ in 0..1200 {
         if std::fs::read_to_string(log)
             .unwrap_or_default()
             .contains(needle)
