@@ -47,13 +47,16 @@ fn assert_confined(pid: u32, what: &str) {
     }
 }
 
+fn log_has(log: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(needle)
+}
+
 async fn wait_log(log: &Path, needle: &str) {
     // Generous: on a loaded two-core machine a busybox loop can stall for seconds.
     for _ in 0..1200 {
-        if std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains(needle)
-        {
+        if log_has(log, needle) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -129,7 +132,22 @@ async fn whole_life(handler: &str) {
         input.write_all(b"ping\n").unwrap();
         wait_log(&log, "got:ping").await;
         if tty {
-            wait_log(&log, "size:27 91").await;
+            // The size travels on its own stream, so a line can reach the container before
+            // the resize does (busybox's `stty size` then fails on a 0x0 terminal): ask
+            // again until the size shows.
+            let mut seen = false;
+            for _ in 0..30 {
+                if log_has(&log, "size:27 91") {
+                    seen = true;
+                    break;
+                }
+                input.write_all(b"ping\n").unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            assert!(
+                seen,
+                "{what}: the terminal never took the attach client's size"
+            );
         } else {
             wait_log(&log, "stderr F err:ping").await;
         }
