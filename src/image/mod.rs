@@ -30,7 +30,8 @@ use registries::{RegistriesConf, RegistriesError};
 pub use store::ImageRecord;
 use store::{ContentStore, StoreError};
 
-use crate::storage::{LayerStore, StorageError, Usage};
+use crate::stats::disk::{self, Usage};
+use crate::storage::{LayerStore, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -202,12 +203,22 @@ impl ImageManager {
         })
     }
 
-    /// Space used by blobs, records and layers, and the directory holding them.
+    /// Space used by blobs, records and layers, and the directory holding them. The
+    /// kubelet asks every few seconds; each tree is walked at most once per
+    /// [`disk::FRESH_FOR`].
     pub fn usage(&self) -> (Usage, PathBuf) {
-        let mut total = crate::storage::usage(self.store.root());
-        let layers = crate::storage::usage(self.layers.root());
-        total.bytes += layers.bytes;
-        total.inodes += layers.inodes;
+        self.usage_within(disk::FRESH_FOR)
+    }
+
+    /// [`ImageManager::usage`] from walks at most `max_age` old.
+    fn usage_within(&self, max_age: Duration) -> (Usage, PathBuf) {
+        let mut total = Usage::default();
+        for tree in [self.store.root(), self.layers.root()] {
+            // A tree that cannot be read holds nothing the node could reclaim.
+            let usage = disk::usage_within(tree, max_age).unwrap_or_default();
+            total.bytes += usage.bytes;
+            total.inodes += usage.inodes;
+        }
         let root = self
             .store
             .root()
@@ -275,4 +286,30 @@ pub fn fetch_error_is_integrity(e: &FetchError) -> bool {
             | FetchError::SizeMismatch { .. }
             | FetchError::DiffIdMismatch { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_store_is_not_walked_again_within_its_window() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("missing");
+        let images = ImageManager::open(
+            root.path(),
+            &missing.join("registries.conf"),
+            &missing.join("policy.json"),
+            &missing,
+        )
+        .unwrap();
+        let (first, _) = images.usage();
+        std::fs::write(images.layers.root().join("tmp/data"), vec![1u8; 1 << 20]).unwrap();
+        let (second, _) = images.usage();
+        assert_eq!(second, first, "ImageFsInfo walked the store again");
+        // Once the window has passed (here: no window at all) the store is walked again.
+        let (third, _) = images.usage_within(Duration::ZERO);
+        assert_eq!(third.inodes, first.inodes + 1, "{third:?}");
+        assert!(third.bytes >= first.bytes + (1 << 20), "{third:?}");
+    }
 }

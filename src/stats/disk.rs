@@ -1,8 +1,9 @@
-//! Bytes and inodes used by a directory tree: a container's writable layer.
+//! Bytes and inodes used by a directory tree: a container's writable layer, the image
+//! store.
 //!
 //! A walk reads every inode of the tree, and the kubelet asks for every container's stats
-//! every few seconds (and metrics scrapers again): a walk's result is kept for
-//! [`FRESH_FOR`] per directory, as cAdvisor keeps its periodic disk usage.
+//! and for ImageFsInfo every few seconds (and metrics scrapers again): a walk's result is
+//! kept for [`FRESH_FOR`] per directory, as cAdvisor keeps its periodic disk usage.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -79,11 +80,17 @@ impl<T: Clone> Default for WalkCache<T> {
     }
 }
 
-static WRITABLE_LAYERS: WalkCache<Usage> = WalkCache::new();
+/// Every tree measured through [`usage`]: writable layers and the image store alike.
+static TREES: WalkCache<Usage> = WalkCache::new();
 
 /// [`walk`]'s result for `dir`, at most [`FRESH_FOR`] old.
 pub fn usage(dir: &Path) -> Result<Usage, StatsError> {
-    WRITABLE_LAYERS.get_or_walk(dir, FRESH_FOR, || walk(dir))
+    usage_within(dir, FRESH_FOR)
+}
+
+/// [`walk`]'s result for `dir`, at most `max_age` old.
+pub fn usage_within(dir: &Path, max_age: Duration) -> Result<Usage, StatsError> {
+    TREES.get_or_walk(dir, max_age, || walk(dir))
 }
 
 /// Walks `dir` without following symlinks or leaving its file system.
@@ -204,7 +211,7 @@ mod tests {
     #[test]
     fn writable_layer_usage_is_not_walked_again_within_its_window() {
         let dir = tempfile::tempdir().unwrap();
-        let before = WRITABLE_LAYERS.walks();
+        let before = TREES.walks();
         let first = usage(dir.path()).unwrap();
         std::fs::write(dir.path().join("data"), vec![1u8; 1 << 20]).unwrap();
         let second = usage(dir.path()).unwrap();
@@ -213,6 +220,6 @@ mod tests {
             "the second stats call walked the layer again"
         );
         // Other tests walk too: at least this test's one walk, not two.
-        assert!(WRITABLE_LAYERS.walks() > before);
+        assert!(TREES.walks() > before);
     }
 }

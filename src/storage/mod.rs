@@ -1,6 +1,5 @@
 //! Filesystems: unpacked image layers, one directory per chain id, ready to be overlayfs
-//! lower dirs; the usage figures that ImageFsInfo reports; and containers' overlay root
-//! filesystems over those layers.
+//! lower dirs; and containers' overlay root filesystems over those layers.
 
 pub mod idmap;
 pub mod rootfs;
@@ -8,7 +7,6 @@ pub mod unpack;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,13 +45,6 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
         out.push(next);
     }
     out
-}
-
-/// Space the image store takes, for ImageFsInfo.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub bytes: u64,
-    pub inodes: u64,
 }
 
 /// `<root>/layers/<chain hex>/` holds a layer's files; `<root>/tmp/` holds layers being
@@ -177,29 +168,6 @@ impl LayerStore {
             })
             .collect()
     }
-}
-
-/// Bytes (allocated blocks) and inodes under `path`, hard links counted once.
-pub fn usage(path: &Path) -> Usage {
-    let mut seen = std::collections::HashSet::new();
-    let mut total = Usage::default();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        total.bytes += meta.blocks() * 512;
-        total.inodes += 1;
-        if meta.is_dir()
-            && let Ok(entries) = fs::read_dir(&p)
-        {
-            stack.extend(entries.flatten().map(|e| e.path()));
-        }
-    }
-    total
 }
 
 /// Removes a directory tree that is no longer wanted; failures only leave garbage that
