@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use criox_proto::v1::*;
 use criox_testkit::{ACCEPT_ANYTHING, Daemon, fixtures, insecure_registries};
@@ -582,11 +583,110 @@ async fn https_registry_is_trusted_through_certs_d_only() {
     assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
 }
 
+/// The token registry and its issuer behind one port, as a registry that issues its own
+/// tokens is: `/token` goes to the issuer, the rest to the registry, whose challenge names
+/// this front's `/token` as its realm. Stops when dropped.
+struct SameOriginFront {
+    addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SameOriginFront {
+    async fn start(registry: &str, issuer: &str) -> SameOriginFront {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client: ProxyClient =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+        let route = Arc::new((registry.to_string(), issuer.to_string(), addr.clone()));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, route) = (client.clone(), route.clone());
+                let service = hyper::service::service_fn(move |req| {
+                    forward(client.clone(), route.clone(), req)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        SameOriginFront { addr, task }
+    }
+}
+
+impl Drop for SameOriginFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type ProxyClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// One request through the front; `route` is (registry, issuer, front) addresses.
+async fn forward(
+    client: ProxyClient,
+    route: Arc<(String, String, String)>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, http::Error> {
+    use http_body_util::BodyExt;
+    let (registry, issuer, front) = &*route;
+    let upstream = if req.uri().path() == "/token" {
+        issuer
+    } else {
+        registry
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut out = http::Request::builder()
+        .method(req.method())
+        .uri(format!("http://{upstream}{path}"));
+    for (name, value) in req.headers() {
+        if name != http::header::HOST {
+            out = out.header(name, value);
+        }
+    }
+    let answer = match client.request(out.body(Default::default())?).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return http::Response::builder()
+                .status(502)
+                .body(e.to_string().into());
+        }
+    };
+    let (mut parts, body) = answer.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    for hop in [http::header::TRANSFER_ENCODING, http::header::CONNECTION] {
+        parts.headers.remove(hop);
+    }
+    if let Some(challenge) = parts.headers.get(http::header::WWW_AUTHENTICATE) {
+        let challenge = challenge.to_str().unwrap_or_default().replace(
+            &format!("http://{issuer}/token"),
+            &format!("http://{front}/token"),
+        );
+        parts
+            .headers
+            .insert(http::header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+    }
+    Ok(http::Response::from_parts(parts, body.into()))
+}
+
+/// A realm on the registry's own host and port gets the credentials: only the right ones
+/// get a token.
 #[tokio::test]
-async fn bearer_token_registry_gets_a_token_from_its_issuer() {
+async fn a_token_realm_on_the_registry_itself_gets_the_credentials() {
     let fx = fixtures();
-    let daemon = daemon_with("", None).await;
-    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TOKEN_REGISTRY"]);
+    let issuer = std::fs::read_to_string(Path::new(&fx["DIR"]).join("tokenissuer.addr"))
+        .expect("the token issuer's address");
+    let front = SameOriginFront::start(&fx["CRIOX_TEST_TOKEN_REGISTRY"], issuer.trim()).await;
+    let daemon = daemon_with(&insecure_registries(&[&front.addr]), None).await;
+    let image = format!("{}/criox/busybox:latest", front.addr);
     let wrong = AuthConfig {
         username: fx["CRIOX_TEST_AUTH_USER"].clone(),
         password: "wrong".into(),
@@ -602,6 +702,31 @@ async fn bearer_token_registry_gets_a_token_from_its_issuer() {
     };
     let id = pull_auth(&daemon, &image, Some(right)).await.unwrap();
     assert_eq!(status(&daemon, &image, false).await.image.unwrap().id, id);
+}
+
+/// The fixture token registry sends clients for a token to an issuer on another loopback
+/// port over plain HTTP: the credentials stay with the daemon, and the issuer, which
+/// answers only requests that carry the right basic credentials, refuses the token.
+#[tokio::test]
+async fn a_token_realm_on_another_port_gets_no_credentials() {
+    let fx = fixtures();
+    let daemon = daemon_with("", None).await;
+    let image = format!("{}/criox/busybox:latest", fx["CRIOX_TEST_TOKEN_REGISTRY"]);
+    let right = AuthConfig {
+        username: fx["CRIOX_TEST_AUTH_USER"].clone(),
+        password: fx["CRIOX_TEST_AUTH_PASSWORD"].clone(),
+        ..Default::default()
+    };
+    let e = pull_auth(&daemon, &image, Some(right)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    assert!(e.message().contains("token service"), "{e}");
+    assert!(e.message().contains("401"), "{e}");
+    let log = daemon.log();
+    assert!(
+        log.contains("asking the token realm without credentials") && log.contains("plain HTTP"),
+        "{log}"
+    );
+    assert!(list(&daemon).await.is_empty());
 }
 
 #[tokio::test]

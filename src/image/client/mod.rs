@@ -1,6 +1,6 @@
 //! A client for one repository on one registry (the OCI distribution API): manifests and
 //! blobs, following the registry's `WWW-Authenticate` challenge for basic or bearer-token
-//! auth, and blob redirects.
+//! auth (credentials go to a token realm only where `realm.rs` allows), and blob redirects.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -16,6 +16,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::Arc;
+
+mod realm;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -404,7 +406,18 @@ impl RepoClient {
             .map_err(|_| self.protocol(what, format!("bad token realm {realm:?}")))?;
         let auth = match &self.credentials {
             Some(Credentials::Basic { username, password }) => {
-                HeaderValue::from_str(&basic(username, password)).ok()
+                match self
+                    .base
+                    .parse()
+                    .map_err(|_| realm::Refusal::NoHost)
+                    .and_then(|registry| realm::may_send_credentials(&registry, &uri))
+                {
+                    Ok(()) => HeaderValue::from_str(&basic(username, password)).ok(),
+                    Err(why) => {
+                        tracing::debug!(registry = %self.host, realm, reason = %why, "asking the token realm without credentials");
+                        None
+                    }
+                }
             }
             _ => None,
         };
