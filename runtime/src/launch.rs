@@ -162,6 +162,9 @@ impl PendingLaunch {
                     pid,
                     monitor_pid: monitor.map_or(0, |m| m.pid),
                     monitor,
+                    init: report
+                        .start_time
+                        .map(|start_time| crate::process::ProcessId { pid, start_time }),
                 })
             }
             (None, kind) => {

@@ -32,4 +32,7 @@ pub struct Launched {
     pub monitor_pid: i32,
     /// Its monitor by pid and start time: what to check before signalling it later.
     pub monitor: Option<ProcessId>,
+    /// The init by pid and start time: what stays of the container to check and signal
+    /// if its monitor is lost.
+    pub init: Option<ProcessId>,
 }

@@ -67,7 +67,9 @@ impl ContainerManager {
             created_at: now_ns(),
             started_at: 0,
             pid: 0,
+            pid_start_time: None,
             monitor_pid: 0,
+            monitor_lost: false,
             exit: None,
             resources: config
                 .linux
@@ -139,6 +141,7 @@ impl ContainerManager {
                 let record = self.store.update_unsynced(&id, |r| {
                     r.state = State::Created;
                     r.pid = made.pid;
+                    r.pid_start_time = made.pid_start_time;
                     r.monitor_pid = made.monitor_pid;
                     r.stop_signal = made.stop_signal;
                     r.cgroup = made.cgroup.clone();
@@ -290,6 +293,7 @@ impl ContainerManager {
         drop(phase);
         Ok(Made {
             pid: launched.pid,
+            pid_start_time: launched.init.map(|p| p.start_time),
             monitor_pid: launched.monitor_pid,
             stop_signal: built.stop_signal,
             cgroup,
@@ -314,6 +318,7 @@ fn monitor_cgroup(id: &str) -> Vec<PathBuf> {
 
 struct Made {
     pid: i32,
+    pid_start_time: Option<u64>,
     monitor_pid: i32,
     stop_signal: i32,
     cgroup: String,

@@ -35,7 +35,8 @@ pub struct Exit {
     /// Nanoseconds since the epoch.
     pub finished_at: i64,
     pub oom_killed: bool,
-    /// Set when the daemon could not learn the real end (the monitor died with it).
+    /// Set when the daemon could not learn the real end: the monitor, which waits for
+    /// the exit code, was lost before it could record one.
     pub unknown: bool,
 }
 
@@ -44,6 +45,8 @@ impl Exit {
     pub fn reason(&self) -> &'static str {
         if self.oom_killed {
             "OOMKilled"
+        } else if self.unknown {
+            "MonitorLost"
         } else if self.code == 0 {
             "Completed"
         } else {
@@ -99,7 +102,16 @@ pub struct ContainerRecord {
     pub created_at: i64,
     pub started_at: i64,
     pub pid: i32,
+    /// The init's start time: with `pid` it names the init process for good, so that it
+    /// can be checked and signalled when the monitor is lost. Records written before this
+    /// field existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
     pub monitor_pid: i32,
+    /// The monitor is gone while the init still runs: the container goes on without log,
+    /// attach or exit code, and stopping it signals the init.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub monitor_lost: bool,
     pub exit: Option<Exit>,
     /// The CRI resources asked for at creation and by later updates; records written
     /// before this field existed have none.
@@ -188,6 +200,17 @@ impl Resources {
     }
 }
 
+impl ContainerRecord {
+    /// The container's init process, when the record names it by pid and start time.
+    pub fn init(&self) -> Option<criox_runtime::ProcessId> {
+        Some(criox_runtime::ProcessId {
+            pid: self.pid,
+            start_time: self.pid_start_time?,
+        })
+        .filter(|p| p.pid > 0)
+    }
+}
+
 impl Record for ContainerRecord {
     fn id(&self) -> &str {
         &self.id
@@ -268,7 +291,9 @@ pub(crate) mod tests {
             created_at: 1,
             started_at: 0,
             pid: 0,
+            pid_start_time: None,
             monitor_pid: 0,
+            monitor_lost: false,
             exit: None,
             resources: None,
             user: None,
@@ -340,5 +365,10 @@ pub(crate) mod tests {
         assert_eq!(exit(0, false).reason(), "Completed");
         assert_eq!(exit(1, false).reason(), "Error");
         assert_eq!(exit(137, true).reason(), "OOMKilled");
+        let lost = Exit {
+            unknown: true,
+            ..exit(255, false)
+        };
+        assert_eq!(lost.reason(), "MonitorLost");
     }
 }

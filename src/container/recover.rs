@@ -26,9 +26,7 @@ impl ContainerManager {
                             adopt_monitor(&record.id, pid).await;
                             self.watch_exit(&record.id, pid);
                         }
-                        None => {
-                            self.record_exit(&record.id);
-                        }
+                        None => self.monitor_gone(&record.id),
                     }
                 }
                 State::Exited => {}

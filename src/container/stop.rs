@@ -27,6 +27,9 @@ impl ContainerManager {
             return Ok(());
         }
         let runtime = self.runtime(&record.handler)?.clone();
+        if criox_runtime::monitor_pid(&self.state_dir(id)).is_none() {
+            return self.stop_without_monitor(id, timeout, runtime).await;
+        }
         let monitor_pid = record.monitor_pid;
         if !timeout.is_zero() {
             let signal = record.stop_signal;
@@ -57,6 +60,62 @@ impl ContainerManager {
             exit_watch::process_exit(monitor_pid),
         )
         .await;
+        self.record_exit(id);
+        Ok(())
+    }
+
+    /// Stops a container whose monitor is gone: its exit may be recorded already; if its
+    /// init outlived the monitor, the init itself gets the stop signal, then SIGKILL (with
+    /// everything else in the container), and its end is recorded with an unknown code.
+    async fn stop_without_monitor(
+        self: &Arc<Self>,
+        id: &str,
+        timeout: Duration,
+        runtime: criox_runtime::Runtime,
+    ) -> Result<(), ContainerError> {
+        self.record_exit(id);
+        let Some(init) = self.lost_init(id) else {
+            return Ok(());
+        };
+        tracing::info!(
+            container = id,
+            init = init.pid,
+            "stopping a container whose monitor is lost through its init"
+        );
+        if !timeout.is_zero() {
+            let signal = self.get(id)?.stop_signal;
+            if !init.signal(signal) {
+                tracing::debug!(
+                    container = id,
+                    "stop signal not delivered: the init is gone"
+                );
+            }
+            if tokio::time::timeout(timeout, exit_watch::recorded_exit(init))
+                .await
+                .is_ok()
+            {
+                self.record_exit(id);
+                return Ok(());
+            }
+        }
+        init.signal(libc::SIGKILL);
+        // Processes the init leaves behind in the container (a shared PID namespace keeps
+        // them alive) go through the runtime, which knows the container's cgroup.
+        let kill_id = id.to_string();
+        let sent =
+            tokio::task::spawn_blocking(move || runtime.kill(&kill_id, libc::SIGKILL, true)).await;
+        if let Ok(Err(e)) = sent {
+            tracing::debug!(container = id, error = %e, "SIGKILL to the container not delivered");
+        }
+        if tokio::time::timeout(Duration::from_secs(30), exit_watch::recorded_exit(init))
+            .await
+            .is_err()
+        {
+            return Err(ContainerError::Internal {
+                id: id.to_string(),
+                message: format!("its init (pid {}) still runs 30 s after SIGKILL", init.pid),
+            });
+        }
         self.record_exit(id);
         Ok(())
     }

@@ -167,10 +167,20 @@ pub fn to_status(record: &ContainerRecord) -> ContainerStatus {
             exit.finished_at,
             exit.reason().to_string(),
             if exit.unknown {
-                "the container's end was not observed".to_string()
+                "the container's monitor was lost before it saw the end: the exit code is unknown"
+                    .to_string()
             } else {
                 String::new()
             },
+        ),
+        // Still running, but nobody logs its output or will see its exit code.
+        None if record.monitor_lost => (
+            0,
+            0,
+            "MonitorLost".to_string(),
+            "the container's monitor is gone: its output is no longer logged, attach is \
+             unavailable, and its exit code will be unknown"
+                .to_string(),
         ),
         None => (0, 0, String::new(), String::new()),
     };

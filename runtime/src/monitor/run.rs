@@ -24,6 +24,11 @@ use crate::bundle;
 pub struct CreateReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// The init's start time (see [`crate::ProcessId`]), read while this monitor, its
+    /// reaper, keeps the pid from being reused: with the pid it names the init for good,
+    /// also once the monitor is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
     /// `already_exists`, `invalid`, `not_found` or `failed`, with `error` the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -42,6 +47,7 @@ impl CreateReport {
         };
         CreateReport {
             pid: None,
+            start_time: None,
             kind: Some(kind.to_string()),
             error: Some(e.to_string()),
         }
@@ -100,6 +106,7 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     let report = match &created {
         Ok(s) => CreateReport {
             pid: Some(s.pid()),
+            start_time: crate::process::ProcessId::of(s.pid()).map(|p| p.start_time),
             kind: None,
             error: None,
         },
