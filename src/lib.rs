@@ -7,7 +7,7 @@
 
 mod cgroup_driver;
 pub mod config;
-mod container;
+pub mod container;
 pub mod ctl;
 pub mod daemon;
 mod ids;

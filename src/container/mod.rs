@@ -2,23 +2,24 @@
 //! container request into an OCI runtime spec.
 //!
 //! `spec` is the entry point of the translation; the sibling modules each own one part.
+//!
+//! Outside the crate, the manager and the spec builder are reached through the names
+//! re-exported here; the integration tests drive both without a daemon.
 
-#![allow(dead_code)]
-
-pub mod events;
-pub mod exec_stream;
+pub(crate) mod events;
+pub(crate) mod exec_stream;
 mod exit_watch;
 mod handler_features;
-pub mod image_volume;
-pub mod manager;
-pub mod record;
-pub mod spec;
+pub(crate) mod image_volume;
+pub(crate) mod manager;
+pub(crate) mod record;
+pub(crate) mod spec;
 
 // The container verbs, each an `impl ContainerManager` of its own.
 mod create;
 mod exec;
 mod exit;
-pub mod idmapped;
+pub(crate) mod idmapped;
 mod log;
 mod recover;
 mod remove;
@@ -34,8 +35,10 @@ mod user;
 // The translation's error, also the user lookup's.
 use self::spec::error;
 
-#[cfg(test)]
-mod runc_tests;
-
-#[cfg(test)]
-mod manager_tests;
+pub use self::events::EventKind;
+pub use self::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
+pub use self::record::{ContainerRecord, Exit, Filter, State};
+pub use self::spec::{
+    ContainerSpec, ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, SpecError,
+    build_container_spec,
+};

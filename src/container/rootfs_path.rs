@@ -61,16 +61,6 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
     pending.extend(parts.into_iter().rev());
 }
 
-/// Reads a file of the image by its path inside the image. A missing file is `Ok(None)`.
-pub fn read_in_root(root: &Path, path: &str) -> io::Result<Option<String>> {
-    let host = resolve_in_root(root, Path::new(path))?;
-    match std::fs::read(&host) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Creates directory `path` of the image and its missing parents, resolved as the container
 /// will see it. Runtimes differ on a working directory the image lacks (runc makes it,
 /// libcontainer fails with a bare "unix syscall" error), so it is made before either runs.
@@ -132,11 +122,5 @@ mod tests {
         assert!(root.path().join("elsewhere/sub").is_dir());
         create_dir_in_root(root.path(), Path::new("/../../up")).unwrap();
         assert!(root.path().join("up").is_dir());
-    }
-
-    #[test]
-    fn missing_file_reads_as_none() {
-        let root = tempfile::tempdir().unwrap();
-        assert_eq!(read_in_root(root.path(), "/etc/group").unwrap(), None);
     }
 }

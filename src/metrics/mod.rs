@@ -157,7 +157,6 @@ impl Metrics {
         self.oom_kills.inc();
     }
 
-    #[allow(dead_code)]
     /// Installs the function that counts pods, containers and monitors at scrape time.
     pub fn set_population_source(&self, source: PopulationSource) {
         *self.population.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);

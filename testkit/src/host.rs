@@ -13,6 +13,30 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
+/// A small tmpfs mounted at a directory for the length of a test, lazily unmounted when
+/// dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path) -> Tmpfs {
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs at {}: {e}", at.display()));
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// Mount points at or below `dir`, from /proc/self/mountinfo.
 pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
     criox_runtime::mountinfo::current()

@@ -7,6 +7,7 @@
 //!   (mounts, cgroups, processes);
 //! - [`pods`]: a private CNI network per test, pod configs, namespaces of a pod;
 //! - [`runtime`]: the runtime crate driven directly, on bundles of the busybox rootfs;
+//! - [`spec`]: the daemon's container manager and spec builder driven directly;
 //! - [`node`]: a daemon whose pods run on the embedded runtime or on runc;
 //! - [`streaming`]: the Go streaming client and the streaming server over host processes;
 //! - [`kubelet`]: a real kubelet and crictl on a test daemon;
@@ -22,6 +23,7 @@ pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod spec;
 pub mod streaming;
 pub mod systemd;
 
@@ -34,6 +36,6 @@ pub use fixtures::{
     busybox_binary, busybox_image, busybox_rootfs, criox_bin, fixtures, go_client, unique,
 };
 pub use host::{
-    cgroup_dirs, dir_entries, free_port, is_socket, mounts_below, processes_naming, unmount_below,
-    wait_for_pid_file,
+    Tmpfs, cgroup_dirs, dir_entries, free_port, is_socket, mounts_below, processes_naming,
+    unmount_below, wait_for_pid_file,
 };

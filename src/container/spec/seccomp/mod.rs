@@ -17,9 +17,7 @@ mod runtime_default;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
-
-use oci_spec::runtime::{Capabilities, LinuxSeccomp, LinuxSeccompAction};
+use oci_spec::runtime::{Capabilities, LinuxSeccomp};
 
 pub(crate) use self::localhost::kernel_version;
 pub use self::localhost::load_localhost;
@@ -59,15 +57,4 @@ pub fn select(
             )),
         },
     }
-}
-
-/// For reports: which syscall names a profile allows unconditionally.
-pub fn unconditionally_allowed(profile: &LinuxSeccomp) -> BTreeSet<String> {
-    profile
-        .syscalls()
-        .iter()
-        .flatten()
-        .filter(|s| s.action() == LinuxSeccompAction::ScmpActAllow && s.args().is_none())
-        .flat_map(|s| s.names().iter().cloned())
-        .collect()
 }

@@ -1,12 +1,27 @@
 //! The RuntimeDefault profile's effect, Localhost profile files, and the choice between
 //! them.
 
-use oci_spec::runtime::{Arch, Capabilities, Capability, LinuxSeccompAction, LinuxSeccompOperator};
+use std::collections::BTreeSet;
+
+use oci_spec::runtime::{
+    Arch, Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator,
+};
 
 use super::localhost::{parse_profile, parse_version};
 use super::oci::{ENOSYS, EPERM};
 use super::*;
 use crate::container::spec::capabilities;
+
+/// Which syscall names a profile allows unconditionally.
+fn unconditionally_allowed(profile: &LinuxSeccomp) -> BTreeSet<String> {
+    profile
+        .syscalls()
+        .iter()
+        .flatten()
+        .filter(|s| s.action() == LinuxSeccompAction::ScmpActAllow && s.args().is_none())
+        .flat_map(|s| s.names().iter().cloned())
+        .collect()
+}
 
 #[test]
 fn kernel_releases_compare_by_major_and_minor() {

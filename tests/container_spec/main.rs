@@ -13,18 +13,15 @@ mod security;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use criox_proto::v1;
-use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
-
-use super::spec::tests as spec_tests;
-use super::spec::{
+use criox::container::{
     ContainerSpec, ContainerSpecInput, NodeFacts, PodNamespace, PodPid, PodSpecContext, SpecError,
     build_container_spec,
 };
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+use criox_proto::v1;
+use criox_testkit::runtime::copy_rootfs;
+use criox_testkit::{criox_bin, unique};
+use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 
 /// A runc-compatible command line: Debian's runc, or this build's embedded libcontainer
 /// backend (`criox oci`).
@@ -46,28 +43,12 @@ impl Runtime {
         match self {
             Runtime::Runc => Command::new("runc"),
             Runtime::Embedded => {
-                let mut c = Command::new(criox_binary());
+                let mut c = Command::new(criox_bin());
                 c.arg("oci");
                 c
             }
         }
     }
-}
-
-/// The criox binary of this build: the test executable lives in `deps/` beside it.
-fn criox_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("criox"))
-        .expect("target directory");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the binary first (cargo build, as hack/test does)",
-        bin.display()
-    );
-    bin
 }
 
 /// A bundle directory with its own runtime state root; the container is force-deleted and
@@ -85,18 +66,12 @@ impl Bundle {
             "these tests create containers with runc and need root: run hack/test as root"
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/rootfs");
-        let status = Command::new(&script)
-            .arg(dir.path().join("rootfs"))
-            .status()
-            .expect("run hack/rootfs");
-        assert!(status.success(), "hack/rootfs failed");
-        let id = format!(
-            "criox-spec-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        Bundle { dir, id, runtime }
+        copy_rootfs(&dir.path().join("rootfs"));
+        Bundle {
+            dir,
+            id: unique("criox-spec-"),
+            runtime,
+        }
     }
 
     fn rootfs(&self) -> PathBuf {
@@ -208,7 +183,7 @@ fn test_pod() -> PodSpecContext {
         hostname: "spec-test".into(),
         // runc removes the container's own cgroup on exit; a parent would be left behind.
         cgroup_parent: "/".into(),
-        ..spec_tests::pod()
+        ..criox_testkit::spec::pod_context()
     }
 }
 
@@ -228,17 +203,33 @@ fn image(user: &str) -> ImageConfiguration {
         .expect("image")
 }
 
+/// A container running `cmd` on the node's network in its own PID namespace, with the
+/// pod's IPC namespace and the security context `sc` makes.
 fn container(
     cmd: &[&str],
     sc: impl FnOnce(&mut v1::LinuxContainerSecurityContext),
 ) -> v1::ContainerConfig {
+    let mut security = v1::LinuxContainerSecurityContext {
+        namespace_options: Some(v1::NamespaceOption {
+            network: v1::NamespaceMode::Node as i32,
+            pid: v1::NamespaceMode::Container as i32,
+            ipc: v1::NamespaceMode::Pod as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    sc(&mut security);
     v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
             name: "t".into(),
             attempt: 0,
         }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
-        ..spec_tests::security(sc)
+        linux: Some(v1::LinuxContainerConfig {
+            resources: None,
+            security_context: Some(security),
+        }),
+        ..Default::default()
     }
 }
 

@@ -1,16 +1,8 @@
 //! Joining the pod's network and PID namespaces by path.
 
+use criox_testkit::streaming::{KillOnDrop, Netns};
+
 use super::*;
-
-/// A process this test started, killed and reaped when dropped.
-struct Started(std::process::Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A process this test started indirectly, killed by pid when dropped.
 struct KillPid(u32);
@@ -21,17 +13,6 @@ impl Drop for KillPid {
             nix::unistd::Pid::from_raw(self.0 as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-    }
-}
-
-/// A named network namespace (`ip netns`), deleted when dropped.
-struct NetNs(String);
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
     }
 }
 
@@ -59,24 +40,14 @@ fn child_of(parent: u32) -> Option<u32> {
 #[test]
 fn runc_joins_the_pods_network_and_pid_namespaces_by_path() {
     // The pod's network namespace, told apart from any other by its default TTL.
-    let name = format!("criox-spec-{}", std::process::id());
-    let ok = Command::new("ip").args(["netns", "add", &name]).status();
-    assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
-    let netns = NetNs(name);
-    let ok = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &netns.0,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_default_ttl=77",
-        ])
+    let netns = Netns::new(&unique("criox-spec-"));
+    let ok = netns
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_default_ttl=77"])
         .status();
     assert!(ok.is_ok_and(|s| s.success()), "set the ttl in {}", netns.0);
 
     // The pod's PID namespace, with `sleep` as its PID 1.
-    let infra = Started(
+    let infra = KillOnDrop(
         Command::new("unshare")
             .args(["--pid", "--fork", "sleep", "600"])
             .spawn()
@@ -87,7 +58,7 @@ fn runc_joins_the_pods_network_and_pid_namespaces_by_path() {
     let _infra_pid_one = KillPid(infra_pid);
 
     let mut pod = test_pod();
-    pod.network = PodNamespace::Path(PathBuf::from("/run/netns").join(&netns.0));
+    pod.network = PodNamespace::Path(PathBuf::from(netns.path()));
     pod.pid = PodPid::of_infra(infra_pid);
     let config = container(
         &[

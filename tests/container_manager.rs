@@ -7,32 +7,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use criox::container::{
+    ContainerError, ContainerImage, ContainerManager, ContainerPod, ContainerRecord, EventKind,
+    Filter, NodeFacts, PodSpecContext, State,
+};
 use criox_proto::v1;
 use criox_runtime::Runtime;
+use criox_testkit::{busybox_rootfs, cgroup_dirs, criox_bin, mounts_below, unmount_below};
 use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 
-use super::events::EventKind;
-use super::manager::{ContainerError, ContainerImage, ContainerManager, ContainerPod};
-use super::record::{Filter, State};
-use super::spec::tests as spec_tests;
-use super::spec::{NodeFacts, PodSpecContext};
-
-/// The criox binary beside this test binary (cargo builds it for the integration tests).
-fn criox_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("criox");
-    assert!(
-        bin.exists(),
-        "{} missing: run hack/test (or cargo build) first",
-        bin.display()
-    );
-    bin
-}
-
-fn fixture_rootfs() -> PathBuf {
-    let dir = std::env::var("CRIOX_TEST_FIXTURES")
-        .expect("CRIOX_TEST_FIXTURES is not set: run the tests through hack/test");
-    PathBuf::from(dir).join("rootfs")
+/// A manager with its root and state below `dir` and the embedded runtime as its one
+/// handler.
+async fn open_manager(dir: &Path) -> Arc<ContainerManager> {
+    let state = dir.join("s");
+    let runtimes = HashMap::from([(
+        "embedded".to_string(),
+        Runtime::embedded(state.join("r/embedded")).with_exe(criox_bin()),
+    )]);
+    ContainerManager::open(&dir.join("root"), &state, runtimes, NodeFacts::detect())
+        .await
+        .unwrap()
 }
 
 struct Setup {
@@ -45,15 +39,7 @@ struct Setup {
 impl Setup {
     async fn new() -> Setup {
         let dir = tempfile::Builder::new().prefix("cx").tempdir().unwrap();
-        let root = dir.path().join("root");
-        let state = dir.path().join("s");
-        let runtimes = HashMap::from([(
-            "embedded".to_string(),
-            Runtime::embedded(state.join("r/embedded")).with_exe(criox_binary()),
-        )]);
-        let manager = ContainerManager::open(&root, &state, runtimes, NodeFacts::detect())
-            .await
-            .unwrap();
+        let manager = open_manager(dir.path()).await;
         let name = dir
             .path()
             .file_name()
@@ -69,7 +55,7 @@ impl Setup {
                 hostname: "pod".to_string(),
                 cgroup_parent: cgroup_parent.clone(),
                 runtime_handler: "embedded".to_string(),
-                ..spec_tests::pod()
+                ..criox_testkit::spec::pod_context()
             },
             log_directory: Some(dir.path().join("logs")),
         };
@@ -97,7 +83,7 @@ impl Setup {
             id: "sha256:test".to_string(),
             digest_ref: "busybox@sha256:test".to_string(),
             config,
-            layers: vec![fixture_rootfs()],
+            layers: vec![busybox_rootfs()],
             volumes: Vec::new(),
         }
     }
@@ -129,18 +115,8 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         // Whatever a failing test left: its mounts and cgroups.
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for mountpoint in text.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if Path::new(mountpoint).starts_with(self.dir.path()) {
-                let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        for hierarchy in [
-            "cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "unified",
-        ] {
-            let dir = Path::new("/sys/fs/cgroup")
-                .join(hierarchy)
-                .join(self.cgroup_parent.trim_start_matches('/'));
+        unmount_below(self.dir.path());
+        for dir in cgroup_dirs(&self.cgroup_parent) {
             let _ = std::fs::remove_dir(&dir);
         }
     }
@@ -150,7 +126,7 @@ fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-async fn wait_exited(manager: &ContainerManager, id: &str) -> super::record::ContainerRecord {
+async fn wait_exited(manager: &ContainerManager, id: &str) -> ContainerRecord {
     for _ in 0..500 {
         let record = manager.get(id).unwrap();
         if record.state == State::Exited {
@@ -201,11 +177,7 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
     assert_eq!(events.try_recv().unwrap().kind, EventKind::Deleted);
     assert!(setup.manager.get(&id).is_err());
     assert_eq!(std::fs::read_dir(setup.bundles()).unwrap().count(), 0);
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(setup.dir.path().to_str().unwrap()),
-        "mount left behind"
-    );
+    assert_eq!(mounts_below(setup.dir.path()), Vec::<PathBuf>::new());
     // Removing again, or an unknown id, succeeds.
     setup.manager.remove(&id).await.unwrap();
 }
@@ -308,11 +280,7 @@ async fn bad_requests_are_refused_and_leave_nothing() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(bundles, 0, "bundle directories left behind");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(setup.dir.path().to_str().unwrap()),
-        "mount left behind"
-    );
+    assert_eq!(mounts_below(setup.dir.path()), Vec::<PathBuf>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,15 +296,7 @@ async fn a_new_manager_finds_running_and_exited_containers() {
     wait_exited(&setup.manager, &short).await;
 
     // As after a daemon restart: a fresh manager over the same directories.
-    let root = setup.dir.path().join("root");
-    let state = setup.dir.path().join("s");
-    let runtimes = HashMap::from([(
-        "embedded".to_string(),
-        Runtime::embedded(state.join("r/embedded")).with_exe(criox_binary()),
-    )]);
-    let again = ContainerManager::open(&root, &state, runtimes, NodeFacts::detect())
-        .await
-        .unwrap();
+    let again = open_manager(setup.dir.path()).await;
     assert_eq!(again.get(&long).unwrap().state, State::Running);
     let short_record = again.get(&short).unwrap();
     assert_eq!(short_record.state, State::Exited);

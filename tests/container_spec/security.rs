@@ -88,7 +88,7 @@ fn clone_newuser() -> Result<(), std::io::Error> {
 }
 
 const PROBE_ENV: &str = "CRIOX_CLONE_PROBE";
-const PROBE_TEST: &str = "container::runc_tests::security::clone_newuser_probe";
+const PROBE_TEST: &str = "security::clone_newuser_probe";
 
 /// Inside a container (started by the test below with this executable mounted at /probe)
 /// it reports whether clone(CLONE_NEWUSER) is allowed. On the host, as root, it checks that

@@ -53,35 +53,12 @@ fn runc_mounts_pod_files_and_cri_binds() {
     }
 }
 
-/// A tmpfs mounted for the length of a test, lazily unmounted when dropped.
-struct TmpfsMount(PathBuf);
-
-impl TmpfsMount {
-    fn new(at: &Path) -> TmpfsMount {
-        nix::mount::mount(
-            Some("tmpfs"),
-            at,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1m"),
-        )
-        .expect("mount tmpfs");
-        TmpfsMount(at.to_path_buf())
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 #[test]
 fn recursive_read_only_reaches_submounts_where_the_runtime_supports_it() {
     let host = tempfile::tempdir().expect("temp dir");
     let data = host.path().join("data");
     std::fs::create_dir_all(data.join("sub")).expect("dirs");
-    let _sub = TmpfsMount::new(&data.join("sub"));
+    let _sub = criox_testkit::Tmpfs::mount(&data.join("sub"));
     let write = ["sh", "-c", "echo x > /data/sub/written"];
     let mount = |rro: bool| v1::Mount {
         container_path: "/data".into(),
