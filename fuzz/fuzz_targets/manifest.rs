@@ -1,7 +1,7 @@
 //! Manifests, indexes and image configs come from registries as JSON.
 #![no_main]
 
-use criox_fuzz::{OciImageConfig, parse_manifest};
+use criox_formats::manifest::{OciImageConfig, parse as parse_manifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! The trust policy (containers-policy.json) and the decisions it makes.
 #![no_main]
 
-use criox_fuzz::Policy;
+use criox_formats::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! that parses to the same thing, and its repository must be safe in a request path.
 #![no_main]
 
-use criox_fuzz::Reference;
+use criox_formats::reference::Reference;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

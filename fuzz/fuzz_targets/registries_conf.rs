@@ -1,7 +1,8 @@
 //! registries.conf and its drop-ins, then the candidates it yields for a few names.
 #![no_main]
 
-use criox_fuzz::{Reference, RegistriesConf};
+use criox_formats::reference::Reference;
+use criox_formats::registries::RegistriesConf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

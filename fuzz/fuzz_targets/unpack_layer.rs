@@ -2,7 +2,7 @@
 //! nothing may appear outside the layer directory.
 #![no_main]
 
-use criox_fuzz::{Limits, unpack_layer_with};
+use criox_formats::unpack::{Limits, unpack_layer_with};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,13 +6,11 @@
 
 pub mod client;
 pub mod fetch;
-pub mod manifest;
-pub mod policy;
 mod pull;
-pub mod reference;
-pub mod registries;
 pub mod sigstore;
 pub mod store;
+
+pub use criox_formats::{manifest, policy, reference, registries};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

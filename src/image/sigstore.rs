@@ -10,8 +10,7 @@ use super::client::RepoClient;
 use super::fetch;
 use super::manifest::Descriptor;
 
-mod key;
-pub use key::{KeyError, PublicKey};
+pub use criox_formats::sigstore_key::{KeyError, PublicKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigstoreError {
@@ -130,28 +129,4 @@ pub async fn verify(
         digest: digest.to_string(),
         detail: reasons.join("; "),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key::P256_SPKI_PREFIX;
-    use super::*;
-
-    #[test]
-    fn only_p256_pem_keys_load() {
-        let point = [4u8; 65];
-        let mut der = P256_SPKI_PREFIX.to_vec();
-        der.extend_from_slice(&point);
-        let pem = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(&der)
-        );
-        assert!(PublicKey::from_pem(&pem, "k").is_ok());
-        assert!(PublicKey::from_pem("garbage", "k").is_err());
-        let short = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(&der[..80])
-        );
-        assert!(PublicKey::from_pem(&short, "k").is_err());
-    }
 }

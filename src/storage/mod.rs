@@ -3,7 +3,8 @@
 
 pub mod idmap;
 pub mod rootfs;
-pub mod unpack;
+
+pub use criox_formats::unpack;
 
 use std::fs;
 use std::io;

@@ -1,9 +1,9 @@
-//! The Kubernetes channel protocol over WebSocket: every binary message starts with a
-//! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize for remote commands; two
-//! channels per port for port forwarding). `v5.channel.k8s.io` adds channel 255, on which
-//! the client sends `[255, n]` to close its channel `n` (stdin) without closing the socket.
+//! The Kubernetes channel protocol over WebSocket, served on an upgraded connection: a
+//! reader task routes each channel's messages ([`criox_formats::websocket`] reads them) to
+//! its input, and a writer task owns the socket's write half.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use criox_formats::websocket::{Incoming, MAX_MESSAGE, decode, encode};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -14,10 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-pub const CLOSE_CHANNEL: u8 = 255;
-/// Largest message accepted from a client.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-
 /// Writes to one channel of the socket; cheap to clone.
 #[derive(Clone)]
 pub struct ChannelWriter {
@@ -27,11 +23,8 @@ pub struct ChannelWriter {
 
 impl ChannelWriter {
     pub async fn write(&self, data: Bytes) -> Result<(), super::spdy::Closed> {
-        let mut msg = BytesMut::with_capacity(data.len() + 1);
-        msg.put_u8(self.channel);
-        msg.put_slice(&data);
         self.out
-            .send(Message::Binary(msg.freeze()))
+            .send(Message::Binary(encode(self.channel, &data).into()))
             .await
             .map_err(|_| super::spdy::Closed)
     }
@@ -81,21 +74,18 @@ impl WsConn {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                let Some((&channel, payload)) = data.split_first() else {
-                    continue;
-                };
-                if channel == CLOSE_CHANNEL && close_signal {
-                    if let Some(&target) = payload.first()
-                        && let Some(slot) = inputs.get_mut(usize::from(target))
-                    {
-                        *slot = None;
+                match decode(&data, close_signal) {
+                    Incoming::Data { channel, payload } => {
+                        if let Some(Some(tx)) = inputs.get(usize::from(channel)) {
+                            let _ = tx.send(data.slice_ref(payload)).await;
+                        }
                     }
-                    continue;
-                }
-                if let Some(Some(tx)) = inputs.get(usize::from(channel))
-                    && !payload.is_empty()
-                {
-                    let _ = tx.send(data.slice(1..)).await;
+                    Incoming::Close { channel } => {
+                        if let Some(slot) = inputs.get_mut(usize::from(channel)) {
+                            *slot = None;
+                        }
+                    }
+                    Incoming::Ignored => {}
                 }
             }
             drop(inputs);

@@ -313,47 +313,17 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Err(e) => return Err(e.into()),
         }
         let head = FrameHead::parse(raw);
-        let limit = match head {
-            FrameHead::Control { .. } => frame::MAX_CONTROL_LEN,
-            FrameHead::Data { .. } => frame::MAX_DATA_LEN,
-        };
-        let len = head.len();
-        if len > limit {
+        if let Err(e) = head.check() {
             send(Outgoing::GoAway {
                 last_good_stream_id: last_peer_stream,
                 status: frame::GOAWAY_PROTOCOL_ERROR,
             })
             .await?;
-            return Err(FrameError::TooLarge(len).into());
+            return Err(e.into());
         }
-        let mut body = vec![0u8; head.len()];
+        let mut body = vec![0u8; head.body_len()];
         io.read_exact(&mut body).await?;
-        let body = Bytes::from(body);
-        let frame = match head {
-            FrameHead::Data {
-                stream_id, flags, ..
-            } => Frame::Data {
-                stream_id,
-                fin: flags & frame::FLAG_FIN != 0,
-                data: body,
-            },
-            FrameHead::Control {
-                version,
-                kind,
-                flags,
-                ..
-            } => {
-                if version != frame::VERSION {
-                    send(Outgoing::GoAway {
-                        last_good_stream_id: last_peer_stream,
-                        status: frame::GOAWAY_PROTOCOL_ERROR,
-                    })
-                    .await?;
-                    return Err(FrameError::Version(version).into());
-                }
-                frame::decode_control(kind, flags, body, &mut |b| inflater.decompress(b))?
-            }
-        };
+        let frame = frame::decode(head, Bytes::from(body), &mut |b| inflater.decompress(b))?;
         match frame {
             Frame::SynStream {
                 stream_id,

@@ -2,9 +2,9 @@
 //! over one upgraded HTTP/1.1 connection.
 
 mod conn;
-pub mod frame;
-pub mod headers;
 #[cfg(test)]
 pub mod peer;
+
+pub use criox_formats::spdy::{frame, headers};
 
 pub use conn::{Closed, Connection, SpdyStream, StreamWriter};

@@ -51,7 +51,7 @@ impl Peer {
         let mut raw = [0u8; 8];
         self.io.read_exact(&mut raw).await.unwrap();
         let head = FrameHead::parse(raw);
-        let mut body = vec![0u8; head.len()];
+        let mut body = vec![0u8; head.body_len()];
         self.io.read_exact(&mut body).await.unwrap();
         match head {
             FrameHead::Data {

@@ -11,10 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-// Spelled out: the fuzz crate compiles this file by path, where the default differs.
-#[path = "unpack/headers.rs"]
 mod headers;
-#[path = "unpack/sys.rs"]
 mod sys;
 
 use headers::Extended;
@@ -386,5 +383,4 @@ fn unpack_entry<R: Read>(
 }
 
 #[cfg(test)]
-#[path = "unpack/tests.rs"]
 mod tests;

@@ -12,6 +12,11 @@ pub const MAX_CONTROL_LEN: usize = 1024 * 1024;
 /// Largest DATA frame accepted from a peer (clients send at most 32 KiB at a time); the
 /// 24-bit length would otherwise let each connection make the server hold 16 MiB.
 pub const MAX_DATA_LEN: usize = 1024 * 1024;
+/// Largest header list a block may expand to, each pair counted as its name and value
+/// plus 32 bytes (HTTP/2's measure). A value's NUL-separated parts each repeat the name,
+/// so without it a small block could make a quadratic number of bytes.
+pub const MAX_HEADER_LIST: usize = 256 * 1024;
+const PAIR_OVERHEAD: usize = 32;
 
 pub const TYPE_SYN_STREAM: u16 = 1;
 pub const TYPE_SYN_REPLY: u16 = 2;
@@ -86,10 +91,27 @@ impl FrameHead {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Bytes of the frame after its 8-byte head.
+    pub fn body_len(&self) -> usize {
         match self {
             FrameHead::Control { len, .. } | FrameHead::Data { len, .. } => *len,
         }
+    }
+
+    /// Refuses a frame before its body is read: one longer than its kind's limit, or a
+    /// control frame of another SPDY version.
+    pub fn check(&self) -> Result<(), FrameError> {
+        let limit = match *self {
+            FrameHead::Control { version, .. } if version != VERSION => {
+                return Err(FrameError::Version(version));
+            }
+            FrameHead::Control { .. } => MAX_CONTROL_LEN,
+            FrameHead::Data { .. } => MAX_DATA_LEN,
+        };
+        if self.body_len() > limit {
+            return Err(FrameError::TooLarge(self.body_len()));
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +207,24 @@ pub fn encode_window_update(out: &mut BytesMut, stream_id: u32, delta: u32) {
 
 /// Turns a compressed header block into plain bytes.
 pub type Inflate<'a> = dyn FnMut(&[u8]) -> Result<Vec<u8>, FrameError> + 'a;
+
+/// Decodes a frame from its head (which passed [`FrameHead::check`]) and its body.
+pub fn decode(
+    head: FrameHead,
+    body: Bytes,
+    inflate: &mut Inflate<'_>,
+) -> Result<Frame, FrameError> {
+    match head {
+        FrameHead::Data {
+            stream_id, flags, ..
+        } => Ok(Frame::Data {
+            stream_id,
+            fin: flags & FLAG_FIN != 0,
+            data: body,
+        }),
+        FrameHead::Control { kind, flags, .. } => decode_control(kind, flags, body, inflate),
+    }
+}
 
 /// Decodes a control frame body. `inflate` turns a compressed header block into plain bytes.
 pub fn decode_control(
@@ -301,10 +341,15 @@ pub fn parse_block(mut raw: &[u8]) -> Result<HeaderList, FrameError> {
     }
     let count = raw.get_u32() as usize;
     let mut headers = Vec::with_capacity(count.min(64));
+    let mut list_size = 0usize;
     for _ in 0..count {
         let name = String::from_utf8_lossy(take(&mut raw)?).to_ascii_lowercase();
         let value = take(&mut raw)?;
         for part in value.split(|b| *b == 0) {
+            list_size += name.len() + part.len() + PAIR_OVERHEAD;
+            if list_size > MAX_HEADER_LIST {
+                return Err(FrameError::HeaderBlock("the header list is too large"));
+            }
             headers.push((name.clone(), String::from_utf8_lossy(part).into_owned()));
         }
     }
@@ -342,6 +387,46 @@ mod tests {
         let mut block = build_block(&[("streamtype", "stdout")]);
         block.truncate(block.len() - 2);
         assert!(parse_block(&block).is_err());
+    }
+
+    #[test]
+    fn a_name_repeated_for_each_value_part_is_bounded() {
+        // 100 KiB of name, 100 Ki empty values: 10 GiB if every part copied the name.
+        let name = "n".repeat(100 << 10);
+        let values = "\0".repeat(100 << 10);
+        let block = build_block(&[(&name, &values)]);
+        assert!(matches!(
+            parse_block(&block),
+            Err(FrameError::HeaderBlock(_))
+        ));
+        let many = vec![("streamtype", "data"); 1000];
+        assert_eq!(parse_block(&build_block(&many)).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn heads_over_their_limits_or_of_another_version_are_refused() {
+        let control = |version, len| FrameHead::Control {
+            version,
+            kind: TYPE_SYN_STREAM,
+            flags: 0,
+            len,
+        };
+        assert!(control(VERSION, MAX_CONTROL_LEN).check().is_ok());
+        assert!(matches!(
+            control(VERSION, MAX_CONTROL_LEN + 1).check(),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            control(2, 10).check(),
+            Err(FrameError::Version(2))
+        ));
+        let data = |len| FrameHead::Data {
+            stream_id: 1,
+            flags: 0,
+            len,
+        };
+        assert!(data(MAX_DATA_LEN).check().is_ok());
+        assert!(data(MAX_DATA_LEN + 1).check().is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::sigstore::PublicKey;
+use crate::sigstore_key::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

@@ -47,6 +47,12 @@ pub struct Inflater {
     zlib: Decompress,
 }
 
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater::new()
+    }
+}
+
 impl Inflater {
     pub fn new() -> Inflater {
         Inflater {
@@ -98,7 +104,7 @@ impl Inflater {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streaming::spdy::frame::{build_block, parse_block};
+    use crate::spdy::frame::{build_block, parse_block};
 
     #[test]
     fn dictionary_is_the_spdy3_one() {

@@ -11,7 +11,7 @@ pub struct KeyError {
 }
 
 /// The SubjectPublicKeyInfo header of an uncompressed P-256 key; the 65-byte point follows.
-pub(super) const P256_SPKI_PREFIX: &[u8] = &[
+const P256_SPKI_PREFIX: &[u8] = &[
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
@@ -44,9 +44,33 @@ impl PublicKey {
         }
     }
 
-    pub(super) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` (ASN.1 DER ECDSA) signs `message` with this key.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &self.0)
             .verify(message, signature)
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_p256_pem_keys_load() {
+        let point = [4u8; 65];
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&point);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        assert!(PublicKey::from_pem(&pem, "k").is_ok());
+        assert!(PublicKey::from_pem("garbage", "k").is_err());
+        let short = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der[..80])
+        );
+        assert!(PublicKey::from_pem(&short, "k").is_err());
     }
 }

@@ -57,7 +57,7 @@ pub const MAX_LAYERS: usize = 128;
 
 /// A digest becomes part of request paths and file names: only the exact form passes.
 fn check_digest(what: &'static str, digest: &str) -> Result<(), ManifestError> {
-    if super::reference::is_digest(digest) {
+    if crate::reference::is_digest(digest) {
         Ok(())
     } else {
         Err(ManifestError::BadDigest {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::reference::{DOCKER_HUB, Reference};
+use crate::reference::{DOCKER_HUB, Reference};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistriesError {
