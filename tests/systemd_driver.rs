@@ -166,6 +166,68 @@ async fn pod_and_container_are_units(handler: &str) {
     let limit = std::fs::read_to_string(memory_limit_file(&systemd, &scope_path))
         .unwrap_or_else(|e| panic!("the scope's memory limit: {e}"));
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    // The limits are the scope's properties too, so systemd keeps them when it realizes
+    // the unit again (daemon-reload, a change to the slice).
+    let v1 = systemd.cgroup_file("memory").is_dir();
+    let (memory, cpu) = if v1 {
+        ("MemoryLimit", "CPUShares")
+    } else {
+        ("MemoryMax", "CPUWeight")
+    };
+    assert_eq!(systemd.property(&scope, memory), (64u64 << 20).to_string());
+    assert_eq!(systemd.property(&scope, cpu), if v1 { "512" } else { "20" });
+    if v1 {
+        let shares = systemd
+            .cgroup_file("cpu")
+            .join(scope_path.trim_start_matches('/'))
+            .join("cpu.shares");
+        assert_eq!(std::fs::read_to_string(&shares).unwrap().trim(), "512");
+    }
+    // runc makes the scope itself (--systemd-cgroup, a `slice:prefix:name` cgroupsPath, as
+    // under CRI-O and containerd); the embedded runtime writes the scope's cgroupfs paths
+    // and criox makes the scope.
+    let verbose = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    let expected = if handler == "runc" {
+        format!("{slice}:criox:{id}")
+    } else {
+        scope_path.clone()
+    };
+    assert_eq!(
+        info["runtimeSpec"]["linux"]["cgroupsPath"],
+        expected.as_str()
+    );
+    assert_eq!(info["cgroup"], scope_path.as_str());
+    // New limits reach the scope's properties and its cgroup.
+    rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 128 << 20,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", daemon.log()));
+    assert_eq!(systemd.property(&scope, memory), (128u64 << 20).to_string());
+    let limit = std::fs::read_to_string(memory_limit_file(&systemd, &scope_path)).unwrap();
+    assert_eq!(limit.trim(), (128u64 << 20).to_string());
+    // The container's cgroup in every hierarchy, to check that removal takes them all.
+    let cgroup_dirs: Vec<std::path::PathBuf> = std::fs::read_dir(systemd.cgroup_file(""))
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(scope_path.trim_start_matches('/')))
+        .filter(|d| d.is_dir())
+        .collect();
+    assert!(cgroup_dirs.len() > 1 || !v1, "{cgroup_dirs:?}");
     // The container's process is in the scope (systemd's own view of it).
     let tasks = systemd.property(&scope, "TasksCurrent");
     assert!(
@@ -206,10 +268,13 @@ async fn pod_and_container_are_units(handler: &str) {
     .unwrap();
     assert!(
         stopping.elapsed() < std::time::Duration::from_secs(10),
-        "stop and removal took {:?}",
-        stopping.elapsed()
+        "stop and removal took {:?}\n{}",
+        stopping.elapsed(),
+        daemon.log()
     );
     assert!(!systemd.unit_loaded(&scope), "{scope} is still loaded");
+    let left: Vec<_> = cgroup_dirs.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "cgroups left after removal: {left:?}");
     step("container removed");
     criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
     // systemd loads any slice it is asked about; the pod's is no longer active.

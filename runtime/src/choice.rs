@@ -20,18 +20,33 @@ pub enum RuntimeChoice {
 }
 
 /// The backend for a process of one thread: the monitor and `criox oci`.
-pub(crate) fn in_process(choice: &RuntimeChoice, root: &Path) -> Box<dyn Backend> {
+/// `systemd_cgroup` drives an external runtime with `--systemd-cgroup`; the embedded
+/// runtime always manages cgroupfs paths (under systemd the daemon makes its scope).
+pub(crate) fn in_process(
+    choice: &RuntimeChoice,
+    root: &Path,
+    systemd_cgroup: bool,
+) -> Box<dyn Backend> {
     match choice {
         RuntimeChoice::Embedded => Box::new(Embedded::new(root)),
-        RuntimeChoice::External(bin) => Box::new(External::new(bin, root)),
+        RuntimeChoice::External(bin) => {
+            Box::new(External::new(bin, root).with_systemd_cgroup(systemd_cgroup))
+        }
     }
 }
 
 /// The runtime's command line (`exe oci --root …` for the embedded runtime), whose verbs
 /// each run in a process of their own: what a threaded caller uses.
-pub(crate) fn command_line(choice: &RuntimeChoice, root: &Path, exe: &Path) -> External {
+pub(crate) fn command_line(
+    choice: &RuntimeChoice,
+    root: &Path,
+    exe: &Path,
+    systemd_cgroup: bool,
+) -> External {
     match choice {
         RuntimeChoice::Embedded => External::new(exe, root).with_prefix(vec!["oci".to_string()]),
-        RuntimeChoice::External(bin) => External::new(bin, root),
+        RuntimeChoice::External(bin) => {
+            External::new(bin, root).with_systemd_cgroup(systemd_cgroup)
+        }
     }
 }

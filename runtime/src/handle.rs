@@ -33,6 +33,7 @@ pub struct Runtime {
     choice: RuntimeChoice,
     root: PathBuf,
     exe: PathBuf,
+    systemd_cgroup: bool,
 }
 
 impl Runtime {
@@ -51,7 +52,24 @@ impl Runtime {
             choice,
             root: root.into(),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            systemd_cgroup: false,
         }
+    }
+
+    /// Under the systemd cgroup driver: an external runtime is driven with
+    /// `--systemd-cgroup` (as CRI-O and containerd drive runc and crun), so it makes the
+    /// container's scope itself from a `slice:prefix:name` cgroupsPath and keeps its
+    /// resources as unit properties. The embedded runtime is unaffected: it manages the
+    /// scope's cgroupfs paths, and its caller makes the scope.
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Self {
+        self.systemd_cgroup = on && matches!(self.choice, RuntimeChoice::External(_));
+        self
+    }
+
+    /// Whether this runtime makes its containers' systemd scopes itself: their cgroupsPath
+    /// must then be `slice:prefix:name`.
+    pub fn systemd_cgroup(&self) -> bool {
+        self.systemd_cgroup
     }
 
     /// The criox binary that serves `criox monitor` and `criox oci` (default: this process's
@@ -68,7 +86,7 @@ impl Runtime {
     /// Every verb runs in a process of its own: this process has many threads, and
     /// libcontainer changes process-wide state (the working directory) while it works.
     fn backend(&self) -> External {
-        crate::choice::command_line(&self.choice, &self.root, &self.exe)
+        crate::choice::command_line(&self.choice, &self.root, &self.exe, self.systemd_cgroup)
     }
 
     /// The runc command line of this runtime (`criox oci --root …` for the embedded one).
@@ -118,7 +136,14 @@ impl Runtime {
     /// Starts the monitor for `req` without creating the container yet, so that its
     /// start-up overlaps the preparation of the bundle; [`PendingLaunch::create`] goes on.
     pub fn prepare_launch(&self, req: &LaunchRequest) -> Result<PendingLaunch, RuntimeError> {
-        crate::launch::start(&self.exe, &self.choice, &self.root, req, &[])
+        crate::launch::start(
+            &self.exe,
+            &self.choice,
+            &self.root,
+            self.systemd_cgroup,
+            req,
+            &[],
+        )
     }
 
     /// [`Runtime::prepare_launch`] with a monitor that first joins the cgroups whose
@@ -129,7 +154,14 @@ impl Runtime {
         req: &LaunchRequest,
         cgroup_procs: &[PathBuf],
     ) -> Result<PendingLaunch, RuntimeError> {
-        crate::launch::start(&self.exe, &self.choice, &self.root, req, cgroup_procs)
+        crate::launch::start(
+            &self.exe,
+            &self.choice,
+            &self.root,
+            self.systemd_cgroup,
+            req,
+            cgroup_procs,
+        )
     }
 
     /// Runs the process of a created container.

@@ -37,6 +37,7 @@ pub(crate) fn start(
     exe: &Path,
     choice: &RuntimeChoice,
     root: &Path,
+    systemd_cgroup: bool,
     req: &LaunchRequest,
     join: &[PathBuf],
 ) -> Result<PendingLaunch, RuntimeError> {
@@ -57,6 +58,7 @@ pub(crate) fn start(
         request: req.clone(),
         runtime: choice.clone(),
         runtime_root: root.to_path_buf(),
+        systemd_cgroup,
         sync_fd: Some(SYNC_FD),
         go_fd: Some(GO_FD),
     };

@@ -125,6 +125,44 @@ pub fn scope_path(pod_path: &str, id: &str) -> String {
     format!("{}/{}", pod_path.trim_end_matches('/'), scope_name(id))
 }
 
+/// runc's systemd form of a container's cgroupsPath, `<pod slice>:criox:<id>`, for a
+/// runtime driven with `--systemd-cgroup`: it makes the scope `criox-<id>.scope` in the
+/// pod's slice itself, with the container's resources as unit properties, as runc and crun
+/// do under CRI-O and containerd. `pod_path` is the pod's expanded slice path.
+pub fn systemd_cgroups_path(pod_path: &str, id: &str) -> Result<String, SliceError> {
+    let slice = slice_of_path(pod_path).ok_or_else(|| SliceError {
+        name: pod_path.to_string(),
+        reason: "it is not the cgroup path of a slice",
+    })?;
+    Ok(format!("{slice}:{SCOPE_PREFIX}:{id}"))
+}
+
+/// The cgroup directory of a container's cgroupsPath: runc's `slice:prefix:name` becomes
+/// the path systemd gives the scope (`<slice path>/<prefix>-<name>.scope`); a cgroupfs
+/// path is that path already.
+pub fn cgroup_dir(cgroups_path: &str) -> String {
+    let mut parts = cgroups_path.splitn(3, ':');
+    if let (Some(slice), Some(prefix), Some(name)) = (parts.next(), parts.next(), parts.next())
+        && !cgroups_path.starts_with('/')
+    {
+        // runc: an empty slice is system.slice; an empty prefix names the scope `<name>`.
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        let scope = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        if let Ok(path) = expand_slice(slice) {
+            return format!("{}/{scope}", path.trim_end_matches('/'));
+        }
+    }
+    cgroups_path.to_string()
+}
+
 /// A marker in the pod's directory: criox started the pod's slice (nobody else had) and
 /// stops it when the pod goes.
 const SLICE_MARKER: &str = "systemd-slice";
@@ -226,6 +264,22 @@ pub async fn container_scope(
     Ok(())
 }
 
+/// Under the systemd driver: a container's new resources (UpdateContainerResources) as
+/// the properties of the scope criox made for it, so that systemd keeps them rather than
+/// restoring the old ones the next time it realizes the unit.
+pub async fn update_container_scope(
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<(), String> {
+    let props = systemd::resource_properties(Some(resources), cgroup_v2());
+    if props.is_empty() {
+        return Ok(());
+    }
+    systemd::set_properties(&scope_name(id), props)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// On cgroup v1 systemd moves an adopted process, in every hierarchy whose controller the
 /// scope does not use (freezer, cpuset…), to the nearest cgroup it made itself: the
 /// process goes back to the runtime's cgroup there (as runc does after starting a scope),
@@ -244,6 +298,16 @@ fn rejoin(cgroups_path: &str, pid: u32) {
             tracing::debug!(path = %procs.display(), error = %e, "cannot rejoin the container's cgroup");
         }
     }
+}
+
+/// SIGKILL to every process of a container's scope, as systemd tracks them (the
+/// `name=systemd` hierarchy on cgroup v1). A runtime's `kill --all` finds them through one
+/// controller's cgroup (runc: devices), where systemd may have moved them to the slice when
+/// it realized the scope without that controller.
+pub async fn kill_container_scope(id: &str) -> Result<(), String> {
+    systemd::kill(&scope_name(id), libc::SIGKILL)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Stops a container's scope; one that is gone already is fine.
@@ -278,6 +342,17 @@ mod tests {
             scope_path("/a.slice/a-b.slice", "c1"),
             "/a.slice/a-b.slice/criox-c1.scope"
         );
+    }
+
+    #[test]
+    fn runc_systemd_paths_name_the_same_scope() {
+        let pod = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice";
+        let runc = systemd_cgroups_path(pod, "c1").unwrap();
+        assert_eq!(runc, "kubepods-besteffort-pod1.slice:criox:c1");
+        assert_eq!(cgroup_dir(&runc), scope_path(pod, "c1"));
+        assert_eq!(cgroup_dir(":criox:c1"), "/system.slice/criox-c1.scope");
+        assert_eq!(cgroup_dir("/criox/c1"), "/criox/c1");
+        assert!(systemd_cgroups_path("/criox/pod", "c1").is_err());
     }
 
     #[test]

@@ -257,6 +257,15 @@ pub async fn stop(unit: &str) -> Result<(), SystemdError> {
     }
 }
 
+/// Sends `signal` to every process systemd counts in the unit; a unit systemd does not
+/// know has none.
+pub async fn kill(unit: &str, signal: i32) -> Result<(), SystemdError> {
+    match call("KillUnit", unit, &(unit, "all", signal)).await {
+        Err(SystemdError::Call { source, .. }) if is_no_such_unit(&source) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
 /// Unit properties for OCI resources, named for the host's cgroup version: what runc sets
 /// (memory, CPU shares or weight, quota and period, pids).
 pub fn resource_properties(resources: Option<&LinuxResources>, cgroup_v2: bool) -> Vec<Property> {

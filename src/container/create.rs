@@ -106,9 +106,10 @@ impl ContainerManager {
         })
         .and_then(|r| r);
         // Under the systemd driver the created (not yet started) init process goes into its
-        // scope, which carries the container's resources as properties.
+        // scope, which carries the container's resources as properties, unless the runtime
+        // made the scope itself (runc with --systemd-cgroup).
         let made = match made {
-            Ok(made) if crate::cgroup_driver::is_systemd() => {
+            Ok(made) if crate::cgroup_driver::is_systemd() && !made.runtime_scope => {
                 crate::cgroup_driver::container_scope(
                     &id,
                     &made.cgroup,
@@ -223,6 +224,7 @@ impl ContainerManager {
         let config = &config;
         let mut node = self.node.clone();
         node.recursive_read_only = self.recursive_read_only.contains(&handler);
+        node.runtime_systemd_cgroup = self.runtime(&handler)?.systemd_cgroup();
         let built = build_container_spec(
             &ContainerSpecInput {
                 id,
@@ -254,7 +256,7 @@ impl ContainerManager {
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.display().to_string())
+            .map(|p| crate::cgroup_driver::cgroup_dir(&p.display().to_string()))
             .unwrap_or_default();
         drop(phase);
         let phase = crate::timeline::phase("spec_write");
@@ -297,6 +299,7 @@ impl ContainerManager {
             monitor_pid: launched.monitor_pid,
             stop_signal: built.stop_signal,
             cgroup,
+            runtime_scope: node.runtime_systemd_cgroup,
             user,
             resources,
         })
@@ -321,7 +324,10 @@ struct Made {
     pid_start_time: Option<u64>,
     monitor_pid: i32,
     stop_signal: i32,
+    /// The container's cgroup directory (the scope's path under systemd).
     cgroup: String,
+    /// The runtime made the container's systemd scope itself.
+    runtime_scope: bool,
     user: ProcessUser,
     resources: Option<oci_spec::runtime::LinuxResources>,
 }

@@ -53,6 +53,11 @@ impl ContainerManager {
         if let Ok(Err(e)) = sent {
             tracing::debug!(container = id, error = %e, "SIGKILL not delivered");
         }
+        if crate::cgroup_driver::is_systemd()
+            && let Err(e) = crate::cgroup_driver::kill_container_scope(id).await
+        {
+            tracing::debug!(container = id, error = %e, "SIGKILL through the scope not delivered");
+        }
         // The kernel ends a SIGKILLed container promptly; the bound only guards against a
         // stuck monitor.
         let _ = tokio::time::timeout(

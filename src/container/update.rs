@@ -54,13 +54,23 @@ impl ContainerManager {
             });
         }
         let runtime = self.runtime(&record.handler)?.clone();
+        // A runtime driven with --systemd-cgroup sets its scope's properties itself.
+        let scope = crate::cgroup_driver::is_systemd() && !runtime.systemd_cgroup();
         let update_id = record.id.clone();
+        let applied = resources.clone();
         tokio::task::spawn_blocking(move || runtime.update(&update_id, &resources))
             .await
             .map_err(|e| ContainerError::Internal {
                 id: record.id.clone(),
                 message: format!("update task failed: {e}"),
             })??;
+        // The cgroup has the new limits already; a scope that keeps the old ones puts them
+        // back only when systemd realizes it again.
+        if scope
+            && let Err(e) = crate::cgroup_driver::update_container_scope(&record.id, &applied).await
+        {
+            tracing::warn!(container = %record.id, error = %e, "the container's scope keeps its old resource properties");
+        }
         Ok(())
     }
 }

@@ -229,6 +229,9 @@ fn runtimes(config: &Config) -> HashMap<String, criox_runtime::Runtime> {
                 }
                 _ => criox_runtime::Runtime::embedded(root),
             };
+            let runtime = runtime.with_systemd_cgroup(
+                config.runtime.cgroup_manager == crate::config::CgroupManager::Systemd,
+            );
             (name.clone(), runtime)
         })
         .collect()

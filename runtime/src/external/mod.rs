@@ -17,6 +17,10 @@ pub struct External {
     /// Arguments placed before the global options (`oci` when the binary is criox itself).
     prefix: Vec<String>,
     root: PathBuf,
+    /// `--systemd-cgroup` on every command: the runtime makes the container's cgroup as a
+    /// systemd scope from a `slice:prefix:name` cgroupsPath (as CRI-O and containerd
+    /// drive runc and crun on systemd nodes), and every later verb must agree on that.
+    systemd_cgroup: bool,
 }
 
 impl External {
@@ -25,6 +29,21 @@ impl External {
             binary: binary.into(),
             prefix: Vec::new(),
             root: root.into(),
+            systemd_cgroup: false,
+        }
+    }
+
+    /// Drives the runtime with `--systemd-cgroup`.
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Self {
+        self.systemd_cgroup = on;
+        self
+    }
+
+    /// The global options every command of this runtime starts with.
+    fn global_args(&self, cmd: &mut Command) {
+        cmd.args(&self.prefix).arg("--root").arg(&self.root);
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
         }
     }
 
@@ -37,7 +56,7 @@ impl External {
     /// The command with the global options set; callers append the verb and its options.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.prefix).arg("--root").arg(&self.root);
+        self.global_args(&mut cmd);
         container_umask(&mut cmd);
         cmd
     }
@@ -125,10 +144,8 @@ impl Backend for External {
         let log = work.join("log");
         let mut cmd = Command::new(&self.binary);
         container_umask(&mut cmd);
-        cmd.args(&self.prefix)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--log")
+        self.global_args(&mut cmd);
+        cmd.arg("--log")
             .arg(&log)
             .arg("--log-format")
             .arg("json")

@@ -12,6 +12,8 @@ pub struct MonitorArgs {
     pub request: LaunchRequest,
     pub runtime: RuntimeChoice,
     pub runtime_root: PathBuf,
+    /// An external runtime is driven with `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
     /// Descriptor on which the creation result is reported.
     pub sync_fd: Option<i32>,
     /// Descriptor to read one byte from before creating: the launcher's word that the
@@ -64,6 +66,7 @@ impl MonitorArgs {
             ("--stdin", self.request.stdin),
             ("--stdin-once", self.request.stdin_once),
             ("--terminal", self.request.terminal),
+            ("--systemd-cgroup", self.systemd_cgroup),
         ] {
             if on {
                 a.push(flag.into());
@@ -82,6 +85,7 @@ impl MonitorArgs {
         let mut sync_fd = None;
         let mut go_fd = None;
         let (mut stdin, mut stdin_once, mut terminal) = (false, false, false);
+        let mut systemd_cgroup = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let name = arg.to_string_lossy().into_owned();
@@ -115,6 +119,7 @@ impl MonitorArgs {
                 "--stdin" => stdin = true,
                 "--stdin-once" => stdin_once = true,
                 "--terminal" => terminal = true,
+                "--systemd-cgroup" => systemd_cgroup = true,
                 _ => return Err(ArgsError::Unknown(name)),
             }
         }
@@ -130,6 +135,7 @@ impl MonitorArgs {
             },
             runtime: runtime.unwrap_or(RuntimeChoice::Embedded),
             runtime_root: runtime_root.ok_or(ArgsError::Required("runtime-root"))?,
+            systemd_cgroup,
             sync_fd,
             go_fd,
         })
@@ -154,6 +160,7 @@ mod tests {
             },
             runtime: RuntimeChoice::External("/usr/sbin/runc".into()),
             runtime_root: "/r".into(),
+            systemd_cgroup: true,
             sync_fd: Some(3),
             go_fd: Some(4),
         };

@@ -55,7 +55,7 @@ impl CreateReport {
 }
 
 pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
-    let backend = crate::choice::in_process(&a.runtime, &a.runtime_root);
+    let backend = crate::choice::in_process(&a.runtime, &a.runtime_root, a.systemd_cgroup);
     // SAFETY: the launcher handed this descriptor to us alone.
     let mut sync = a.sync_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
     if let Some(s) = &sync {

@@ -76,6 +76,9 @@ pub struct NodeFacts {
     pub oom_score_adj_floor: i32,
     /// The runtime handler supports `rro` (recursive read-only) mount options.
     pub recursive_read_only: bool,
+    /// Under the systemd driver, the runtime handler makes the container's scope itself
+    /// (runc driven with `--systemd-cgroup`): the cgroupsPath is `slice:criox:<id>`.
+    pub runtime_systemd_cgroup: bool,
     /// Where the host's device nodes are, for privileged containers.
     pub dev_dir: PathBuf,
     /// The capabilities containers can be given: the runtime's own bounding set.
@@ -83,8 +86,8 @@ pub struct NodeFacts {
 }
 
 impl NodeFacts {
-    /// Reads what the node offers. `recursive_read_only` starts false: the caller knows
-    /// the runtime handler.
+    /// Reads what the node offers. `recursive_read_only` and `runtime_systemd_cgroup` start
+    /// false: the caller knows the runtime handler.
     pub fn detect() -> Self {
         let cgroup_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let swap_accounting = if cgroup_v2 {
@@ -113,6 +116,7 @@ impl NodeFacts {
             apparmor_default_profile: None,
             oom_score_adj_floor,
             recursive_read_only: false,
+            runtime_systemd_cgroup: false,
             dev_dir: PathBuf::from("/dev"),
             capabilities: capabilities::own_bounding_set(),
         }

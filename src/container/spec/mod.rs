@@ -251,7 +251,11 @@ pub fn build_container_spec(
     let mut linux_builder = LinuxBuilder::default()
         .namespaces(ns.namespaces)
         .resources(res)
-        .cgroups_path(resources::cgroups_path(&pod.cgroup_parent, input.id)?)
+        .cgroups_path(resources::cgroups_path(
+            &pod.cgroup_parent,
+            input.id,
+            node.runtime_systemd_cgroup,
+        )?)
         .devices(device_nodes)
         .masked_paths(masked)
         .readonly_paths(readonly_paths)

@@ -165,8 +165,10 @@ pub fn oom_score_adj(value: i64, floor: i32) -> Result<i32> {
     Ok((value as i32).max(floor))
 }
 
-/// `<parent>/<id>` in cgroupfs form; `<parent>/criox-<id>.scope` under the systemd driver.
-pub fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf> {
+/// `<parent>/<id>` in cgroupfs form; `<parent>/criox-<id>.scope` under the systemd driver,
+/// or runc's `<slice>:criox:<id>` there when the runtime makes the scope itself
+/// (`runtime_scope`).
+pub fn cgroups_path(parent: &str, id: &str, runtime_scope: bool) -> Result<PathBuf> {
     let parent = if parent.is_empty() { "/criox" } else { parent };
     if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
         return Err(SpecError::invalid(
@@ -182,6 +184,11 @@ pub fn cgroups_path(parent: &str, id: &str) -> Result<PathBuf> {
     }
     if crate::cgroup_driver::is_systemd() {
         // The container's scope in the pod's slice (the parent is the slice's path).
+        if runtime_scope {
+            return crate::cgroup_driver::systemd_cgroups_path(parent, id)
+                .map(PathBuf::from)
+                .map_err(|e| SpecError::invalid("pod cgroup_parent", e.to_string()));
+        }
         return Ok(PathBuf::from(crate::cgroup_driver::scope_path(parent, id)));
     }
     Ok(Path::new(parent).join(id))

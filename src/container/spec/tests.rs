@@ -43,6 +43,7 @@ pub fn node() -> NodeFacts {
         apparmor_default_profile: None,
         oom_score_adj_floor: 0,
         recursive_read_only: false,
+        runtime_systemd_cgroup: false,
         dev_dir: PathBuf::from("/dev"),
         capabilities: capabilities::all(),
     }
