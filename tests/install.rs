@@ -7,18 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn install(destdir: &Path) -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/install"))
-        .env("DESTDIR", destdir)
-        .env("PREFIX", "/usr/local")
-        .output()
-        .expect("run hack/install");
-    assert!(
-        out.status.success(),
-        "hack/install failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    install_args(destdir, &[])
 }
 
 #[test]
@@ -115,4 +104,61 @@ fn an_operators_files_are_kept() {
     // A third run finds nothing new to say about the unchanged socket unit.
     let again = install(root);
     assert!(again.contains("criox.socket (unchanged)"), "{again}");
+}
+
+fn install_args(destdir: &Path, args: &[&str]) -> String {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/install"))
+        .args(args)
+        .env("DESTDIR", destdir)
+        .env("PREFIX", "/usr/local")
+        .output()
+        .expect("run hack/install");
+    assert!(
+        out.status.success(),
+        "hack/install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_default_network_goes_only_where_there_is_none() {
+    // Without --network nothing is placed: a node on a CIDR template needs the directory empty.
+    let stage = tempfile::tempdir().unwrap();
+    let root = stage.path();
+    install_args(root, &["--binary-only"]);
+    assert!(!root.join("etc/cni/net.d").exists());
+
+    let said = install_args(root, &["--binary-only", "--network"]);
+    let conflist = root.join("etc/cni/net.d/10-criox-bridge.conflist");
+    assert!(said.contains("installed"), "{said}");
+    let net: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conflist).unwrap()).unwrap();
+    assert_eq!(net["name"], "criox");
+    let types: Vec<&str> = net["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["bridge", "portmap"]);
+    // The plugins it names are those the test set-up installs, where the daemon looks.
+    for plugin in types {
+        assert!(
+            ["/opt/cni/bin", "/usr/lib/cni"]
+                .iter()
+                .any(|d| Path::new(d).join(plugin).is_file()),
+            "no {plugin} plugin installed"
+        );
+    }
+
+    // An operator's network is never joined by ours.
+    let other = tempfile::tempdir().unwrap();
+    let dir = other.path().join("etc/cni/net.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("99-mine.conf"), "{}").unwrap();
+    let said = install_args(other.path(), &["--binary-only", "--network"]);
+    assert!(said.contains("kept the CNI network in"), "{said}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
