@@ -51,7 +51,9 @@ impl Runtime {
         Runtime {
             choice,
             root: root.into(),
-            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            // The running image, not the file at its path: an upgrade replaces that file
+            // while the daemon runs, and a monitor must speak this daemon's protocol.
+            exe: PathBuf::from("/proc/self/exe"),
             systemd_cgroup: false,
         }
     }

@@ -77,6 +77,7 @@ pub(crate) fn start(
     let go_read = above(go_read, GO_FD + 1, id)?;
     let (report_raw, go_raw) = (report_write.as_raw_fd(), go_read.as_raw_fd());
     let mut cmd = Command::new(exe);
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "criox");
     cmd.arg("monitor")
         .args(args.to_args())
         .stdin(Stdio::null())

@@ -57,8 +57,10 @@ pub fn spawn(
     pod_dir: &Path,
     cgroups: &[PathBuf],
 ) -> Result<i32, InfraError> {
-    let exe = std::env::current_exe().map_err(InfraError::Spawn)?;
-    let mut cmd = std::process::Command::new(exe);
+    // The running image rather than the file at its path, which an upgrade may have
+    // replaced or removed since the daemon started.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "criox");
     cmd.arg(SUBCOMMAND).arg("--pod-dir").arg(pod_dir);
     for procs in cgroups {
         cmd.arg("--cgroup").arg(procs);

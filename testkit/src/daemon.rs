@@ -21,6 +21,7 @@ pub struct DaemonBuilder {
     envs: Vec<(String, String)>,
     socket_activated: bool,
     images: Option<Images>,
+    binary: Option<PathBuf>,
 }
 
 /// What a daemon pulls from and trusts: registries.conf and policy.json texts, and more
@@ -58,6 +59,12 @@ impl DaemonBuilder {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
+        self
+    }
+
+    /// Runs the daemon from `path` (a copy of the built binary, say) instead of the build's.
+    pub fn binary(mut self, path: &std::path::Path) -> Self {
+        self.binary = Some(path.to_path_buf());
         self
     }
 
@@ -155,6 +162,7 @@ impl DaemonBuilder {
             config_path,
             args: self.args,
             envs: self.envs,
+            binary: self.binary.unwrap_or_else(|| criox_bin().to_path_buf()),
             activation,
             dir,
             child: None,
@@ -173,6 +181,7 @@ pub struct Daemon {
     pub config_path: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    binary: PathBuf,
     activation: Option<std::os::unix::net::UnixListener>,
     child: Option<Child>,
 }
@@ -186,6 +195,7 @@ impl Daemon {
             envs: Vec::new(),
             socket_activated: false,
             images: None,
+            binary: None,
         }
     }
 
@@ -207,10 +217,10 @@ impl Daemon {
                 let mut sh = Command::new("sh");
                 sh.arg("-c")
                     .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"")
-                    .arg(criox_bin());
+                    .arg(&self.binary);
                 sh
             }
-            None => Command::new(criox_bin()),
+            None => Command::new(&self.binary),
         };
         command
             .arg("--config")
