@@ -248,5 +248,4 @@ pub fn confine() -> Result<(), ConfineError> {
 }
 
 #[cfg(test)]
-#[path = "confine_tests.rs"]
 mod tests;
