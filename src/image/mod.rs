@@ -208,6 +208,17 @@ impl ImageManager {
         self.usage_within(disk::FRESH_FOR)
     }
 
+    /// Marks the store's usage as stale once dropped: a pull or a removal changes what
+    /// ImageFsInfo must report at once, whether it succeeds, fails or is cancelled.
+    pub(crate) fn usage_changes(&self) -> UsageChanges {
+        UsageChanges {
+            trees: [
+                self.store.root().to_path_buf(),
+                self.layers.root().to_path_buf(),
+            ],
+        }
+    }
+
     /// [`ImageManager::usage`] from walks at most `max_age` old.
     fn usage_within(&self, max_age: Duration) -> (Usage, PathBuf) {
         let mut total = Usage::default();
@@ -236,6 +247,7 @@ impl ImageManager {
         user_of: impl Fn(&str) -> Option<String>,
     ) -> Result<ImageRecord, ImageError> {
         let _gc = self.gc.write().await;
+        let _changes = self.usage_changes();
         let record = self.find(name).ok_or_else(|| ImageError::NotFound {
             image: name.to_string(),
         })?;
@@ -277,6 +289,19 @@ impl ImageManager {
 
 /// Whether a layer failed because its bytes were wrong (digest, size, diff id), as
 /// opposed to a transport or disk problem.
+/// See [`ImageManager::usage_changes`].
+pub(crate) struct UsageChanges {
+    trees: [PathBuf; 2],
+}
+
+impl Drop for UsageChanges {
+    fn drop(&mut self) {
+        for tree in &self.trees {
+            disk::forget(tree);
+        }
+    }
+}
+
 pub fn fetch_error_is_integrity(e: &FetchError) -> bool {
     matches!(
         e,
@@ -309,5 +334,10 @@ mod tests {
         let (third, _) = images.usage_within(Duration::ZERO);
         assert_eq!(third.inodes, first.inodes + 1, "{third:?}");
         assert!(third.bytes >= first.bytes + (1 << 20), "{third:?}");
+        // A pull or a removal makes the next call walk, window or not.
+        std::fs::write(images.layers.root().join("tmp/more"), vec![1u8; 1 << 20]).unwrap();
+        drop(images.usage_changes());
+        let (fourth, _) = images.usage();
+        assert_eq!(fourth.inodes, third.inodes + 1, "{fourth:?}");
     }
 }

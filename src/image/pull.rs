@@ -78,6 +78,7 @@ impl ImageManager {
         credentials: Option<Credentials>,
     ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
+        let _changes = self.usage_changes();
         let seconds = self.timeout.as_secs();
         let result = tokio::time::timeout(self.timeout, self.pull_any(&reference, credentials))
             .await

@@ -67,6 +67,14 @@ impl<T: Clone> WalkCache<T> {
         Ok(value)
     }
 
+    /// Drops `dir`'s result, so that the next call walks it: for a tree whose owner knows
+    /// it has just changed.
+    pub fn forget(&self, dir: &Path) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(dir);
+        }
+    }
+
     /// Walks made so far.
     #[cfg(test)]
     pub fn walks(&self) -> u64 {
@@ -91,6 +99,11 @@ pub fn usage(dir: &Path) -> Result<Usage, StatsError> {
 /// [`walk`]'s result for `dir`, at most `max_age` old.
 pub fn usage_within(dir: &Path, max_age: Duration) -> Result<Usage, StatsError> {
     TREES.get_or_walk(dir, max_age, || walk(dir))
+}
+
+/// Makes the next [`usage`] of `dir` walk it again.
+pub fn forget(dir: &Path) {
+    TREES.forget(dir);
 }
 
 /// Walks `dir` without following symlinks or leaving its file system.
