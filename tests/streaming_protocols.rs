@@ -406,8 +406,10 @@ fn broken_clients_and_floods_leave_the_server_unharmed() {
             path_of(&url)
         )
         .unwrap();
-        s.write_all(garbage).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server may drop the connection as soon as it has read the garbage, before
+        // this side writes all of it or shuts its half down; only the upgrade reply counts.
+        let _ = s.write_all(garbage);
+        let _ = s.shutdown(std::net::Shutdown::Write);
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
         assert!(text(&rest).starts_with("HTTP/1.1 101"), "{}", text(&rest));
