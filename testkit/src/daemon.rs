@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::{criox_bin, fixtures, unmount_below};
+use crate::{criox_bin, fixtures, mounts_below, unmount_below};
 
 pub struct DaemonBuilder {
     config: String,
@@ -249,32 +249,14 @@ impl Daemon {
                 });
             }
         }
-        let child = command.spawn().expect("spawn criox");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("criox exited during start with {status}:\n{}", self.log());
-            }
-            if self.socket.exists()
-                && let Ok(channel) = connect(&self.socket).await
-            {
-                let mut client = RuntimeServiceClient::new(channel);
-                if client
-                    .version(criox_proto::v1::VersionRequest::default())
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "criox did not become ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = self.child.insert(command.spawn().expect("spawn criox"));
+        wait_ready(
+            child,
+            &self.socket,
+            &self.dir.join("daemon.log"),
+            Duration::from_millis(20),
+        )
+        .await;
     }
 
     pub fn pid(&self) -> u32 {
@@ -306,17 +288,24 @@ impl Daemon {
 
     /// PullImage of `image`; the image reference on success.
     pub async fn pull(&self, image: &str) -> Result<String, tonic::Status> {
+        pull_image(self.images().await, image).await
+    }
+
+    /// ListImages without a filter, expected to be answered.
+    pub async fn list_images(&self) -> Vec<criox_proto::v1::Image> {
         self.images()
             .await
-            .pull_image(criox_proto::v1::PullImageRequest {
-                image: Some(criox_proto::v1::ImageSpec {
-                    image: image.to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .list_images(criox_proto::v1::ListImagesRequest { filter: None })
             .await
-            .map(|r| r.into_inner().image_ref)
+            .expect("ListImages")
+            .into_inner()
+            .images
+    }
+
+    /// Asserts that no mount is left below the daemon's directory (root, state, bundles).
+    pub fn assert_nothing_mounted(&self) {
+        let mounts = mounts_below(&self.dir);
+        assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -399,4 +388,56 @@ pub async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
         }))
         .await
+}
+
+/// PullImage of `image` through `images`; the image reference on success.
+pub(crate) async fn pull_image(
+    mut images: ImageServiceClient<Channel>,
+    image: &str,
+) -> Result<String, tonic::Status> {
+    images
+        .pull_image(criox_proto::v1::PullImageRequest {
+            image: Some(criox_proto::v1::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+/// True when a daemon listens on `socket` and answers Version.
+pub async fn answers_version(socket: &Path) -> bool {
+    if !socket.exists() {
+        return false;
+    }
+    let Ok(channel) = connect(socket).await else {
+        return false;
+    };
+    RuntimeServiceClient::new(channel)
+        .version(criox_proto::v1::VersionRequest::default())
+        .await
+        .is_ok()
+}
+
+/// Waits up to 30 s, polling every `poll`, until the daemon `child` answers Version on
+/// `socket`; panics with its log (`log`) when it exits first or never answers.
+pub(crate) async fn wait_ready(child: &mut Child, socket: &Path, log: &Path, poll: Duration) {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("criox exited during start with {status}:\n{}", log());
+        }
+        if answers_version(socket).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "criox did not become ready:\n{}",
+            log()
+        );
+        tokio::time::sleep(poll).await;
+    }
 }

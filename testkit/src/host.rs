@@ -116,3 +116,38 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The pid of container `id`'s monitor, from the pid file it keeps below the daemon's
+/// state directory `state`.
+pub fn monitor_pid(state: &Path, id: &str) -> i32 {
+    let text = std::fs::read_to_string(state.join("c").join(id).join("monitor.pid"))
+        .expect("the monitor's pid file");
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("pid file of {id}: {text:?}"))
+}
+
+/// Runs `command`, expected to exit 0 (its stderr in the failure message); its stdout.
+pub fn output_ok(command: &mut std::process::Command) -> Vec<u8> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The value of field `name` (e.g. "Uid:") in /proc/PID/status, trimmed; empty when the
+/// process or the field is gone.
+pub fn proc_status_field(pid: i32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}

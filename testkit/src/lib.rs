@@ -28,14 +28,43 @@ pub mod streaming;
 pub mod systemd;
 
 pub use cri::{
-    busybox_container, container_status, create_container, daemon_with_busybox, daemon_with_image,
-    exec_sync, exec_url, run_container, sh_ok, start_container, wait_exited,
+    assert_invalid, busybox_container, busybox_shell, container_info, container_stats,
+    container_status, create_container, create_container_err, daemon_with_busybox,
+    daemon_with_image, exec_ok, exec_sync, exec_url, image_container, list_containers,
+    list_containers_where, list_pods, list_pods_where, memory_limit, remove_container,
+    run_container, run_shell, runtime_status, sh_ok, start_container, stop_and_remove_container,
+    stop_container, wait_exited,
 };
 pub use daemon::{ACCEPT_ANYTHING, Daemon, DaemonBuilder, connect, insecure_registries};
 pub use fixtures::{
     busybox_binary, busybox_image, busybox_rootfs, criox_bin, fixtures, go_client, unique,
 };
 pub use host::{
-    Tmpfs, cgroup_dirs, dir_entries, free_port, is_socket, mounts_below, processes_naming,
-    unmount_below, wait_for_pid_file,
+    Tmpfs, cgroup_dirs, dir_entries, free_port, is_socket, monitor_pid, mounts_below, output_ok,
+    proc_status_field, processes_naming, unmount_below, wait_for_pid_file,
 };
+
+/// A pair of tests for each `test => body(embedded args; runc args)`: a module `test`
+/// whose tests `embedded` and `runc` run the async fn `body` with the arguments that pick
+/// the embedded runtime or Debian's runc as the pod's handler.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($test:ident => $body:ident($($e:expr),+; $($r:expr),+)),+ $(,)?) => {
+        $(
+            mod $test {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$body($($e),+).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn runc() {
+                    super::$body($($r),+).await;
+                }
+            }
+        )+
+    };
+}

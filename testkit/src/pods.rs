@@ -66,6 +66,16 @@ impl TestNetwork {
         std::fs::write(cni_dir.join("10-test.conflist"), self.conflist()).unwrap();
     }
 
+    /// Installs the network with a second, IPv6 range: the /64 of `v6` (e.g. "fd00:12::").
+    pub fn install_dual_stack(&self, cni_dir: &Path, v6: &str) {
+        let mut list: serde_json::Value = serde_json::from_str(&self.conflist()).unwrap();
+        list["plugins"][0]["ipam"]["ranges"]
+            .as_array_mut()
+            .expect("the IPv4 ranges")
+            .push(serde_json::json!([{ "subnet": format!("{v6}/64") }]));
+        std::fs::write(cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
+    }
+
     /// Addresses host-local holds for this network.
     pub fn allocations(&self) -> Vec<String> {
         std::fs::read_dir(self.ipam_dir.join(&self.name))
@@ -218,6 +228,81 @@ pub async fn status(
     (resp.status.unwrap(), info)
 }
 
+/// PodSandboxStatus without the verbose info, expected to be answered.
+pub async fn pod_status(
+    rt: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> criox_proto::v1::PodSandboxStatus {
+    rt.pod_sandbox_status(PodSandboxStatusRequest {
+        pod_sandbox_id: id.to_string(),
+        verbose: false,
+    })
+    .await
+    .expect("PodSandboxStatus")
+    .into_inner()
+    .status
+    .expect("a pod status")
+}
+
+/// The pod's IP address as PodSandboxStatus reports it.
+pub async fn pod_ip(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> String {
+    pod_status(rt, id)
+        .await
+        .network
+        .unwrap_or_else(|| panic!("pod {id} has no network status"))
+        .ip
+}
+
+/// A private bridge network ([`TestNetwork`]) installed as the daemon's only CNI network,
+/// and the guard that ends the pods' infra processes and cgroups. Both clean up on drop,
+/// the network first.
+pub fn private_network(daemon: &crate::Daemon) -> (PodLeftovers, TestNetwork) {
+    let leftovers = PodLeftovers::new(&daemon.root);
+    let net = TestNetwork::new(&daemon.dir);
+    net.install(&daemon.cni_dir);
+    (leftovers, net)
+}
+
+/// [`private_network`] with a second, IPv6 range: the /64 of `v6` (e.g. "fd00:12::").
+pub fn private_dual_stack_network(daemon: &crate::Daemon, v6: &str) -> (PodLeftovers, TestNetwork) {
+    let leftovers = PodLeftovers::new(&daemon.root);
+    let net = TestNetwork::new(&daemon.dir);
+    net.install_dual_stack(&daemon.cni_dir, v6);
+    (leftovers, net)
+}
+
+/// How many pod cgroups there are below the cgroup `root` (an absolute cgroup path),
+/// summed over every hierarchy.
+pub fn pod_cgroups(root: &str) -> usize {
+    crate::cgroup_dirs(root)
+        .iter()
+        .map(|d| {
+            crate::dir_entries(d)
+                .iter()
+                .filter(|e| e.starts_with("pod"))
+                .count()
+        })
+        .sum()
+}
+
+/// The pod's IP address and the path of its pinned network namespace.
+pub async fn ip_and_netns(rt: &mut RuntimeServiceClient<Channel>, id: &str) -> (String, PathBuf) {
+    let (st, info) = status(rt, id).await;
+    let ip = st
+        .network
+        .unwrap_or_else(|| panic!("pod {id} has no network status"))
+        .ip;
+    let netns = info["namespaces"]["network"]
+        .as_str()
+        .unwrap_or_else(|| panic!("pod {id} has no network namespace: {info}"));
+    (ip, PathBuf::from(netns))
+}
+
+/// The host's iptables rules, as `iptables-save` prints them.
+pub fn iptables_save() -> String {
+    String::from_utf8(crate::output_ok(&mut Command::new("iptables-save"))).unwrap()
+}
+
 /// Runs `f` on a thread that has joined the network namespace pinned at `netns`.
 pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
     let file = File::open(netns).unwrap();
@@ -231,17 +316,26 @@ pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 
 
 /// `ip -o -4 addr show eth0` inside the pinned namespace, via nsenter.
 pub fn eth0_addresses(netns: &Path) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["ip", "-o", "-4", "addr", "show", "eth0"])
+    let out = crate::output_ok(
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["ip", "-o", "-4", "addr", "show", "eth0"]),
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Three pings from the host to a pod at `ip` (busybox's ping), all expected to be
+/// answered.
+pub fn ping_from_host(ip: &str) {
+    let ping = Command::new(crate::busybox_rootfs().join("bin/busybox"))
+        .args(["ping", "-c", "3", "-W", "2", ip])
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ping.status.success(),
+        "ping {ip}: {}",
+        String::from_utf8_lossy(&ping.stdout)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {

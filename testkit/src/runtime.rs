@@ -181,3 +181,18 @@ pub fn without_pid_namespace(v: &mut Value) {
 pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
     crate::cgroup_dirs(&format!("/criox-test/{id}"))
 }
+
+/// A test of each `fn(Kind)` on each backend: `embedded::NAME` and `runc::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            use super::*;
+            $( #[test] fn $name() { super::$name($crate::runtime::Kind::Embedded) } )*
+        }
+        mod runc {
+            use super::*;
+            $( #[test] fn $name() { super::$name($crate::runtime::Kind::Runc) } )*
+        }
+    };
+}

@@ -33,19 +33,28 @@ pub fn streaming_host_bin() -> PathBuf {
 
 /// Runs the Go client with `args` and `input` on stdin; a client that hangs fails the test.
 pub fn client(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(streamclient())
-        .args(args)
+    run_with_input(
+        Command::new(streamclient()).args(args),
+        input,
+        Duration::from_secs(60),
+    )
+}
+
+/// Runs `command` to its end with `input` on its stdin and its output gathered; one that
+/// runs longer than `limit` is killed and fails the test ([`wait_output`]).
+pub fn run_with_input(command: &mut Command, input: &[u8], limit: Duration) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start streamclient");
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let output = wait_output(child, Duration::from_secs(60));
+    let output = wait_output(child, limit);
     let _ = writer.join();
     output
 }
