@@ -12,29 +12,19 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn containers(rt: &mut Rt, filter: ContainerFilter) -> BTreeSet<String> {
-    rt.list_containers(ListContainersRequest {
-        filter: Some(filter),
-    })
-    .await
-    .expect("ListContainers")
-    .into_inner()
-    .containers
-    .into_iter()
-    .map(|c| c.id)
-    .collect()
+    criox_testkit::list_containers_where(rt, filter)
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 async fn pods(rt: &mut Rt, filter: PodSandboxFilter) -> BTreeSet<String> {
-    rt.list_pod_sandbox(ListPodSandboxRequest {
-        filter: Some(filter),
-    })
-    .await
-    .expect("ListPodSandbox")
-    .into_inner()
-    .items
-    .into_iter()
-    .map(|p| p.id)
-    .collect()
+    criox_testkit::list_pods_where(rt, filter)
+        .await
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
 }
 
 fn set(ids: &[&String]) -> BTreeSet<String> {

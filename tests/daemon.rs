@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use criox_proto::v1::{RuntimeConfigRequest, StatusRequest, VersionRequest};
+use criox_proto::v1::{RuntimeConfigRequest, VersionRequest};
 use criox_testkit::{Daemon, criox_bin};
 
 #[tokio::test]
@@ -46,11 +46,7 @@ async fn ctl_version_prints_the_runtime_name() {
 async fn status_reports_network_readiness_from_the_cni_directory() {
     let daemon = Daemon::start().await;
     let mut rt = daemon.runtime().await;
-    let status = rt
-        .status(StatusRequest { verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = criox_testkit::runtime_status(&mut rt, true).await;
     let conditions = status.status.unwrap().conditions;
     let runtime = conditions
         .iter()
@@ -215,16 +211,15 @@ fn start_fails_cleanly_on_bad_paths() {
     // A socket path in a missing directory.
     let root = base.join("root1");
     let state = base.join("s1");
-    let out = run_criox(&[
-        "--config",
-        empty.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-        "--listen",
-        base.join("missing/dir/criox.sock").to_str().unwrap(),
-    ]);
+    let out = run_criox_in(
+        &empty,
+        &root,
+        &state,
+        &[
+            "--listen",
+            base.join("missing/dir/criox.sock").to_str().unwrap(),
+        ],
+    );
     assert_one_line_failure(&out, "missing/dir");
     assert!(!root.exists() && !state.exists(), "directories left behind");
 
@@ -242,27 +237,13 @@ fn start_fails_cleanly_on_bad_paths() {
     let _unmount = UnmountOnDrop(ro.clone());
     let state = base.join("s2");
     let root = ro.join("root");
-    let out = run_criox(&[
-        "--config",
-        empty.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let out = run_criox_in(&empty, &root, &state, &[]);
     assert_one_line_failure(&out, root.to_str().unwrap());
     assert!(!state.exists(), "state directory left behind");
 
     // A state directory too long for the unix sockets that containers need below it.
     let long_state = base.join("a-state-directory-whose-name-is-far-too-long");
-    let out = run_criox(&[
-        "--config",
-        empty.to_str().unwrap(),
-        "--root",
-        base.join("root3").to_str().unwrap(),
-        "--state",
-        long_state.to_str().unwrap(),
-    ]);
+    let out = run_criox_in(&empty, &base.join("root3"), &long_state, &[]);
     assert_one_line_failure(&out, long_state.to_str().unwrap());
     assert!(!long_state.exists() && !base.join("root3").exists());
 }
@@ -335,6 +316,20 @@ fn run_criox(args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `criox --config CONFIG --root ROOT --state STATE EXTRA…`.
+fn run_criox_in(
+    config: &std::path::Path,
+    root: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend(["--root", root.to_str().unwrap()]);
+    args.extend(["--state", state.to_str().unwrap()]);
+    args.extend(extra);
+    run_criox(&args)
 }
 
 fn assert_one_line_failure(out: &std::process::Output, names: &str) {

@@ -13,16 +13,14 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn listed_state(rt: &mut Rt, id: &str) -> Option<i32> {
-    rt.list_containers(ListContainersRequest {
-        filter: Some(ContainerFilter {
+    criox_testkit::list_containers_where(
+        rt,
+        ContainerFilter {
             id: id.to_string(),
             ..Default::default()
-        }),
-    })
+        },
+    )
     .await
-    .expect("ListContainers")
-    .into_inner()
-    .containers
     .first()
     .map(|c| c.state)
 }
@@ -205,17 +203,8 @@ async fn a_created_container_stays_created_across_a_restart_and_can_then_start()
         }
         assert!(log.contains("started"), "log of {id}: {log:?}");
 
-        rt.stop_container(StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 1,
-        })
-        .await
-        .expect("StopContainer");
-        rt.remove_container(RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("RemoveContainer");
+        criox_testkit::stop_container(&mut rt, &id, 1).await;
+        criox_testkit::remove_container(&mut rt, &id).await;
         assert_eq!(listed_state(&mut rt, id).await, None);
     }
     for pod in &pods {

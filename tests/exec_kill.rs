@@ -75,30 +75,13 @@ fn state_of(pid: i32) -> String {
 }
 
 async fn assert_still_running(rt: &mut Rt, id: &str) {
-    let status = rt
-        .container_status(ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: false,
-        })
-        .await
-        .expect("ContainerStatus")
-        .into_inner()
-        .status
-        .unwrap();
+    let status = criox_testkit::container_status(rt, id).await;
     assert_eq!(
         status.state,
         ContainerState::ContainerRunning as i32,
         "the container itself must keep running"
     );
-    let out = rt
-        .exec_sync(ExecSyncRequest {
-            container_id: id.to_string(),
-            cmd: vec!["echo".into(), "alive".into()],
-            timeout: 10,
-        })
-        .await
-        .expect("ExecSync after the killed exec")
-        .into_inner();
+    let out = criox_testkit::exec_sync(rt, id, &["echo", "alive"], 10).await;
     assert_eq!(
         (out.exit_code, String::from_utf8_lossy(&out.stdout).as_ref()),
         (0, "alive\n")
@@ -143,15 +126,10 @@ async fn exec_sync_timeout_kills_and_reaps(handler: &str, seconds: &str) {
     assert_still_running(&mut rt, &id).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_sync_timeout_kills_and_reaps_the_process_embedded() {
-    exec_sync_timeout_kills_and_reaps(EMBEDDED, "301").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_sync_timeout_kills_and_reaps_the_process_runc() {
-    exec_sync_timeout_kills_and_reaps(RUNC, "302").await;
-}
+criox_testkit::on_both_runtimes!(
+    exec_sync_timeout_kills_and_reaps_the_process =>
+        exec_sync_timeout_kills_and_reaps(EMBEDDED, "301"; RUNC, "302")
+);
 
 /// A streaming client, killed (as a client that crashes or loses its connection) on drop.
 struct Client(std::process::Child);
@@ -217,15 +195,10 @@ async fn abandoned_streaming_exec_is_killed_and_reaped(handler: &str, seconds: &
     assert_still_running(&mut rt, &id).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_streaming_exec_is_killed_and_reaped_embedded() {
-    abandoned_streaming_exec_is_killed_and_reaped(EMBEDDED, &["311", "312", "313"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_streaming_exec_is_killed_and_reaped_runc() {
-    abandoned_streaming_exec_is_killed_and_reaped(RUNC, &["321", "322", "323"]).await;
-}
+criox_testkit::on_both_runtimes!(
+    abandoned_streaming_exec_is_killed_and_reaped =>
+        abandoned_streaming_exec_is_killed_and_reaped(EMBEDDED, &["311", "312", "313"]; RUNC, &["321", "322", "323"])
+);
 
 async fn terminal_exec_with_stdin(handler: &str) {
     let (daemon, id) = running_container(handler).await;
@@ -274,15 +247,10 @@ async fn terminal_exec_with_stdin(handler: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn terminal_exec_with_stdin_embedded() {
-    terminal_exec_with_stdin(EMBEDDED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn terminal_exec_with_stdin_runc() {
-    terminal_exec_with_stdin(RUNC).await;
-}
+criox_testkit::on_both_runtimes!(
+    terminal_exec_with_stdin =>
+        terminal_exec_with_stdin(EMBEDDED; RUNC)
+);
 
 /// Whether `pid` still runs: gone or a zombie both mean it does not.
 fn running(pid: i32) -> bool {
@@ -325,12 +293,7 @@ async fn exec_sync_timeout_kills_the_whole_exec(handler: &str, background: &str,
     assert_still_running(&mut rt, &id).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_sync_timeout_kills_what_the_exec_started_embedded() {
-    exec_sync_timeout_kills_the_whole_exec(EMBEDDED, "351", "352").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_sync_timeout_kills_what_the_exec_started_runc() {
-    exec_sync_timeout_kills_the_whole_exec(RUNC, "353", "354").await;
-}
+criox_testkit::on_both_runtimes!(
+    exec_sync_timeout_kills_what_the_exec_started =>
+        exec_sync_timeout_kills_the_whole_exec(EMBEDDED, "351", "352"; RUNC, "353", "354")
+);

@@ -11,61 +11,21 @@ async fn an_image_in_use_by_a_container_is_not_removed() {
     let fx = fixtures();
     let registry = fx["CRIOX_TEST_REGISTRY"].clone();
     let daemon = Daemon::builder().trusting_fixture_registry().start().await;
-    let mut images = daemon.images().await;
+    let images = daemon.images().await;
     let image = fx["CRIOX_TEST_IMAGE_BUSYBOX"].clone();
     let second_tag = format!("{registry}/criox/busybox:stable");
     let mut id = String::new();
     for name in [&image, &second_tag] {
-        id = images
-            .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: name.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .image_ref;
+        id = daemon.pull(name).await.unwrap();
     }
 
     let mut rt = daemon.runtime().await;
     let mut pod_cfg = pod_config("inuse", &criox_testkit::unique("uid"));
     pod_cfg.log_directory = daemon.dir.join("logs").display().to_string();
-    pod_cfg.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    criox_testkit::pods::on_host_network(&mut pod_cfg, NamespaceMode::Pod);
     let pod = run_pod(&mut rt, pod_cfg.clone()).await;
-    let container = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: "user".into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                command: vec!["true".into()],
-                log_path: "user.log".into(),
-                ..Default::default()
-            }),
-            sandbox_config: Some(pod_cfg),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
+    let config = criox_testkit::image_container(&image, "user", &["true"]);
+    let container = criox_testkit::create_container(&mut rt, &pod, &pod_cfg, config).await;
 
     let remove = |name: String| {
         let mut images = images.clone();
@@ -90,21 +50,8 @@ async fn an_image_in_use_by_a_container_is_not_removed() {
     let layers = daemon.root.join("storage/layers");
     assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 1);
 
-    rt.remove_container(RemoveContainerRequest {
-        container_id: container,
-    })
-    .await
-    .unwrap();
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    criox_testkit::remove_container(&mut rt, &container).await;
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
     remove(id).await.unwrap();
     assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
 }

@@ -55,18 +55,12 @@ fn installs_binary_units_and_commented_defaults() {
         "an uncommented line:\n{text}"
     );
     let render = |path: &Path| {
-        let out = Command::new(criox_testkit::criox_bin())
-            .arg("--config")
-            .arg(path)
-            .arg("config")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        criox_testkit::output_ok(
+            Command::new(criox_testkit::criox_bin())
+                .arg("--config")
+                .arg(path)
+                .arg("config"),
+        )
     };
     assert_eq!(render(&config), render(Path::new("/dev/null")));
     assert!(root.join("etc/criox/criox.conf.d").is_dir());

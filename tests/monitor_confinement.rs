@@ -15,25 +15,7 @@ use tonic::transport::Channel;
 
 type Rt = RuntimeServiceClient<Channel>;
 
-/// The monitor's pid, from the pid file it keeps in the container's state directory.
-fn monitor_pid(state: &Path, id: &str) -> u32 {
-    let text = std::fs::read_to_string(state.join("c").join(id).join("monitor.pid"))
-        .expect("the monitor's pid file");
-    text.split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("pid file of {id}: {text:?}"))
-}
-
-fn status_field(pid: u32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
-}
-
-fn assert_confined(pid: u32, what: &str) {
+fn assert_confined(pid: i32, what: &str) {
     for (field, want) in [
         ("Seccomp:", "2"),
         ("NoNewPrivs:", "1"),
@@ -43,7 +25,11 @@ fn assert_confined(pid: u32, what: &str) {
         ("CapAmb:", "0000000000000000"),
         ("CapBnd:", "0000000000000000"),
     ] {
-        assert_eq!(status_field(pid, field), want, "{what}: monitor {field}");
+        assert_eq!(
+            criox_testkit::proc_status_field(pid, field),
+            want,
+            "{what}: monitor {field}"
+        );
     }
 }
 
@@ -122,7 +108,7 @@ async fn whole_life(handler: &str) {
     for tty in [false, true] {
         let what = format!("handler {handler:?}, tty {tty}");
         let id = container(&mut rt, &pod, &config, tty).await;
-        let monitor = monitor_pid(&daemon.state, &id);
+        let monitor = criox_testkit::monitor_pid(&daemon.state, &id);
         assert_confined(monitor, &what);
         let log = logs.join(if tty { "term.log" } else { "plain.log" });
 
@@ -153,15 +139,7 @@ async fn whole_life(handler: &str) {
         }
 
         // Exec beside the container's process.
-        let out = rt
-            .exec_sync(ExecSyncRequest {
-                container_id: id.clone(),
-                cmd: vec!["echo".to_string(), "from-exec".to_string()],
-                timeout: 10,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
+        let out = criox_testkit::exec_sync(&mut rt, &id, &["echo", "from-exec"], 10).await;
         assert_eq!(
             (out.exit_code, String::from_utf8_lossy(&out.stdout).trim()),
             (0, "from-exec"),
@@ -187,22 +165,8 @@ async fn whole_life(handler: &str) {
         assert_confined(monitor, &what);
 
         // Stop: the process ends, the monitor records the exit and leaves.
-        rt.stop_container(StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 1,
-        })
-        .await
-        .expect("StopContainer");
-        let status = rt
-            .container_status(ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("ContainerStatus")
-            .into_inner()
-            .status
-            .unwrap();
+        criox_testkit::stop_container(&mut rt, &id, 1).await;
+        let status = criox_testkit::container_status(&mut rt, &id).await;
         assert_eq!(status.state(), ContainerState::ContainerExited, "{what}");
         assert!(status.finished_at > 0, "{what}: {status:?}");
         drop(input);
@@ -221,12 +185,7 @@ async fn whole_life(handler: &str) {
     criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_confined_monitor_serves_a_whole_container_life_embedded() {
-    whole_life("").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_confined_monitor_serves_a_whole_container_life_runc() {
-    whole_life("runc").await;
-}
+criox_testkit::on_both_runtimes!(
+    a_confined_monitor_serves_a_whole_container_life =>
+        whole_life(""; "runc")
+);

@@ -28,16 +28,6 @@ struct Running {
     cgroup: String,
 }
 
-/// The monitor's pid, from the pid file it keeps in the container's state directory.
-fn monitor_pid(state: &Path, id: &str) -> i32 {
-    let text = std::fs::read_to_string(state.join("c").join(id).join("monitor.pid"))
-        .expect("the monitor's pid file");
-    text.split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("pid file of {id}: {text:?}"))
-}
-
 async fn run(
     rt: &mut Rt,
     state: &Path,
@@ -48,19 +38,10 @@ async fn run(
 ) -> Running {
     let c = criox_testkit::busybox_container(name, command);
     let id = criox_testkit::run_container(rt, pod, config, c).await;
-    let info = rt
-        .container_status(ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .expect("ContainerStatus")
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&info["info"]).expect("verbose info");
+    let info = criox_testkit::container_info(rt, &id).await;
     let init = info["pid"].as_i64().expect("the init's pid") as i32;
     let cgroup = info["cgroup"].as_str().expect("the cgroup").to_string();
-    let monitor = monitor_pid(state, &id);
+    let monitor = criox_testkit::monitor_pid(state, &id);
     assert!(init > 0 && !cgroup_dirs(&cgroup).is_empty(), "{info}");
     Running {
         id,
@@ -104,12 +85,7 @@ async fn lose_monitor(rt: &mut Rt, c: &Running) {
 
 async fn stop(rt: &mut Rt, id: &str, timeout: i64) -> Duration {
     let started = Instant::now();
-    rt.stop_container(StopContainerRequest {
-        container_id: id.to_string(),
-        timeout,
-    })
-    .await
-    .expect("StopContainer");
+    criox_testkit::stop_container(rt, id, timeout).await;
     started.elapsed()
 }
 
@@ -121,11 +97,7 @@ async fn remove_and_check(rt: &mut Rt, daemon_dir: &Path, c: &Running) {
         "{exited:?}"
     );
     assert!(!alive(c.init), "the init outlived its container");
-    rt.remove_container(RemoveContainerRequest {
-        container_id: c.id.clone(),
-    })
-    .await
-    .expect("RemoveContainer");
+    criox_testkit::remove_container(rt, &c.id).await;
     assert_eq!(cgroup_dirs(&c.cgroup), Vec::<std::path::PathBuf>::new());
     let mounts: Vec<_> = mounts_below(daemon_dir)
         .into_iter()
@@ -192,19 +164,10 @@ async fn a_container_outlives_its_monitor(handler: &str) {
     remove_and_check(&mut rt, &daemon.dir, &alone).await;
 
     stop_and_remove_pod(&mut rt, &pod).await;
-    assert!(
-        mounts_below(&daemon.dir).is_empty(),
-        "mounts left behind: {:?}",
-        mounts_below(&daemon.dir)
-    );
+    daemon.assert_nothing_mounted();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_outlives_its_monitor_embedded() {
-    a_container_outlives_its_monitor(EMBEDDED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_outlives_its_monitor_runc() {
-    a_container_outlives_its_monitor(RUNC).await;
-}
+criox_testkit::on_both_runtimes!(
+    a_container_outlives_its_monitor =>
+        a_container_outlives_its_monitor(EMBEDDED; RUNC)
+);

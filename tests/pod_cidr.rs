@@ -12,10 +12,8 @@ use tonic::transport::Channel;
 type Rt = RuntimeServiceClient<Channel>;
 
 async fn network_ready(rt: &mut Rt) -> RuntimeCondition {
-    rt.status(StatusRequest { verbose: false })
+    criox_testkit::runtime_status(rt, false)
         .await
-        .expect("Status")
-        .into_inner()
         .status
         .unwrap()
         .conditions
@@ -77,13 +75,7 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
 
     for bad in ["not-a-cidr", "10.0.0.0/33", "10.1.0.0/16,nope"] {
         let err = update(&mut rt, bad).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}: {err:?}");
-        assert!(
-            err.message()
-                .contains("runtime_config.network_config.pod_cidr"),
-            "{}",
-            err.message()
-        );
+        criox_testkit::assert_invalid(&err, "runtime_config.network_config.pod_cidr");
     }
     // Bad input leaves nothing behind and the network stays not ready.
     assert!(criox_testkit::dir_entries(&daemon.cni_dir).is_empty());
@@ -97,25 +89,13 @@ async fn a_pod_cidr_renders_the_template_and_pods_get_addresses_from_it() {
         criox_testkit::dir_entries(&daemon.cni_dir),
         ["10-criox-net.conflist"]
     );
-    let status = rt
-        .status(StatusRequest { verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = criox_testkit::runtime_status(&mut rt, true).await;
     let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
     assert_eq!(cidrs, std::slice::from_ref(&cidr));
 
     let pod = run_pod(&mut rt, pod_config("cidr", &criox_testkit::unique("uid"))).await;
-    let ip = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
+    let ip = criox_testkit::pods::pod_status(&mut rt, &pod)
         .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
         .network
         .unwrap()
         .ip;
@@ -139,11 +119,7 @@ async fn without_a_template_the_pod_cidr_is_accepted_and_remembered() {
         .expect("empty UpdateRuntimeConfig");
     assert!(!network_ready(&mut rt).await.status);
     assert!(criox_testkit::dir_entries(&daemon.cni_dir).is_empty());
-    let status = rt
-        .status(StatusRequest { verbose: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = criox_testkit::runtime_status(&mut rt, true).await;
     let cidrs: Vec<String> = serde_json::from_str(&status.info["podCIDRs"]).unwrap();
     assert_eq!(cidrs, ["10.244.3.0/24", "fd00:10:244:3::/64"]);
     assert!(daemon.log().contains("10.244.3.0/24"), "{}", daemon.log());

@@ -1,7 +1,6 @@
 //! `criox ctl runp|pods|inspectp|stopp|rmp` against the daemon, with a crictl YAML config.
 
 use criox_testkit::Daemon;
-use criox_testkit::pods::*;
 
 fn ok(out: std::process::Output) -> String {
     assert!(
@@ -15,9 +14,7 @@ fn ok(out: std::process::Output) -> String {
 #[tokio::test]
 async fn ctl_runs_lists_inspects_stops_and_removes_a_pod() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let config = daemon.dir.join("pod.yaml");
     std::fs::write(
         &config,

@@ -33,15 +33,7 @@ fn footprint(daemon: &Daemon, net: &TestNetwork, cgroup_root: &str) -> Footprint
         veths: net.veths(),
         iptables: net.iptables_rules(),
         allocations: net.allocations().len(),
-        cgroups: cgroup_dirs(cgroup_root)
-            .iter()
-            .map(|d| {
-                dir_entries(d)
-                    .iter()
-                    .filter(|e| e.starts_with("pod"))
-                    .count()
-            })
-            .sum(),
+        cgroups: criox_testkit::pods::pod_cgroups(cgroup_root),
         state_files: dir_entries(&daemon.state.join("pods")).len()
             + dir_entries(&daemon.root.join("pods")).len()
             + dir_entries(&daemon.root.join("network")).len(),
@@ -51,23 +43,12 @@ fn footprint(daemon: &Daemon, net: &TestNetwork, cgroup_root: &str) -> Footprint
 #[tokio::test]
 async fn run_stop_remove_cycles_leak_nothing() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     let cgroup_root = format!("/criox-cycles-{}", criox_testkit::unique(""));
     // One pod first, so the bridge and the shared portmap chains exist in both counts.
     let warm = run_pod(&mut rt, pod_config("warm", &criox_testkit::unique("uw"))).await;
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: warm.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: warm,
-    })
-    .await
-    .unwrap();
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &warm).await;
     let before = footprint(&daemon, &net, &cgroup_root);
     assert_eq!(before.mounts, 0);
 

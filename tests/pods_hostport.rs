@@ -24,18 +24,14 @@ async fn pod_with_mapping(
     let mut config = pod_config(name, &criox_testkit::unique("hp"));
     config.port_mappings = vec![mapping];
     let id = run_pod(&mut rt, config).await;
-    let (st, info) = status(&mut rt, &id).await;
-    let ip = st.network.unwrap().ip;
-    let netns = PathBuf::from(info["namespaces"]["network"].as_str().unwrap());
+    let (ip, netns) = ip_and_netns(&mut rt, &id).await;
     (id, ip, netns)
 }
 
 #[tokio::test]
 async fn a_udp_host_port_carries_datagrams_both_ways() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, _net) = criox_testkit::pods::private_network(&daemon);
     let port = host_port(0);
     let (id, ip, netns) = pod_with_mapping(
         &daemon,
@@ -79,13 +75,7 @@ async fn a_udp_host_port_carries_datagrams_both_ways() {
 
     let mut rt = daemon.runtime().await;
     stop_and_remove_pod(&mut rt, &id).await;
-    let rules = String::from_utf8(
-        std::process::Command::new("iptables-save")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let rules = iptables_save();
     assert!(
         !rules.contains(&format!("--to-destination {ip}:5353")),
         "UDP DNAT rule left after the pod went"
@@ -95,9 +85,7 @@ async fn a_udp_host_port_carries_datagrams_both_ways() {
 #[tokio::test]
 async fn a_host_port_bound_to_an_ip_answers_on_that_ip_only() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let port = host_port(1);
     let (id, ip, netns) = pod_with_mapping(
         &daemon,

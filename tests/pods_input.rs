@@ -1,9 +1,6 @@
 //! Bad pod requests: each is refused naming the field, and nothing is left behind.
 
-use criox_proto::v1::{
-    LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandboxConfig, PortMapping,
-    RunPodSandboxRequest,
-};
+use criox_proto::v1::{LinuxPodSandboxConfig, PodSandboxConfig, PortMapping, RunPodSandboxRequest};
 use criox_testkit::Daemon;
 use criox_testkit::pods::*;
 use criox_testkit::{cgroup_dirs, dir_entries, mounts_below};
@@ -24,11 +21,7 @@ async fn refused(
 }
 
 fn assert_nothing_left(daemon: &Daemon) {
-    assert!(
-        mounts_below(&daemon.dir).is_empty(),
-        "{:?}",
-        mounts_below(&daemon.dir)
-    );
+    daemon.assert_nothing_mounted();
     assert!(dir_entries(&daemon.state.join("pods")).is_empty());
     assert!(dir_entries(&daemon.root.join("pods")).is_empty());
     assert!(dir_entries(&daemon.root.join("network")).is_empty());
@@ -37,9 +30,7 @@ fn assert_nothing_left(daemon: &Daemon) {
 #[tokio::test]
 async fn invalid_configs_are_refused_with_the_field_named() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     let uid = criox_testkit::unique("ui");
 
@@ -104,16 +95,7 @@ async fn invalid_configs_are_refused_with_the_field_named() {
     ];
     for (config, handler, field) in cases {
         let status = refused(&mut rt, Some(config), handler).await;
-        assert_eq!(
-            status.code(),
-            tonic::Code::InvalidArgument,
-            "{field}: {status:?}"
-        );
-        assert!(
-            status.message().contains(field),
-            "{field}: {}",
-            status.message()
-        );
+        criox_testkit::assert_invalid(&status, field);
     }
     let status = refused(&mut rt, None, "").await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -177,12 +159,7 @@ async fn a_failing_or_hanging_plugin_leaves_nothing_and_frees_the_name() {
     // The name is free again: the same pod runs once the network works.
     net.install(&daemon.cni_dir);
     let id = run_pod(&mut rt, pod_config("flaky", &uid)).await;
-    let listed = rt
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let listed = criox_testkit::list_pods(&mut rt).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     let dup = rt
@@ -273,13 +250,6 @@ async fn a_pod_half_made_when_the_daemon_crashed_is_cleaned_at_start() {
     );
     assert!(net.allocations().is_empty(), "{:?}", net.allocations());
     assert_eq!(net.veths(), 0);
-    let listed = daemon
-        .runtime()
-        .await
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let listed = criox_testkit::list_pods(&mut daemon.runtime().await).await;
     assert!(listed.is_empty());
 }

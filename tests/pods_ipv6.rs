@@ -26,16 +26,9 @@ async fn dual_stack_pods_reach_each_other_over_ipv6() {
         return;
     }
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
     // A unique local /64 of this test's own.
     let v6 = format!("fd01:{:x}::", std::process::id() % 0xffff);
-    list["plugins"][0]["ipam"]["ranges"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!([{ "subnet": format!("{v6}/64") }]));
-    std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
+    let (_leftovers, net) = private_dual_stack_network(&daemon, &v6);
     let mut rt = daemon.runtime().await;
 
     let mut pods = Vec::new();

@@ -7,38 +7,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criox_proto::v1::{
-    DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
-    NamespaceOption, PodSandboxFilter, PortMapping, RemovePodSandboxRequest, StatusRequest,
-    StopPodSandboxRequest,
+    DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
+    PodSandboxFilter, PortMapping, StopPodSandboxRequest,
 };
 use criox_testkit::Daemon;
 use criox_testkit::dir_entries;
 use criox_testkit::pods::*;
 
-async fn stop_and_remove(
-    rt: &mut criox_proto::v1::runtime_service_client::RuntimeServiceClient<
-        tonic::transport::Channel,
-    >,
-    id: &str,
-) {
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: id.to_string(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: id.to_string(),
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
 
     let mut a = pod_config("web-a", &criox_testkit::unique("ua"));
@@ -104,8 +83,8 @@ async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
     let hostname = std::fs::read_to_string(a_info["hostnamePath"].as_str().unwrap()).unwrap();
     assert_eq!(hostname, "web-a\n");
 
-    stop_and_remove(&mut rt, &a_id).await;
-    stop_and_remove(&mut rt, &b_id).await;
+    stop_and_remove_pod(&mut rt, &a_id).await;
+    stop_and_remove_pod(&mut rt, &b_id).await;
     assert!(net.allocations().is_empty(), "{:?}", net.allocations());
     assert_eq!(net.veths(), 0);
 }
@@ -113,9 +92,7 @@ async fn pods_get_their_ip_on_eth0_and_reach_each_other() {
 #[tokio::test]
 async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, _net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     let host_port = 20000 + (std::process::id() % 20000) as i32;
     let mut config = pod_config("ports", &criox_testkit::unique("up"));
@@ -126,17 +103,9 @@ async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
         host_ip: String::new(),
     }];
     let id = run_pod(&mut rt, config).await;
-    let (st, info) = status(&mut rt, &id).await;
-    let ip = st.network.unwrap().ip;
-    let netns = PathBuf::from(info["namespaces"]["network"].as_str().unwrap());
+    let (ip, netns) = ip_and_netns(&mut rt, &id).await;
     let dnat = format!("--to-destination {ip}:8080");
-    let rules = String::from_utf8(
-        std::process::Command::new("iptables-save")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let rules = iptables_save();
     assert!(
         rules
             .lines()
@@ -164,16 +133,10 @@ async fn host_port_reaches_the_pod_and_is_removed_on_stop() {
     })
     .await
     .unwrap();
-    let rules = String::from_utf8(
-        std::process::Command::new("iptables-save")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let rules = iptables_save();
     assert!(!rules.contains(&dnat), "DNAT rule left after stop");
     // A second stop is fine.
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
 }
 
 #[tokio::test]
@@ -189,12 +152,7 @@ async fn network_ready_flips_when_a_configuration_appears() {
             .find(|c| c.r#type == "NetworkReady")
             .unwrap()
     };
-    let before = network_ready(
-        rt.status(StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let before = network_ready(criox_testkit::runtime_status(&mut rt, false).await);
     assert!(!before.status);
     assert_eq!(before.reason, "NetworkPluginNotReady");
 
@@ -204,33 +162,21 @@ async fn network_ready_flips_when_a_configuration_appears() {
         r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"no-such-plugin"}]}"#,
     )
     .unwrap();
-    let bad = network_ready(
-        rt.status(StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let bad = network_ready(criox_testkit::runtime_status(&mut rt, false).await);
     assert!(!bad.status);
     assert!(bad.message.contains("no-such-plugin"), "{bad:?}");
     std::fs::remove_file(daemon.cni_dir.join("05-bad.conflist")).unwrap();
 
     let net = TestNetwork::new(&daemon.dir);
     net.install(&daemon.cni_dir);
-    let after = network_ready(
-        rt.status(StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let after = network_ready(criox_testkit::runtime_status(&mut rt, false).await);
     assert!(after.status, "{after:?}");
 }
 
 #[tokio::test]
 async fn pods_and_their_ips_survive_a_daemon_crash() {
     let mut daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     let mut config = pod_config("keep", &criox_testkit::unique("uk"));
     config.labels = labels(&[("app", "keep")]);
@@ -242,39 +188,34 @@ async fn pods_and_their_ips_survive_a_daemon_crash() {
     std::fs::remove_file(daemon.cni_dir.join("10-test.conflist")).unwrap();
     daemon.spawn().await;
     let mut rt = daemon.runtime().await;
-    let listed = rt
-        .list_pod_sandbox(ListPodSandboxRequest {
-            filter: Some(PodSandboxFilter {
-                label_selector: labels(&[("app", "keep")]),
-                ..PodSandboxFilter::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let listed = criox_testkit::list_pods_where(
+        &mut rt,
+        PodSandboxFilter {
+            label_selector: labels(&[("app", "keep")]),
+            ..PodSandboxFilter::default()
+        },
+    )
+    .await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].state, 0);
     let (st, _) = status(&mut rt, &id[..12]).await;
     assert_eq!(st.network.unwrap().ip, ip);
     assert_eq!(net.allocations(), vec![ip.clone()]);
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(
         net.allocations().is_empty(),
         "IP still allocated after stop"
     );
     assert_eq!(net.veths(), 0);
     // Stop and remove of a removed pod succeed.
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
 }
 
 #[tokio::test]
 async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, _net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     let mut config = pod_config("shared-pid", &criox_testkit::unique("us"));
     config.linux = Some(LinuxPodSandboxConfig {
@@ -290,15 +231,11 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
     let id = run_pod(&mut rt, config).await;
     let (_, info) = status(&mut rt, &id).await;
     let pid = info["infraPid"].as_i64().expect("infra pid") as i32;
-    let status_file = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let nspid = status_file
-        .lines()
-        .find(|l| l.starts_with("NSpid:"))
-        .unwrap()
-        .to_string();
-    assert!(
-        nspid.trim_end().ends_with("\t1"),
-        "not PID 1 of its namespace: {nspid}"
+    let nspid = criox_testkit::proc_status_field(pid, "NSpid:");
+    assert_eq!(
+        nspid.split('\t').next_back(),
+        Some("1"),
+        "not PID 1 of its namespace: NSpid: {nspid}"
     );
     // It lives in the pod's network namespace, and the PID namespace is pinned.
     let netns = info["namespaces"]["network"].as_str().unwrap();
@@ -316,7 +253,7 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
             .ino(),
         std::fs::metadata(pid_pin).unwrap().ino()
     );
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(
         !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
             .unwrap_or_default()
@@ -328,15 +265,8 @@ async fn a_shared_pid_namespace_runs_an_infra_process_that_goes_with_the_pod() {
 #[tokio::test]
 async fn a_dual_stack_pod_reports_both_addresses() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    let mut list: serde_json::Value = serde_json::from_str(&net.conflist()).unwrap();
     let v6 = format!("fd00:{:x}::", std::process::id() % 0xffff);
-    list["plugins"][0]["ipam"]["ranges"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!([{ "subnet": format!("{v6}/64") }]));
-    std::fs::write(daemon.cni_dir.join("10-test.conflist"), list.to_string()).unwrap();
+    let (_leftovers, net) = private_dual_stack_network(&daemon, &v6);
     let mut rt = daemon.runtime().await;
     let id = run_pod(&mut rt, pod_config("dual", &criox_testkit::unique("ud"))).await;
     let (st, info) = status(&mut rt, &id).await;
@@ -353,16 +283,14 @@ async fn a_dual_stack_pod_reports_both_addresses() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("inet6 {ip6}/64")), "{text}");
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocations().is_empty());
 }
 
 #[tokio::test]
 async fn an_infra_process_ends_when_its_pod_state_is_wiped() {
     let mut daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let mut rt = daemon.runtime().await;
     // No namespace options: PID mode POD, so the pod has an infra process.
     let id = run_pod(&mut rt, pod_config("wiped", &criox_testkit::unique("uw"))).await;
@@ -392,7 +320,7 @@ async fn an_infra_process_ends_when_its_pod_state_is_wiped() {
     let mut rt = daemon.runtime().await;
     let (st, _) = status(&mut rt, &id).await;
     assert_eq!(st.state, 1, "a pod without its namespace is not ready");
-    stop_and_remove(&mut rt, &id).await;
+    stop_and_remove_pod(&mut rt, &id).await;
     assert!(net.allocations().is_empty(), "{:?}", net.allocations());
     assert!(dir_entries(&daemon.root.join("network")).is_empty());
 }

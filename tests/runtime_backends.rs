@@ -547,20 +547,7 @@ fn launcher_helper() {
     rt.start(&req.id).unwrap();
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            use super::*;
-            $( #[test] fn $name() { super::$name(Kind::Embedded) } )*
-        }
-        mod runc {
-            use super::*;
-            $( #[test] fn $name() { super::$name(Kind::Runc) } )*
-        }
-    };
-}
-
-both!(
+criox_testkit::on_both_backends!(
     exit_code_is_recorded,
     exit_by_sigterm_reports_the_signal,
     stdout_and_stderr_in_cri_format,

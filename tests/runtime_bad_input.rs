@@ -149,20 +149,7 @@ fn failing_process_is_a_create_error(kind: Kind) {
     assert_nothing_left(&env, &id);
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            use super::*;
-            $( #[test] fn $name() { super::$name(Kind::Embedded) } )*
-        }
-        mod runc {
-            use super::*;
-            $( #[test] fn $name() { super::$name(Kind::Runc) } )*
-        }
-    };
-}
-
-both!(
+criox_testkit::on_both_backends!(
     missing_bundle,
     malformed_config,
     rootfs_outside_the_bundle,

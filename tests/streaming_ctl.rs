@@ -6,26 +6,15 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use criox_testkit::criox_bin;
-use criox_testkit::streaming::{HostServer, Httpd, KillOnDrop, Netns, wait_output};
+use criox_testkit::streaming::{HostServer, Httpd, KillOnDrop, Netns};
 use serde_json::json;
 
 fn ctl(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(criox_bin())
-        .arg("ctl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = wait_output(child, Duration::from_secs(60));
-    let _ = writer.join();
-    out
+    criox_testkit::streaming::run_with_input(
+        Command::new(criox_bin()).arg("ctl").args(args),
+        input,
+        Duration::from_secs(60),
+    )
 }
 
 fn text(b: &[u8]) -> String {
