@@ -4,6 +4,7 @@
 //! code.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, Sta
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -191,6 +193,43 @@ fn negotiate(offered: &[String], supported: &[&str]) -> Option<String> {
         .cloned()
 }
 
+fn no_common_protocol(offered: &[String], supported: &[&str]) -> Reply {
+    refuse(
+        StatusCode::FORBIDDEN,
+        format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
+        ),
+    )
+}
+
+/// Runs `serve` on a task of its own with the socket hyper hands over once the switching
+/// reply is sent; `upgrade` names the protocol in the log when that fails.
+fn serve_upgraded<F>(
+    req: &mut HttpRequest<Incoming>,
+    upgrade: &'static str,
+    serve: impl FnOnce(TokioIo<Upgraded>) -> F + Send + 'static,
+) where
+    F: Future<Output = ()> + Send,
+{
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!("{upgrade} upgrade failed: {e}"),
+        }
+    });
+}
+
+/// The 101 reply to an upgrade to `upgrade`.
+fn switching_protocols(upgrade: &'static str) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = reply.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+    reply
+}
+
 /// Spends the token once the upgrade is agreed; None when another connection spent it
 /// first or it expired meanwhile.
 fn claim(shared: &Shared, token: &str) -> Option<Reply> {
@@ -218,12 +257,7 @@ fn upgrade_spdy(
         );
     }
     let Some(chosen) = negotiate(&offered, supported) else {
-        let mut reply = refuse(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
-            ),
-        );
+        let mut reply = no_common_protocol(&offered, supported);
         if let Ok(v) = HeaderValue::from_str(&supported.join(", ")) {
             reply.headers_mut().insert(ACCEPTED_PROTOCOLS_HEADER, v);
         }
@@ -232,17 +266,9 @@ fn upgrade_spdy(
     if let Some(refused) = claim(&shared, token) {
         return refused;
     }
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let protocol = chosen.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!("SPDY upgrade failed: {e}");
-                return;
-            }
-        };
-        let conn = match spdy::Connection::new(TokioIo::new(upgraded)) {
+    serve_upgraded(&mut req, "SPDY", move |upgraded| async move {
+        let conn = match spdy::Connection::new(upgraded) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("cannot start a SPDY connection: {e}");
@@ -266,11 +292,8 @@ fn upgrade_spdy(
             }
         }
     });
-    let mut reply = Response::new(Full::new(Bytes::new()));
-    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut reply = switching_protocols(SPDY_UPGRADE);
     let headers = reply.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static(SPDY_UPGRADE));
     if let Ok(v) = HeaderValue::from_str(&chosen) {
         headers.insert(PROTOCOL_HEADER, v);
     }
@@ -356,14 +379,7 @@ fn upgrade_websocket(
     } else {
         match negotiate(&offered, supported) {
             Some(p) => p,
-            None => {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
-                    ),
-                );
-            }
+            None => return no_common_protocol(&offered, supported),
         }
     };
     let tunnel = chosen.starts_with(tunnel::PREFIX);
@@ -386,16 +402,8 @@ fn upgrade_websocket(
     if let Some(refused) = claim(&shared, token) {
         return refused;
     }
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let protocol = chosen.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => TokioIo::new(u),
-            Err(e) => {
-                tracing::debug!("WebSocket upgrade failed: {e}");
-                return;
-            }
-        };
+    serve_upgraded(&mut req, "WebSocket", move |upgraded| async move {
         match request {
             Request::PortForward {
                 ref pod_id,
@@ -426,11 +434,8 @@ fn upgrade_websocket(
             }
         }
     });
-    let mut reply = Response::new(Full::new(Bytes::new()));
-    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut reply = switching_protocols("websocket");
     let headers = reply.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }

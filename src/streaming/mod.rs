@@ -8,7 +8,9 @@ mod http;
 mod portforward;
 mod remotecommand;
 pub mod runtime;
+mod sink;
 mod spdy;
+mod tasks;
 mod tls;
 mod tunnel;
 mod websocket;
@@ -152,21 +154,13 @@ fn validate(request: &Request) -> Result<(), StreamingError> {
     match request {
         Request::Exec {
             container_id,
-            cmd,
             stdin,
             stdout,
             stderr,
             tty,
-        } => {
-            if container_id.is_empty() {
-                return invalid("container_id is required");
-            }
-            if cmd.is_empty() || cmd[0].is_empty() {
-                return invalid("cmd is required");
-            }
-            streams(*stdin, *stdout, *stderr, *tty)
+            ..
         }
-        Request::Attach {
+        | Request::Attach {
             container_id,
             stdin,
             stdout,
@@ -175,6 +169,11 @@ fn validate(request: &Request) -> Result<(), StreamingError> {
         } => {
             if container_id.is_empty() {
                 return invalid("container_id is required");
+            }
+            if let Request::Exec { cmd, .. } = request
+                && cmd.first().is_none_or(|c| c.is_empty())
+            {
+                return invalid("cmd is required");
             }
             streams(*stdin, *stdout, *stderr, *tty)
         }

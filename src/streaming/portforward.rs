@@ -15,34 +15,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::dial;
-use super::spdy::{self, Closed, SpdyStream};
-use super::websocket::{ChannelWriter, WsConn};
+use super::sink::Sink;
+use super::spdy::{self, SpdyStream};
+use super::websocket::WsConn;
 
 pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
 /// WebSocket subprotocols: SPDY tunneled in binary messages (what kubectl sends first),
 /// and the channel protocol with the ports in the query.
 pub const WEBSOCKET_PROTOCOLS: &[&str] = &["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io"];
-
-/// Where forwarded bytes from the target go.
-enum Out {
-    Spdy(spdy::StreamWriter),
-    Ws(ChannelWriter),
-}
-
-impl Out {
-    async fn write(&self, data: Bytes) -> Result<(), Closed> {
-        match self {
-            Out::Spdy(w) => w.write(data).await,
-            Out::Ws(w) => w.write(data).await,
-        }
-    }
-
-    async fn finish(&self) {
-        if let Out::Spdy(w) = self {
-            let _ = w.finish().await;
-        }
-    }
-}
 
 /// Serves port forwarding on an upgraded SPDY connection until the client leaves.
 pub async fn serve_spdy(netns: Option<PathBuf>, allowed: Vec<u16>, mut conn: spdy::Connection) {
@@ -154,8 +134,8 @@ async fn forward_spdy(
             return;
         }
     };
-    let error_out = Out::Spdy(error.writer.clone());
-    let data_out = Out::Spdy(data.writer.clone());
+    let error_out = Sink::Spdy(error.writer.clone());
+    let data_out = Sink::Spdy(data.writer.clone());
     forward(netns, &allowed, port, data.incoming, data_out, error_out).await;
 }
 
@@ -165,8 +145,8 @@ async fn forward(
     allowed: &[u16],
     port: u16,
     mut from_client: mpsc::Receiver<Bytes>,
-    to_client: Out,
-    error: Out,
+    to_client: Sink,
+    error: Sink,
 ) {
     if !allowed.is_empty() && !allowed.contains(&port) {
         let msg = format!("port {port} was not requested for forwarding");
@@ -243,7 +223,7 @@ pub async fn serve_websocket(
         let _ = error.write(prefix).await;
         let netns = netns.clone();
         forwards.spawn(async move {
-            forward(netns, &[], port, rx, Out::Ws(data), Out::Ws(error)).await;
+            forward(netns, &[], port, rx, Sink::Ws(data), Sink::Ws(error)).await;
         });
     }
     let closed = conn.closed();

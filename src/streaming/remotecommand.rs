@@ -8,8 +8,9 @@ use tokio::task::JoinSet;
 
 use super::cache::Request;
 use super::runtime::{ProcessIo, RuntimeError, StreamingRuntime, TerminalSize};
-use super::spdy::{self, Closed, SpdyStream};
-use super::websocket::{ChannelWriter, WsConn};
+use super::sink::Sink;
+use super::spdy::{self, SpdyStream};
+use super::websocket::WsConn;
 
 /// SPDY subprotocols, most preferred first.
 pub const SPDY_PROTOCOLS: &[&str] = &[
@@ -172,29 +173,8 @@ impl Wanted {
     }
 }
 
-/// Where one output stream goes.
-#[derive(Clone)]
-enum Sink {
-    Spdy(spdy::StreamWriter),
-    Ws(ChannelWriter),
-}
-
-impl Sink {
-    async fn write(&self, data: Bytes) -> Result<(), Closed> {
-        match self {
-            Sink::Spdy(w) => w.write(data).await,
-            Sink::Ws(w) => w.write(data).await,
-        }
-    }
-
-    async fn finish(&self) {
-        if let Sink::Spdy(w) = self {
-            let _ = w.finish().await;
-        }
-    }
-}
-
 /// The transport-independent half of a session.
+#[derive(Default)]
 struct Endpoints {
     stdin: Option<mpsc::Receiver<Bytes>>,
     resize: Option<mpsc::Receiver<Bytes>>,
@@ -234,13 +214,7 @@ async fn serve_spdy_within(
 ) -> Result<(), SessionError> {
     let wanted = Wanted::of(&request);
     let expected = wanted.stream_names(version).len();
-    let mut ends = Endpoints {
-        stdin: None,
-        resize: None,
-        stdout: None,
-        stderr: None,
-        error: None,
-    };
+    let mut ends = Endpoints::default();
     let mut opened: Vec<String> = Vec::new();
     let deadline = tokio::time::sleep(creation_timeout);
     tokio::pin!(deadline);
@@ -297,13 +271,7 @@ pub async fn serve_websocket(
 ) {
     let wanted = Wanted::of(&request);
     let mut inputs: Vec<Option<mpsc::Sender<Bytes>>> = vec![None, None, None, None, None];
-    let mut ends = Endpoints {
-        stdin: None,
-        resize: None,
-        stdout: None,
-        stderr: None,
-        error: None,
-    };
+    let mut ends = Endpoints::default();
     if wanted.stdin {
         let (tx, rx) = mpsc::channel(32);
         inputs[usize::from(STDIN)] = Some(tx);

@@ -6,17 +6,14 @@
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 /// What a WebSocket subprotocol starts with when it tunnels SPDY.
 pub const PREFIX: &str = "SPDY/3.1+";
 /// Bytes in flight between the socket and the SPDY connection, each way.
 const BUFFER: usize = 256 * 1024;
-/// Largest message accepted from a client.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long a client has to answer our close before the socket is dropped.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most bytes sent in one message.
@@ -38,11 +35,7 @@ async fn pump<I>(io: I, theirs: DuplexStream)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (mut ws_tx, mut ws_rx) = super::websocket::accept(io).await.split();
     let (mut from_spdy, mut to_spdy) = tokio::io::split(theirs);
     let inbound = async move {
         while let Some(Ok(message)) = ws_rx.next().await {
@@ -87,6 +80,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
     use super::*;
 
     #[tokio::test]

@@ -7,12 +7,14 @@ use criox_formats::websocket::{Incoming, MAX_MESSAGE, decode, encode};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+use super::tasks::ConnectionTasks;
 
 /// Writes to one channel of the socket; cheap to clone.
 #[derive(Clone)]
@@ -30,11 +32,21 @@ impl ChannelWriter {
     }
 }
 
+/// The server's side of a WebSocket on an upgraded socket, held to the one message limit
+/// of the streaming protocols.
+pub async fn accept<I>(io: I) -> WebSocketStream<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+}
+
 pub struct WsConn {
     out: mpsc::Sender<Message>,
-    closed: watch::Receiver<bool>,
-    reader: JoinHandle<()>,
-    writer: Option<JoinHandle<()>>,
+    tasks: ConnectionTasks,
 }
 
 impl WsConn {
@@ -45,11 +57,7 @@ impl WsConn {
         mut inputs: Vec<Option<mpsc::Sender<Bytes>>>,
         close_signal: bool,
     ) -> WsConn {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        let (ws_tx, mut ws_rx) = ws.split();
+        let (ws_tx, mut ws_rx) = accept(io).await.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
         let (closed_tx, closed_rx) = watch::channel(false);
         let writer = tokio::spawn(async move {
@@ -93,9 +101,7 @@ impl WsConn {
         });
         WsConn {
             out: out_tx,
-            closed: closed_rx,
-            reader,
-            writer: Some(writer),
+            tasks: ConnectionTasks::new(closed_rx, reader, writer),
         }
     }
 
@@ -107,10 +113,7 @@ impl WsConn {
     }
 
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut closed = self.closed.clone();
-        async move {
-            let _ = closed.wait_for(|c| *c).await;
-        }
+        self.tasks.closed()
     }
 
     /// Sends a normal close after everything queued and waits until it is written.
@@ -122,23 +125,6 @@ impl WsConn {
                 reason: "".into(),
             })))
             .await;
-        if let Some(writer) = self.writer.take() {
-            let abort = writer.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for WsConn {
-    fn drop(&mut self) {
-        self.reader.abort();
-        if let Some(writer) = &self.writer {
-            writer.abort();
-        }
+        self.tasks.flush().await;
     }
 }

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::frame::{self, Frame, FrameError, FrameHead, HeaderList};
 use super::headers::{Deflater, Inflater};
+use crate::streaming::tasks::ConnectionTasks;
 
 /// New streams queued before the session takes them; more are refused.
 const ACCEPT_QUEUE: usize = 64;
@@ -130,9 +130,7 @@ impl SpdyStream {
 pub struct Connection {
     accept: mpsc::Receiver<SpdyStream>,
     out: mpsc::Sender<Outgoing>,
-    closed: watch::Receiver<bool>,
-    reader: JoinHandle<()>,
-    writer: Option<JoinHandle<()>>,
+    tasks: ConnectionTasks,
 }
 
 impl Connection {
@@ -150,9 +148,7 @@ impl Connection {
         Ok(Connection {
             accept: accept_rx,
             out: out_tx,
-            closed: closed_rx,
-            reader,
-            writer: Some(writer),
+            tasks: ConnectionTasks::new(closed_rx, reader, writer),
         })
     }
 
@@ -163,10 +159,7 @@ impl Connection {
 
     /// Resolves when the peer closed the connection or broke the protocol.
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut closed = self.closed.clone();
-        async move {
-            let _ = closed.wait_for(|c| *c).await;
-        }
+        self.tasks.closed()
     }
 
     /// Sends GOAWAY, flushes everything queued before it, and closes the socket.
@@ -179,24 +172,7 @@ impl Connection {
             })
             .await;
         let _ = self.out.send(Outgoing::Shutdown).await;
-        if let Some(writer) = self.writer.take() {
-            let abort = writer.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.reader.abort();
-        if let Some(writer) = &self.writer {
-            writer.abort();
-        }
+        self.tasks.flush().await;
     }
 }
 
@@ -448,6 +424,18 @@ mod tests {
     use super::super::peer::Peer;
     use super::*;
 
+    /// A frame that breaks the protocol is answered with GOAWAY and ends the connection.
+    async fn ends_with_protocol_error(peer: &mut Peer, conn: &Connection) {
+        assert!(matches!(
+            peer.next().await,
+            Frame::GoAway {
+                status: frame::GOAWAY_PROTOCOL_ERROR,
+                ..
+            }
+        ));
+        conn.closed().await;
+    }
+
     #[tokio::test]
     async fn streams_carry_headers_and_data_both_ways() {
         let (mut peer, mut conn) = Peer::pair();
@@ -522,14 +510,7 @@ mod tests {
             o.put_u32((frame::MAX_DATA_LEN + 1) as u32);
         })
         .await;
-        assert!(matches!(
-            peer.next().await,
-            Frame::GoAway {
-                status: frame::GOAWAY_PROTOCOL_ERROR,
-                ..
-            }
-        ));
-        conn.closed().await;
+        ends_with_protocol_error(&mut peer, &conn).await;
     }
 
     #[tokio::test]
@@ -541,14 +522,7 @@ mod tests {
             o.put_u32(1);
         })
         .await;
-        assert!(matches!(
-            peer.next().await,
-            Frame::GoAway {
-                status: frame::GOAWAY_PROTOCOL_ERROR,
-                ..
-            }
-        ));
-        conn.closed().await;
+        ends_with_protocol_error(&mut peer, &conn).await;
         assert!(conn.accept().await.is_none());
     }
 }
