@@ -16,10 +16,11 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::call_layer::CallLayer;
 use crate::config::Config;
-use crate::metrics::{self, Metrics, RpcMetricsLayer};
+use crate::metrics::{self, Metrics, rpc_metrics_layer};
 use crate::server::CriServer;
-use crate::server::deadline::DeadlineLayer;
+use crate::server::deadline::CallerDeadline;
 
 const LOCK_FILE: &str = "criox.lock";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -145,8 +146,8 @@ async fn serve_locked(config: Config, listen: &Path) -> Result<(), DaemonError> 
     crate::service_manager::notify_or_warn("READY=1");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = tonic::transport::Server::builder()
-        .layer(RpcMetricsLayer::new(metrics))
-        .layer(DeadlineLayer)
+        .layer(rpc_metrics_layer(metrics))
+        .layer(CallLayer(CallerDeadline))
         .add_service(server.runtime_service())
         .add_service(server.image_service())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {

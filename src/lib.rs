@@ -5,6 +5,7 @@
 //! Only what those two callers need is public; everything else stays private to the crate,
 //! so unused code is still reported.
 
+mod call_layer;
 mod cgroup_driver;
 pub mod config;
 pub mod container;

@@ -1,58 +1,26 @@
-//! A tower layer on the gRPC server that counts every call by method and status code and
-//! times it.
+//! Counts every call on the gRPC server by method and status code and times it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tower::{Layer, Service};
-
 use super::Metrics;
+use crate::call_layer::{AroundCall, Body, Call, CallFuture, CallLayer};
 
-#[derive(Clone)]
-pub struct RpcMetricsLayer {
-    metrics: Arc<Metrics>,
-}
-
-impl RpcMetricsLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        RpcMetricsLayer { metrics }
-    }
-}
-
-impl<S> Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
+/// The layer that counts and times every call into `metrics`.
+pub fn rpc_metrics_layer(metrics: Arc<Metrics>) -> CallLayer<RpcMetrics> {
+    CallLayer(RpcMetrics { metrics })
 }
 
 #[derive(Clone)]
-pub struct RpcMetrics<S> {
-    inner: S,
+pub struct RpcMetrics {
     metrics: Arc<Metrics>,
 }
 
-impl<S, B, R> Service<http::Request<B>> for RpcMetrics<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+impl AroundCall for RpcMetrics {
+    /// The method's name, where to count the call, and when it started.
+    type Taken = (String, Arc<Metrics>, Instant);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn take<B>(&self, request: &http::Request<B>) -> Self::Taken {
         // "/runtime.v1.RuntimeService/Version" -> "Version"
         let method = request
             .uri()
@@ -61,11 +29,15 @@ where
             .next()
             .unwrap_or_default()
             .to_string();
-        let metrics = self.metrics.clone();
-        let started = Instant::now();
-        let future = self.inner.call(request);
+        (method, self.metrics.clone(), Instant::now())
+    }
+
+    fn around<R: Body, E: Send + 'static>(
+        (method, metrics, started): Self::Taken,
+        call: impl Call<R, E>,
+    ) -> CallFuture<R, E> {
         Box::pin(async move {
-            let result = future.await;
+            let result = call.await;
             let code = match &result {
                 // An error status travels in the headers of a trailers-only response; a
                 // success leaves it to the trailers, which this layer does not wait for.

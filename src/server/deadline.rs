@@ -2,60 +2,39 @@
 //! gRPC specifies and clients check. The transport's own enforcement of the header answers
 //! CANCELLED ("Timeout expired") instead; this layer sits inside it and answers first.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{Layer, Service};
+use crate::call_layer::{AroundCall, Body, Call, CallFuture};
 
 /// Answers this much before the transport's timer, which starts a little earlier. Timers
 /// tick in milliseconds, so a margin of one tick would leave the order to chance; ten
 /// also covers the client's own timer, which starts before the request reaches us.
 const MARGIN: Duration = Duration::from_millis(10);
 
-#[derive(Clone, Default)]
-pub struct DeadlineLayer;
+/// Ends each call at its caller's deadline, in a [`crate::call_layer::CallLayer`].
+#[derive(Clone, Copy, Default)]
+pub struct CallerDeadline;
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
+impl AroundCall for CallerDeadline {
+    type Taken = Option<Duration>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct Deadline<S> {
-    inner: S,
-}
-
-impl<S, B, R> Service<http::Request<B>> for Deadline<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let timeout = request
+    fn take<B>(&self, request: &http::Request<B>) -> Option<Duration> {
+        request
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_timeout);
-        let future = self.inner.call(request);
+            .and_then(parse_timeout)
+    }
+
+    fn around<R: Body, E: Send + 'static>(
+        timeout: Option<Duration>,
+        call: impl Call<R, E>,
+    ) -> CallFuture<R, E> {
         Box::pin(async move {
             let Some(timeout) = timeout else {
-                return future.await;
+                return call.await;
             };
-            match tokio::time::timeout(timeout - MARGIN.min(timeout / 2), future).await {
+            match tokio::time::timeout(timeout - MARGIN.min(timeout / 2), call).await {
                 Ok(result) => result,
                 Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
                     "the caller's deadline of {timeout:?} passed"
@@ -86,7 +65,12 @@ fn parse_timeout(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll};
+
+    use tower::{Layer, Service};
+
     use super::*;
+    use crate::call_layer::CallLayer;
 
     /// A call that never ends, as a pull that outlives its caller's deadline.
     struct Endless;
@@ -107,7 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_past_its_deadline_answers_deadline_exceeded() {
-        let mut service = DeadlineLayer.layer(Endless);
+        let mut service = CallLayer(CallerDeadline).layer(Endless);
         let request = http::Request::builder()
             .header("grpc-timeout", "30m")
             .body(())

@@ -80,47 +80,47 @@ pub async fn change<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
+
+    use tokio::sync::oneshot;
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_change_outlives_a_caller_that_gives_up() {
-        let finished = Arc::new(AtomicBool::new(false));
-        let done = finished.clone();
-        let call = change(span("Test", Subject::Pod("p1")), async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            done.store(true, Ordering::SeqCst);
-            Ok(())
-        });
-        // The caller's deadline passes long before the work ends.
+    /// Work that outlasts its caller's patience, then reports that it ran to its end.
+    async fn slow_work(done: oneshot::Sender<()>) -> Result<(), Status> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = done.send(());
+        Ok(())
+    }
+
+    /// A caller whose deadline passes long before the work ends.
+    async fn give_up_on<T>(call: impl Future<Output = T>) {
         assert!(
             tokio::time::timeout(Duration::from_millis(5), call)
                 .await
                 .is_err()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(finished.load(Ordering::SeqCst), "the work was dropped");
+    }
+
+    #[tokio::test]
+    async fn a_change_outlives_a_caller_that_gives_up() {
+        let (done, finished) = oneshot::channel();
+        give_up_on(change(span("Test", Subject::Pod("p1")), slow_work(done))).await;
+        tokio::time::timeout(Duration::from_secs(10), finished)
+            .await
+            .expect("the work did not end")
+            .expect("the work was dropped");
     }
 
     #[tokio::test]
     async fn a_read_ends_with_its_caller() {
-        let finished = Arc::new(AtomicBool::new(false));
-        let done = finished.clone();
-        let call = read(span("Test", Subject::Node), async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            done.store(true, Ordering::SeqCst);
-            Ok(())
-        });
-        assert!(
-            tokio::time::timeout(Duration::from_millis(5), call)
-                .await
-                .is_err()
+        let (done, mut finished) = oneshot::channel();
+        give_up_on(read(span("Test", Subject::Node), slow_work(done))).await;
+        // The work went with the caller's future, before it could report its end.
+        assert_eq!(
+            finished.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!finished.load(Ordering::SeqCst));
     }
 
     #[tokio::test]

@@ -45,20 +45,29 @@ pub async fn exec(mut exec: ExecProcess, io: ProcessIo) -> Result<i32, RuntimeEr
             // Dropping the writer closes the process's stdin.
         }
     };
-    tokio::pin!(feed);
     let outputs = async {
         tokio::join!(pump(child_stdout, stdout), pump(child_stderr, stderr));
         exec.child().wait().await
     };
-    tokio::pin!(outputs);
-    let mut feeding = true;
-    let status = loop {
-        tokio::select! {
-            status = &mut outputs => break status,
-            _ = &mut feed, if feeding => feeding = false,
-        }
-    };
+    let status = until_output_ends(feed, outputs).await;
     Ok(exit_code(status.map_err(failed)?))
+}
+
+/// Drives `input` alongside `output` until `output` ends: a client that closes its stdin
+/// still gets the rest of the output.
+async fn until_output_ends<T>(
+    input: impl Future<Output = ()>,
+    output: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(input);
+    tokio::pin!(output);
+    let mut feeding = true;
+    loop {
+        tokio::select! {
+            result = &mut output => return result,
+            _ = &mut input, if feeding => feeding = false,
+        }
+    }
 }
 
 /// Copies a pipe to a session stream until the pipe ends. Output nobody asked for is
@@ -231,13 +240,6 @@ pub async fn attach(
             }
         }
     };
-    tokio::pin!(input);
-    tokio::pin!(output);
-    let mut feeding = true;
-    loop {
-        tokio::select! {
-            _ = &mut output => return Ok(()),
-            _ = &mut input, if feeding => feeding = false,
-        }
-    }
+    until_output_ends(input, output).await;
+    Ok(())
 }

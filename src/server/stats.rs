@@ -15,6 +15,19 @@ use crate::sandbox::{Pod, PodFilter, PodState};
 use crate::stats::cgroup::Hierarchy;
 use crate::stats::{disk, network, psi};
 
+/// Runs `read` off the async workers: the cgroup, /proc and disk reads behind the figures
+/// block. `what` names the work if its task fails.
+async fn blocking<T: Send + 'static>(
+    server: &CriServer,
+    what: &'static str,
+    read: impl FnOnce(&CriServer) -> T + Send + 'static,
+) -> Result<T, Status> {
+    let server = server.clone();
+    tokio::task::spawn_blocking(move || read(&server))
+        .await
+        .map_err(|e| task_failed(what, e))
+}
+
 /// CPU, memory and IO pressure of one cgroup, with the CPU rate since the previous sample
 /// under `key`. A cgroup that is gone (its container just exited) gives nothing.
 fn cgroup_usage(server: &CriServer, key: &str, cgroup: &str) -> Usage {
@@ -149,10 +162,10 @@ pub async fn container_stats(
     req: ContainerStatsRequest,
 ) -> Result<ContainerStatsResponse, Status> {
     let record = server.containers.get(&req.container_id)?;
-    let server = server.clone();
-    let stats = tokio::task::spawn_blocking(move || container_stats_of(&server, &record))
-        .await
-        .map_err(|e| task_failed("statistics", e))?;
+    let stats = blocking(server, "statistics", move |s| {
+        container_stats_of(s, &record)
+    })
+    .await?;
     Ok(ContainerStatsResponse { stats: Some(stats) })
 }
 
@@ -176,15 +189,10 @@ pub async fn list_container_stats(
         .into_iter()
         .filter(|r| r.state == State::Running || r.state == State::Created)
         .collect();
-    let server = server.clone();
-    let stats = tokio::task::spawn_blocking(move || {
-        records
-            .iter()
-            .map(|r| container_stats_of(&server, r))
-            .collect()
+    let stats = blocking(server, "statistics", move |s| {
+        records.iter().map(|r| container_stats_of(s, r)).collect()
     })
-    .await
-    .map_err(|e| task_failed("statistics", e))?;
+    .await?;
     Ok(ListContainerStatsResponse { stats })
 }
 
@@ -261,10 +269,10 @@ pub async fn pod_sandbox_stats(
 ) -> Result<PodSandboxStatsResponse, Status> {
     let pod = server.pods.get(&req.pod_sandbox_id).await?;
     let containers = server.containers.list(&Filter::default());
-    let server = server.clone();
-    let stats = tokio::task::spawn_blocking(move || pod_stats_of(&server, &pod, &containers))
-        .await
-        .map_err(|e| task_failed("statistics", e))?;
+    let stats = blocking(server, "statistics", move |s| {
+        pod_stats_of(s, &pod, &containers)
+    })
+    .await?;
     Ok(PodSandboxStatsResponse { stats: Some(stats) })
 }
 
@@ -283,14 +291,12 @@ pub async fn list_pod_sandbox_stats(
         })
         .await;
     let containers = server.containers.list(&Filter::default());
-    let server = server.clone();
-    let stats = tokio::task::spawn_blocking(move || {
+    let stats = blocking(server, "statistics", move |s| {
         pods.iter()
-            .map(|pod| pod_stats_of(&server, pod, &containers))
+            .map(|pod| pod_stats_of(s, pod, &containers))
             .collect()
     })
-    .await
-    .map_err(|e| task_failed("statistics", e))?;
+    .await?;
     Ok(ListPodSandboxStatsResponse { stats })
 }
 
@@ -317,13 +323,11 @@ pub async fn list_pod_sandbox_metrics(
         })
         .await;
     let containers = server.containers.list(&Filter::default());
-    let server = server.clone();
-    let pod_metrics = tokio::task::spawn_blocking(move || {
+    let pod_metrics = blocking(server, "metrics", move |s| {
         pods.iter()
-            .map(|pod| super::pod_metrics::pod_metrics(&server, pod, &containers))
+            .map(|pod| super::pod_metrics::pod_metrics(s, pod, &containers))
             .collect()
     })
-    .await
-    .map_err(|e| task_failed("metrics", e))?;
+    .await?;
     Ok(ListPodSandboxMetricsResponse { pod_metrics })
 }
