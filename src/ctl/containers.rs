@@ -15,7 +15,7 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use super::table::Table;
+use super::table::{Table, for_each_id, print_json, short};
 
 type Client = RuntimeServiceClient<Channel>;
 
@@ -92,37 +92,30 @@ pub async fn create(rt: &mut Client, args: CreateArgs) -> Result<()> {
 }
 
 pub async fn start(rt: &mut Client, ids: Vec<String>) -> Result<()> {
-    for id in ids {
-        rt.start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await?;
-        println!("{id}");
-    }
-    Ok(())
+    for_each_id(ids, "", async |container_id| {
+        let request = StartContainerRequest { container_id };
+        rt.start_container(request).await.map(drop)
+    })
+    .await
 }
 
 pub async fn stop(rt: &mut Client, args: StopArgs) -> Result<()> {
-    for id in args.ids {
-        rt.stop_container(StopContainerRequest {
-            container_id: id.clone(),
+    for_each_id(args.ids, "", async |container_id| {
+        let request = StopContainerRequest {
+            container_id,
             timeout: args.timeout,
-        })
-        .await?;
-        println!("{id}");
-    }
-    Ok(())
+        };
+        rt.stop_container(request).await.map(drop)
+    })
+    .await
 }
 
 pub async fn remove(rt: &mut Client, ids: Vec<String>) -> Result<()> {
-    for id in ids {
-        rt.remove_container(RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await?;
-        println!("{id}");
-    }
-    Ok(())
+    for_each_id(ids, "", async |container_id| {
+        let request = RemoveContainerRequest { container_id };
+        rt.remove_container(request).await.map(drop)
+    })
+    .await
 }
 
 fn parse_state(name: &str) -> Result<ContainerState> {
@@ -169,11 +162,7 @@ pub async fn ps(rt: &mut Client, args: PsArgs) -> Result<()> {
         .containers;
     containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     if args.output.as_deref() == Some("json") {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "containers": containers }))?
-        );
-        return Ok(());
+        return print_json("containers", containers);
     }
     if args.quiet {
         for c in containers {
@@ -208,10 +197,6 @@ pub async fn ps(rt: &mut Client, args: PsArgs) -> Result<()> {
     }
     table.print();
     Ok(())
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(13)]
 }
 
 fn ago(created_at_ns: i64) -> String {

@@ -7,7 +7,7 @@ use criox_proto::v1::*;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::table::Table;
+use super::table::{Table, print_json};
 
 type Client = ImageServiceClient<Channel>;
 
@@ -96,11 +96,7 @@ pub async fn images(client: &mut Client, args: ImagesArgs) -> Result<()> {
         .images;
     if args.output == "json" {
         let all: Vec<_> = list.iter().map(image_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "images": all }))?
-        );
-        return Ok(());
+        return print_json("images", all);
     }
     if args.output != "table" {
         bail!("unknown output format {:?}: use table or json", args.output);

@@ -4,13 +4,13 @@ use anyhow::Result;
 use clap::Args;
 use criox_proto::v1::runtime_service_client::RuntimeServiceClient;
 use criox_proto::v1::{
-    ContainerEventType, ContainerStatsFilter, GetEventsRequest, ListContainerStatsRequest,
-    ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest,
-    PodSandboxStatsFilter, PsiData, PsiStats, UInt64Value,
+    ContainerEventType, ContainerStatsFilter, CpuUsage, GetEventsRequest, IoUsage,
+    ListContainerStatsRequest, ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest,
+    ListPodSandboxStatsRequest, MemoryUsage, PodSandboxStatsFilter, PsiData, PsiStats, UInt64Value,
 };
 use tonic::transport::Channel;
 
-use super::table::Table;
+use super::table::{Table, print_json, short};
 
 type Client = RuntimeServiceClient<Channel>;
 
@@ -41,7 +41,7 @@ fn value(v: &Option<UInt64Value>) -> u64 {
     v.as_ref().map(|v| v.value).unwrap_or(0)
 }
 
-fn cpu_percent(nano_cores: &Option<UInt64Value>) -> String {
+fn cpu_percent(nano_cores: Option<&UInt64Value>) -> String {
     match nano_cores {
         Some(v) => format!("{:.2}", v.value as f64 / 1e7),
         None => "-".to_string(),
@@ -62,6 +62,51 @@ fn mib(bytes: u64) -> String {
     format!("{:.1}MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A row of the stats tables: id and name, CPU and memory, the table's own byte counts,
+/// then the pressure of CPU, memory and IO.
+fn stats_row(
+    id: &str,
+    name: String,
+    cpu: Option<CpuUsage>,
+    memory: Option<MemoryUsage>,
+    io: Option<IoUsage>,
+    counts: &[u64],
+) -> Vec<String> {
+    let mut row = vec![
+        short(id).to_string(),
+        name,
+        cpu_percent(cpu.as_ref().and_then(|c| c.usage_nano_cores.as_ref())),
+        mib(memory.as_ref().map_or(0, |m| value(&m.working_set_bytes))),
+    ];
+    row.extend(counts.iter().map(|&bytes| mib(bytes)));
+    row.extend([
+        psi(cpu.as_ref().and_then(|c| c.psi.as_ref())),
+        psi(memory.as_ref().and_then(|m| m.psi.as_ref())),
+        psi(io.as_ref().and_then(|i| i.psi.as_ref())),
+    ]);
+    row
+}
+
+/// Prints `stats` as JSON with `-o json`, else as a table: `columns`, then the pressure
+/// columns [`stats_row`] ends with.
+fn print_stats<T: serde::Serialize>(
+    stats: Vec<T>,
+    output: Option<String>,
+    columns: &[&str],
+    row: impl Fn(T) -> Vec<String>,
+) -> Result<()> {
+    if output.as_deref() == Some("json") {
+        return print_json("stats", stats);
+    }
+    let pressure: &[&str] = &["CPU PSI", "MEM PSI", "IO PSI"];
+    let mut table = Table::new(&[columns, pressure].concat());
+    for s in stats {
+        table.row(row(s));
+    }
+    table.print();
+    Ok(())
+}
+
 pub async fn stats(rt: &mut Client, args: StatsArgs) -> Result<()> {
     let stats = rt
         .list_container_stats(ListContainerStatsRequest {
@@ -74,46 +119,13 @@ pub async fn stats(rt: &mut Client, args: StatsArgs) -> Result<()> {
         .await?
         .into_inner()
         .stats;
-    if args.output.as_deref() == Some("json") {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "stats": stats }))?
-        );
-        return Ok(());
-    }
-    let mut table = Table::new(&[
-        "CONTAINER",
-        "NAME",
-        "CPU %",
-        "MEM",
-        "DISK",
-        "CPU PSI",
-        "MEM PSI",
-        "IO PSI",
-    ]);
-    for s in stats {
+    let columns = ["CONTAINER", "NAME", "CPU %", "MEM", "DISK"];
+    print_stats(stats, args.output, &columns, |s| {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
-        let pressure = [
-            psi(s.cpu.as_ref().and_then(|c| c.psi.as_ref())),
-            psi(s.memory.as_ref().and_then(|m| m.psi.as_ref())),
-            psi(s.io.as_ref().and_then(|i| i.psi.as_ref())),
-        ];
-        let cpu = s.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
-        let memory = s.memory.map(|m| value(&m.working_set_bytes)).unwrap_or(0);
         let disk = s.writable_layer.map(|w| value(&w.used_bytes)).unwrap_or(0);
-        let mut row = vec![
-            attributes.id[..attributes.id.len().min(13)].to_string(),
-            name,
-            cpu_percent(&cpu),
-            mib(memory),
-            mib(disk),
-        ];
-        row.extend(pressure);
-        table.row(row);
-    }
-    table.print();
-    Ok(())
+        stats_row(&attributes.id, name, s.cpu, s.memory, s.io, &[disk])
+    })
 }
 
 pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
@@ -127,47 +139,24 @@ pub async fn statsp(rt: &mut Client, args: StatspArgs) -> Result<()> {
         .await?
         .into_inner()
         .stats;
-    if args.output.as_deref() == Some("json") {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "stats": stats }))?
-        );
-        return Ok(());
-    }
-    let mut table = Table::new(&[
-        "POD", "NAME", "CPU %", "MEM", "RX", "TX", "CPU PSI", "MEM PSI", "IO PSI",
-    ]);
-    for s in stats {
+    let columns = ["POD", "NAME", "CPU %", "MEM", "RX", "TX"];
+    print_stats(stats, args.output, &columns, |s| {
         let attributes = s.attributes.unwrap_or_default();
         let name = attributes.metadata.map(|m| m.name).unwrap_or_default();
         let linux = s.linux.unwrap_or_default();
-        let pressure = [
-            psi(linux.cpu.as_ref().and_then(|c| c.psi.as_ref())),
-            psi(linux.memory.as_ref().and_then(|m| m.psi.as_ref())),
-            psi(linux.io.as_ref().and_then(|i| i.psi.as_ref())),
-        ];
-        let cpu = linux.cpu.map(|c| c.usage_nano_cores).unwrap_or_default();
-        let memory = linux
-            .memory
-            .map(|m| value(&m.working_set_bytes))
-            .unwrap_or(0);
         let eth = linux.network.and_then(|n| n.default_interface);
         let (rx, tx) = eth
             .map(|i| (value(&i.rx_bytes), value(&i.tx_bytes)))
             .unwrap_or((0, 0));
-        let mut row = vec![
-            attributes.id[..attributes.id.len().min(13)].to_string(),
+        stats_row(
+            &attributes.id,
             name,
-            cpu_percent(&cpu),
-            mib(memory),
-            mib(rx),
-            mib(tx),
-        ];
-        row.extend(pressure);
-        table.row(row);
-    }
-    table.print();
-    Ok(())
+            linux.cpu,
+            linux.memory,
+            linux.io,
+            &[rx, tx],
+        )
+    })
 }
 
 /// Prints the metric descriptors as JSON.
@@ -177,11 +166,7 @@ pub async fn metricdescs(rt: &mut Client) -> Result<()> {
         .await?
         .into_inner()
         .descriptors;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "descriptors": descriptors }))?
-    );
-    Ok(())
+    print_json("descriptors", descriptors)
 }
 
 /// Prints the metrics of pods as JSON; `ids` (or prefixes) narrow them to some pods.
@@ -197,11 +182,7 @@ pub async fn metricsp(rt: &mut Client, ids: Vec<String>) -> Result<()> {
                 .any(|id| p.pod_sandbox_id.starts_with(id.as_str()))
         });
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "podMetrics": pod_metrics }))?
-    );
-    Ok(())
+    print_json("podMetrics", pod_metrics)
 }
 
 /// Prints container events as they happen, one JSON object a line, until interrupted.

@@ -12,7 +12,7 @@ use criox_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use super::table::Table;
+use super::table::{Table, for_each_id, short};
 
 #[derive(Debug, Args)]
 pub struct RunpArgs {
@@ -76,25 +76,19 @@ pub async fn runp(rt: &mut RuntimeServiceClient<Channel>, args: RunpArgs) -> Res
 }
 
 pub async fn stopp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
-    for id in ids {
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?;
-        println!("Stopped sandbox {id}");
-    }
-    Ok(())
+    for_each_id(ids, "Stopped sandbox ", async |pod_sandbox_id| {
+        let request = StopPodSandboxRequest { pod_sandbox_id };
+        rt.stop_pod_sandbox(request).await.map(drop)
+    })
+    .await
 }
 
 pub async fn rmp(rt: &mut RuntimeServiceClient<Channel>, ids: Vec<String>) -> Result<()> {
-    for id in ids {
-        rt.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?;
-        println!("Removed sandbox {id}");
-    }
-    Ok(())
+    for_each_id(ids, "Removed sandbox ", async |pod_sandbox_id| {
+        let request = RemovePodSandboxRequest { pod_sandbox_id };
+        rt.remove_pod_sandbox(request).await.map(drop)
+    })
+    .await
 }
 
 pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Result<()> {
@@ -132,7 +126,7 @@ pub async fn pods(rt: &mut RuntimeServiceClient<Channel>, args: PodsArgs) -> Res
     for pod in items {
         let meta = pod.metadata.unwrap_or_default();
         table.row(vec![
-            pod.id[..pod.id.len().min(13)].to_string(),
+            short(&pod.id).to_string(),
             if pod.state == 0 { "Ready" } else { "NotReady" }.to_string(),
             meta.name,
             meta.namespace,

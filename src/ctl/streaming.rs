@@ -296,57 +296,79 @@ fn finish(code: i32) -> Result<()> {
     Ok(())
 }
 
-pub async fn exec(rt: Option<&mut RuntimeServiceClient<Channel>>, args: ExecArgs) -> Result<()> {
-    let url = match (args.url, rt) {
-        (Some(url), _) => url,
-        (None, Some(rt)) => {
-            if args.cmd.is_empty() {
-                bail!("a command to run is required");
-            }
-            rt.exec(ExecRequest {
-                container_id: args.container.clone(),
-                cmd: args.cmd,
-                tty: args.tty,
-                stdin: args.interactive,
-                stdout: true,
-                stderr: !args.tty,
-            })
-            .await
-            .with_context(|| format!("exec in container {}", args.container))?
-            .into_inner()
-            .url
-        }
-        (None, None) => bail!("no runtime to ask for a streaming URL"),
+type Client = RuntimeServiceClient<Channel>;
+
+/// The runtime to ask for a streaming URL when none was given.
+fn asking(rt: Option<&mut Client>) -> Result<&mut Client> {
+    rt.ok_or_else(|| anyhow!("no runtime to ask for a streaming URL"))
+}
+
+/// The streaming URL the runtime answers for `args`' Exec request.
+async fn exec_url(rt: &mut Client, args: &ExecArgs) -> Result<String> {
+    if args.cmd.is_empty() {
+        bail!("a command to run is required");
+    }
+    let request = ExecRequest {
+        container_id: args.container.clone(),
+        cmd: args.cmd.clone(),
+        tty: args.tty,
+        stdin: args.interactive,
+        stdout: true,
+        stderr: !args.tty,
+    };
+    Ok(rt
+        .exec(request)
+        .await
+        .with_context(|| format!("exec in container {}", args.container))?
+        .into_inner()
+        .url)
+}
+
+/// The streaming URL the runtime answers for forwarding `ports` of `pod`.
+async fn port_forward_url(rt: &mut Client, pod: &str, ports: Vec<i32>) -> Result<String> {
+    let request = PortForwardRequest {
+        pod_sandbox_id: pod.to_string(),
+        port: ports,
+    };
+    Ok(rt
+        .port_forward(request)
+        .await
+        .with_context(|| format!("port forward to pod {pod}"))?
+        .into_inner()
+        .url)
+}
+
+pub async fn exec(rt: Option<&mut Client>, mut args: ExecArgs) -> Result<()> {
+    let url = match args.url.take() {
+        Some(url) => url,
+        None => exec_url(asking(rt)?, &args).await?,
     };
     finish(session(&url, args.interactive, args.tty).await?)
 }
 
-pub async fn attach(
-    rt: Option<&mut RuntimeServiceClient<Channel>>,
-    args: AttachArgs,
-) -> Result<()> {
-    let url = match (args.url, rt) {
-        (Some(url), _) => url,
-        (None, Some(rt)) => {
-            rt.attach(AttachRequest {
-                container_id: args.container.clone(),
-                stdin: args.interactive,
-                tty: args.tty,
-                stdout: true,
-                stderr: !args.tty,
-            })
-            .await
-            .with_context(|| format!("attach to container {}", args.container))?
-            .into_inner()
-            .url
+pub async fn attach(rt: Option<&mut Client>, args: AttachArgs) -> Result<()> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            asking(rt)?
+                .attach(AttachRequest {
+                    container_id: args.container.clone(),
+                    stdin: args.interactive,
+                    tty: args.tty,
+                    stdout: true,
+                    stderr: !args.tty,
+                })
+                .await
+                .with_context(|| format!("attach to container {}", args.container))?
+                .into_inner()
+                .url
         }
-        (None, None) => bail!("no runtime to ask for a streaming URL"),
     };
     finish(session(&url, args.interactive, args.tty).await?)
 }
 
 /// `exec --url-only` and `exec --repeat N`: the RPC alone, timed, without a session.
-pub async fn exec_requests(rt: &mut RuntimeServiceClient<Channel>, args: ExecArgs) -> Result<()> {
+pub async fn exec_requests(rt: &mut Client, args: ExecArgs) -> Result<()> {
     if args.cmd.is_empty() {
         bail!("a command to run is required");
     }
@@ -376,20 +398,7 @@ pub async fn exec_requests(rt: &mut RuntimeServiceClient<Channel>, args: ExecArg
             }
             None
         } else {
-            let url = rt
-                .exec(ExecRequest {
-                    container_id: args.container.clone(),
-                    cmd: args.cmd.clone(),
-                    tty: args.tty,
-                    stdin: args.interactive,
-                    stdout: true,
-                    stderr: !args.tty,
-                })
-                .await
-                .with_context(|| format!("exec in container {}", args.container))?
-                .into_inner()
-                .url;
-            Some(url)
+            Some(exec_url(rt, &args).await?)
         };
         let micros = started.elapsed().as_micros();
         use std::io::Write as _;
@@ -482,27 +491,15 @@ async fn forward_one(url: &str, remote: u16, mut local: TcpStream) -> Result<()>
     Ok(())
 }
 
-pub async fn port_forward(
-    rt: Option<&mut RuntimeServiceClient<Channel>>,
-    args: PortForwardArgs,
-) -> Result<()> {
+pub async fn port_forward(rt: Option<&mut Client>, args: PortForwardArgs) -> Result<()> {
     let pairs = args
         .ports
         .iter()
         .map(|p| parse_pair(p))
         .collect::<Result<Vec<_>>>()?;
     if args.url_only {
-        let rt = rt.ok_or_else(|| anyhow!("no runtime to ask for a streaming URL"))?;
-        let url = rt
-            .port_forward(PortForwardRequest {
-                pod_sandbox_id: args.pod.clone(),
-                port: pairs.iter().map(|&(_, remote)| i32::from(remote)).collect(),
-            })
-            .await
-            .with_context(|| format!("port forward to pod {}", args.pod))?
-            .into_inner()
-            .url;
-        println!("{url}");
+        let ports = pairs.iter().map(|&(_, remote)| i32::from(remote)).collect();
+        println!("{}", port_forward_url(asking(rt)?, &args.pod, ports).await?);
         return Ok(());
     }
     let rt = rt.cloned();
@@ -525,23 +522,13 @@ pub async fn port_forward(
         tasks.spawn(async move {
             loop {
                 let (conn, _) = listener.accept().await?;
-                let url = match (fixed_url.take(), rt.clone()) {
-                    (Some(url), _) => {
-                        // A given URL serves exactly one connection.
-                        return forward_one(&url, remote, conn).await;
-                    }
-                    (None, Some(mut rt)) => {
-                        rt.port_forward(PortForwardRequest {
-                            pod_sandbox_id: pod.clone(),
-                            port: vec![i32::from(remote)],
-                        })
-                        .await
-                        .with_context(|| format!("port forward to pod {pod}"))?
-                        .into_inner()
-                        .url
-                    }
-                    (None, None) => bail!("no runtime to ask for a streaming URL"),
-                };
+                if let Some(url) = fixed_url.take() {
+                    // A given URL serves exactly one connection.
+                    return forward_one(&url, remote, conn).await;
+                }
+                let mut rt = rt.clone();
+                let url =
+                    port_forward_url(asking(rt.as_mut())?, &pod, vec![i32::from(remote)]).await?;
                 tokio::spawn(async move {
                     if let Err(e) = forward_one(&url, remote, conn).await {
                         eprintln!("criox ctl port-forward: {e:#}");

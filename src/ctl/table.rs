@@ -1,7 +1,35 @@
-//! Listings in columns as crictl prints them: each column as wide as its widest cell, the
-//! columns three spaces apart, so that a long image or name never runs into its neighbour.
+//! Listings as crictl prints them: in columns, each as wide as its widest cell and three
+//! spaces from the next, so that a long image or name never runs into its neighbour; or
+//! as JSON under one key.
 
 const GAP: usize = 3;
+
+/// An id as the listings show it.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(13)]
+}
+
+/// Prints `{"key": value}`, indented.
+pub fn print_json(key: &str, value: impl serde::Serialize) -> anyhow::Result<()> {
+    let mut object = serde_json::Map::new();
+    object.insert(key.to_string(), serde_json::to_value(value)?);
+    println!("{}", serde_json::to_string_pretty(&object)?);
+    Ok(())
+}
+
+/// Runs `call` for each id in turn and prints `done` followed by the id after each; the
+/// first failure ends the run.
+pub async fn for_each_id(
+    ids: Vec<String>,
+    done: &str,
+    mut call: impl AsyncFnMut(String) -> Result<(), tonic::Status>,
+) -> anyhow::Result<()> {
+    for id in ids {
+        call(id.clone()).await?;
+        println!("{done}{id}");
+    }
+    Ok(())
+}
 
 pub struct Table {
     rows: Vec<Vec<String>>,
