@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -171,16 +172,21 @@ func resizeJSON(o execOpts) []byte {
 	return b
 }
 
-func execSPDY(o execOpts) int {
-	sc, chosen := spdyDial(o.url, o.version)
-	errStream := spdyStream(sc, "streamType", "error")
-	var errBuf []byte
-	var wg sync.WaitGroup
+// copyAside copies src to dst on a goroutine that wg waits for.
+func copyAside(wg *sync.WaitGroup, dst io.Writer, src io.Reader) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errBuf, _ = io.ReadAll(errStream)
+		io.Copy(dst, src)
 	}()
+}
+
+func execSPDY(o execOpts) int {
+	sc, chosen := spdyDial(o.url, o.version)
+	errStream := spdyStream(sc, "streamType", "error")
+	var errBuf bytes.Buffer
+	var wg sync.WaitGroup
+	copyAside(&wg, &errBuf, errStream)
 	if o.stdin {
 		in := spdyStream(sc, "streamType", "stdin")
 		go func() {
@@ -189,20 +195,10 @@ func execSPDY(o execOpts) int {
 		}()
 	}
 	if o.stdout {
-		out := spdyStream(sc, "streamType", "stdout")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			io.Copy(o.out, out)
-		}()
+		copyAside(&wg, o.out, spdyStream(sc, "streamType", "stdout"))
 	}
 	if o.stderr {
-		errOut := spdyStream(sc, "streamType", "stderr")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			io.Copy(o.errOut, errOut)
-		}()
+		copyAside(&wg, o.errOut, spdyStream(sc, "streamType", "stderr"))
 	}
 	if o.tty && chosen != "v2.channel.k8s.io" && chosen != "channel.k8s.io" {
 		r := spdyStream(sc, "streamType", "resize")
@@ -212,7 +208,7 @@ func execSPDY(o execOpts) int {
 	}
 	wg.Wait()
 	sc.Close()
-	return exitCode(chosen, errBuf)
+	return exitCode(chosen, errBuf.Bytes())
 }
 
 func wsDial(rawURL, version string) (*websocket.Conn, string) {
@@ -233,56 +229,79 @@ func wsDial(rawURL, version string) (*websocket.Conn, string) {
 	return ws, ws.Subprotocol()
 }
 
-func execWS(o execOpts) int {
-	ws, chosen := wsDial(o.url, o.version)
+// wsSender writes binary messages on channel ch; safe to call from several goroutines.
+func wsSender(ws *websocket.Conn) func(ch byte, data []byte) error {
 	var writeMu sync.Mutex
-	send := func(ch byte, data []byte) error {
+	return func(ch byte, data []byte) error {
 		writeMu.Lock()
 		defer writeMu.Unlock()
 		return ws.WriteMessage(websocket.BinaryMessage, append([]byte{ch}, data...))
 	}
+}
+
+// sendAll passes what r yields to send in chunks; false when send failed before r ended.
+func sendAll(r io.Reader, send func([]byte) error) bool {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && send(buf[:n]) != nil {
+			return false
+		}
+		if err != nil {
+			return true
+		}
+	}
+}
+
+// receive hands each non-empty binary message to got, split into channel and payload,
+// until the connection ends.
+func receive(ws *websocket.Conn, got func(ch byte, payload []byte)) {
+	for {
+		kind, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		if kind == websocket.BinaryMessage && len(data) > 0 {
+			got(data[0], data[1:])
+		}
+	}
+}
+
+func execWS(o execOpts) int {
+	ws, chosen := wsDial(o.url, o.version)
+	send := wsSender(ws)
 	if o.tty && o.width > 0 {
 		send(4, resizeJSON(o))
 	}
 	if o.stdin {
 		go func() {
-			buf := make([]byte, 32*1024)
-			for {
-				n, err := o.in.Read(buf)
-				if n > 0 {
-					if send(0, buf[:n]) != nil {
-						return
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			if chosen == "v5.channel.k8s.io" {
+			toStdin := func(b []byte) error { return send(0, b) }
+			if sendAll(o.in, toStdin) && chosen == "v5.channel.k8s.io" {
 				send(255, []byte{0})
 			}
 		}()
 	}
 	var errBuf []byte
-	for {
-		kind, data, err := ws.ReadMessage()
-		if err != nil {
-			break
-		}
-		if kind != websocket.BinaryMessage || len(data) == 0 {
-			continue
-		}
-		switch data[0] {
+	receive(ws, func(ch byte, payload []byte) {
+		switch ch {
 		case 1:
-			o.out.Write(data[1:])
+			o.out.Write(payload)
 		case 2:
-			o.errOut.Write(data[1:])
+			o.errOut.Write(payload)
 		case 3:
-			errBuf = append(errBuf, data[1:]...)
+			errBuf = append(errBuf, payload...)
 		}
-	}
+	})
 	ws.Close()
 	return exitCode(chosen, errBuf)
+}
+
+// portForwardDone exits with the error channel's content when there is any.
+func portForwardDone(errBuf []byte) int {
+	if len(errBuf) > 0 {
+		fail(1, "port forward error: %s", errBuf)
+	}
+	return 0
 }
 
 func portForwardSPDY(rawURL string, port int) int {
@@ -290,25 +309,15 @@ func portForwardSPDY(rawURL string, port int) int {
 	p := strconv.Itoa(port)
 	errStream := spdyStream(sc, "streamType", "error", "port", p, "requestID", "0")
 	data := spdyStream(sc, "streamType", "data", "port", p, "requestID", "0")
-	var errBuf []byte
+	var errBuf bytes.Buffer
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		errBuf, _ = io.ReadAll(errStream)
-	}()
-	go func() {
-		defer wg.Done()
-		io.Copy(os.Stdout, data)
-	}()
+	copyAside(&wg, &errBuf, errStream)
+	copyAside(&wg, os.Stdout, data)
 	io.Copy(data, os.Stdin)
 	data.Close()
 	wg.Wait()
 	sc.Close()
-	if len(errBuf) > 0 {
-		fail(1, "port forward error: %s", errBuf)
-	}
-	return 0
+	return portForwardDone(errBuf.Bytes())
 }
 
 func portForwardWS(rawURL string, port int) int {
@@ -317,35 +326,11 @@ func portForwardWS(rawURL string, port int) int {
 		sep = "&"
 	}
 	ws, _ := wsDial(fmt.Sprintf("%s%sport=%d", rawURL, sep, port), "v4.channel.k8s.io")
-	var writeMu sync.Mutex
-	go func() {
-		buf := make([]byte, 32*1024)
-		for {
-			n, err := os.Stdin.Read(buf)
-			if n > 0 {
-				writeMu.Lock()
-				werr := ws.WriteMessage(websocket.BinaryMessage, append([]byte{0}, buf[:n]...))
-				writeMu.Unlock()
-				if werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	send := wsSender(ws)
+	go sendAll(os.Stdin, func(b []byte) error { return send(0, b) })
 	var errBuf []byte
 	seen := map[byte]bool{}
-	for {
-		kind, data, err := ws.ReadMessage()
-		if err != nil {
-			break
-		}
-		if kind != websocket.BinaryMessage || len(data) == 0 {
-			continue
-		}
-		ch, payload := data[0], data[1:]
+	receive(ws, func(ch byte, payload []byte) {
 		if !seen[ch] {
 			// Each channel opens with the port, little endian.
 			if len(payload) < 2 || int(binary.LittleEndian.Uint16(payload)) != port {
@@ -360,12 +345,9 @@ func portForwardWS(rawURL string, port int) int {
 		case 1:
 			errBuf = append(errBuf, payload...)
 		}
-	}
+	})
 	ws.Close()
-	if len(errBuf) > 0 {
-		fail(1, "port forward error: %s", errBuf)
-	}
-	return 0
+	return portForwardDone(errBuf)
 }
 
 // sink accepts one connection on 127.0.0.1:port, reads it to the end and closes it.

@@ -203,6 +203,15 @@ async fn exec_pipes(cmd: Vec<String>, io: ProcessIo) -> Result<i32, RuntimeError
     status.map(exit_code).map_err(|e| failed("wait", e))
 }
 
+/// What read(2) or write(2) returned, as a count or the error it stands for.
+fn byte_count(n: isize) -> std::io::Result<usize> {
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// The controlling side of a pseudo-terminal, non-blocking under tokio.
 struct PtyMaster(AsyncFd<OwnedFd>);
 
@@ -212,12 +221,9 @@ impl PtyMaster {
             let mut guard = self.0.readable().await?;
             match guard.try_io(|fd| {
                 // SAFETY: reading into a valid buffer from an fd we own.
-                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                byte_count(unsafe {
+                    libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                })
             }) {
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
                 Ok(result) => return result,
@@ -231,12 +237,7 @@ impl PtyMaster {
             let mut guard = self.0.writable().await?;
             match guard.try_io(|fd| {
                 // SAFETY: writing from a valid buffer to an fd we own.
-                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                byte_count(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })
             }) {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) => return Err(e),
