@@ -53,15 +53,7 @@ impl CgroupRoot {
     }
 
     fn pods(&self) -> usize {
-        cgroup_dirs(&self.0)
-            .iter()
-            .map(|d| {
-                dir_entries(d)
-                    .iter()
-                    .filter(|e| e.starts_with("pod"))
-                    .count()
-            })
-            .sum()
+        criox_testkit::pods::pod_cgroups(&self.0)
     }
 }
 
@@ -96,11 +88,8 @@ async fn pods_named(
     rt: &mut RuntimeServiceClient<Channel>,
     prefix: &str,
 ) -> Vec<(String, String, bool)> {
-    rt.list_pod_sandbox(ListPodSandboxRequest { filter: None })
+    criox_testkit::list_pods(rt)
         .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items
         .into_iter()
         .filter_map(|p| {
             let name = p.metadata?.name;
@@ -205,12 +194,7 @@ fn empty_footprint() -> Footprint {
 }
 
 async fn remove_all_pods(rt: &mut RuntimeServiceClient<Channel>) {
-    let pods = rt
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
+    let pods = criox_testkit::list_pods(rt).await;
     for pod in pods {
         stop_and_remove_pod(rt, &pod.id).await;
     }
@@ -232,9 +216,7 @@ async fn settled_footprint(daemon: &Daemon, net: &TestNetwork, cgroups: &CgroupR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_run_pod_sandbox_finishes_or_undoes_itself() {
     let daemon = Daemon::start().await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let cgroups = CgroupRoot::new();
     let mut rt = daemon.runtime().await;
     let mut configs = Vec::new();
@@ -278,9 +260,7 @@ async fn an_abandoned_run_pod_sandbox_finishes_or_undoes_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_create_container_finishes_or_undoes_itself() {
     let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
-    let net = TestNetwork::new(&daemon.dir);
-    net.install(&daemon.cni_dir);
+    let (_leftovers, net) = criox_testkit::pods::private_network(&daemon);
     let cgroups = CgroupRoot::new();
     let mut rt = daemon.runtime().await;
     let mut pod_config = config_in("cancel-containers", &cgroups);
@@ -319,17 +299,14 @@ async fn an_abandoned_create_container_finishes_or_undoes_itself() {
         let id = match retry {
             Ok(created) => created.into_inner().container_id,
             Err(status) => {
-                let listed = rt
-                    .list_containers(ListContainersRequest {
-                        filter: Some(ContainerFilter {
-                            pod_sandbox_id: pod.clone(),
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-                    .expect("ListContainers")
-                    .into_inner()
-                    .containers;
+                let listed = criox_testkit::list_containers_where(
+                    &mut rt,
+                    ContainerFilter {
+                        pod_sandbox_id: pod.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await;
                 listed
                     .into_iter()
                     .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == *name))

@@ -22,16 +22,15 @@ fn host_pod(name: &str) -> PodSandboxConfig {
     config
 }
 
+/// A daemon with busybox pulled, and the guard that ends the pods it leaves.
+async fn busybox_daemon() -> (criox_testkit::Daemon, PodLeftovers) {
+    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
+    let leftovers = PodLeftovers::new(&daemon.root);
+    (daemon, leftovers)
+}
+
 async fn exec(rt: &mut Rt, id: &str, script: &str) -> (i32, String) {
-    let out = rt
-        .exec_sync(ExecSyncRequest {
-            container_id: id.to_string(),
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            timeout: 30,
-        })
-        .await
-        .expect("ExecSync")
-        .into_inner();
+    let out = criox_testkit::exec_sync(rt, id, &["sh", "-c", script], 30).await;
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.exit_code, text)
@@ -69,8 +68,7 @@ fn resize(pod: &str, memory: i64, shares: i64) -> UpdatePodSandboxResourcesReque
 
 #[tokio::test]
 async fn a_pod_resize_reaches_its_cgroup_and_status_and_one_below_usage_changes_nothing() {
-    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
+    let (daemon, _leftovers) = busybox_daemon().await;
     let mut rt = daemon.runtime().await;
     let mut config = host_pod("resize");
     config.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
@@ -167,8 +165,7 @@ async fn a_pod_resize_reaches_its_cgroup_and_status_and_one_below_usage_changes_
 
 #[tokio::test]
 async fn the_configured_stop_signal_stops_the_container_and_is_reported() {
-    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
+    let (daemon, _leftovers) = busybox_daemon().await;
     let mut rt = daemon.runtime().await;
     let config = host_pod("stopsig");
     let pod = run_pod(&mut rt, config.clone()).await;
@@ -180,29 +177,14 @@ async fn the_configured_stop_signal_stops_the_container_and_is_reported() {
     let ctr = criox_testkit::run_container(&mut rt, &pod, &config, usr1).await;
     let status = |rt: &mut Rt, id: String| {
         let mut rt = rt.clone();
-        async move {
-            rt.container_status(ContainerStatusRequest {
-                container_id: id,
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-        }
+        async move { criox_testkit::container_status(&mut rt, &id).await }
     };
     assert_eq!(
         status(&mut rt, ctr.clone()).await.stop_signal,
         Signal::Sigusr1 as i32
     );
     let started = Instant::now();
-    rt.stop_container(StopContainerRequest {
-        container_id: ctr.clone(),
-        timeout: 20,
-    })
-    .await
-    .unwrap();
+    criox_testkit::stop_container(&mut rt, &ctr, 20).await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -227,29 +209,17 @@ async fn the_configured_stop_signal_stops_the_container_and_is_reported() {
     let mut bad = criox_testkit::busybox_container("bad", &["true"]);
     bad.log_path = String::new();
     bad.stop_signal = 999;
-    let err = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(bad),
-            sandbox_config: Some(config.clone()),
-        })
-        .await
-        .expect_err("an unknown stop signal was accepted");
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("stop_signal"), "{err:?}");
+    let err = criox_testkit::create_container_err(&mut rt, &pod, &config, bad).await;
+    criox_testkit::assert_invalid(&err, "stop_signal");
     stop_and_remove_pod(&mut rt, &pod).await;
 }
 
 #[tokio::test]
 async fn bind_mount_options_apply_and_unknown_ones_are_refused() {
-    let daemon = criox_testkit::daemon_with_image(&criox_testkit::busybox_image(), "").await;
-    let _leftovers = PodLeftovers::new(&daemon.root);
+    let (daemon, _leftovers) = busybox_daemon().await;
     let mut rt = daemon.runtime().await;
-    let features = rt
-        .status(StatusRequest { verbose: false })
+    let features = criox_testkit::runtime_status(&mut rt, false)
         .await
-        .unwrap()
-        .into_inner()
         .features
         .unwrap();
     assert!(features.mount_options);
@@ -278,19 +248,8 @@ async fn bind_mount_options_apply_and_unknown_ones_are_refused() {
     let mut bad = criox_testkit::busybox_container("badopts", &["true"]);
     bad.log_path = String::new();
     bad.mounts = vec![mount(&["nosuid", "remount"])];
-    let err = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(bad),
-            sandbox_config: Some(config.clone()),
-        })
-        .await
-        .expect_err("an unknown mount option was accepted");
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    assert!(
-        err.message().contains("mounts[0].mount_options[1]"),
-        "{err:?}"
-    );
+    let err = criox_testkit::create_container_err(&mut rt, &pod, &config, bad).await;
+    criox_testkit::assert_invalid(&err, "mounts[0].mount_options[1]");
     stop_and_remove_pod(&mut rt, &pod).await;
 }
 

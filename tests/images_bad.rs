@@ -95,14 +95,7 @@ async fn bad_pulls_fail_clearly_and_leave_the_store_as_it_was() {
     assert!(!std::path::Path::new("/tmp/criox-escape").exists());
     assert!(!daemon.root.join("criox-escape").exists());
     // The store holds exactly what it held before: no record, no layer, no temp dir.
-    let images = daemon
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .images;
+    let images = daemon.list_images().await;
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].id, good);
     assert_eq!(
@@ -191,14 +184,7 @@ async fn a_pull_killed_half_way_leaves_nothing_and_the_next_pull_succeeds() {
     );
 
     daemon.spawn().await;
-    let images = daemon
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .images;
+    let images = daemon.list_images().await;
     assert!(images.is_empty(), "{images:?}");
     assert!(
         dir_entries(&tmp).is_empty(),

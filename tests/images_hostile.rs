@@ -19,15 +19,7 @@ async fn daemon(registries: &[&str]) -> Daemon {
 }
 
 async fn image_count(daemon: &Daemon) -> usize {
-    daemon
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .expect("the daemon still answers")
-        .into_inner()
-        .images
-        .len()
+    daemon.list_images().await.len()
 }
 
 /// One HTTP/1.1 exchange with the registry: status, headers (lowercase names), body.
@@ -361,14 +353,7 @@ async fn a_corrupt_image_record_does_not_stop_the_daemon() {
     )
     .unwrap();
     daemon.spawn().await;
-    let images = daemon
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .expect("the daemon answers after a restart over a corrupt record")
-        .into_inner()
-        .images;
+    let images = daemon.list_images().await;
     let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, vec![good.as_str()]);
     assert!(
@@ -459,32 +444,11 @@ async fn an_image_whose_passwd_is_a_fifo_fails_create_at_once() {
     let mut rt = daemon.runtime().await;
     let mut pod_cfg = criox_testkit::pods::pod_config("fifo", &unique("uid"));
     pod_cfg.log_directory = daemon.dir.join("logs").display().to_string();
-    pod_cfg.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    criox_testkit::pods::on_host_network(&mut pod_cfg, NamespaceMode::Pod);
     let pod = criox_testkit::pods::run_pod(&mut rt, pod_cfg.clone()).await;
     let create = rt.create_container(CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
-        config: Some(ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: "fifo".into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            command: vec!["true".into()],
-            log_path: "fifo.log".into(),
-            ..Default::default()
-        }),
+        config: Some(criox_testkit::image_container(&image, "fifo", &["true"])),
         sandbox_config: Some(pod_cfg),
     });
     let e = tokio::time::timeout(std::time::Duration::from_secs(30), create)
@@ -496,14 +460,5 @@ async fn an_image_whose_passwd_is_a_fifo_fails_create_at_once() {
             .contains("image /etc/passwd: is a FIFO, not a regular file"),
         "{e}"
     );
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
 }

@@ -80,14 +80,7 @@ async fn status(daemon: &Daemon, image: &str, verbose: bool) -> ImageStatusRespo
 }
 
 async fn list(daemon: &Daemon) -> Vec<Image> {
-    daemon
-        .images()
-        .await
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .images
+    daemon.list_images().await
 }
 
 async fn remove(daemon: &Daemon, image: &str) {

@@ -180,21 +180,12 @@ async fn killing_the_daemons_cgroup_leaves_containers_and_monitors_running() {
         "{}",
         daemon.log()
     );
-    rt.stop_container(StopContainerRequest {
-        container_id: id.clone(),
-        timeout: 0,
-    })
-    .await
-    .expect("StopContainer");
+    criox_testkit::stop_container(&mut rt, &id, 0).await;
     assert_eq!(
         container_status(&mut rt, &id).await.state,
         ContainerState::ContainerExited as i32
     );
-    rt.remove_container(RemoveContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("RemoveContainer");
+    criox_testkit::remove_container(&mut rt, &id).await;
     let left: Vec<_> = monitor_dirs.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "monitor cgroups left: {left:?}");
     assert!(!alive(monitor));

@@ -185,13 +185,7 @@ async fn pod_is_not_ready_once_a_container_terminates_pid1() {
         .await;
     println!("kill -TERM 1 -> {kill:?}");
     wait_not_ready(&mut node, &pod).await;
-    let listed = node
-        .rt
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let listed = criox_testkit::list_pods(&mut node.rt).await;
     let row = listed.iter().find(|p| p.id == pod).expect("pod listed");
     assert_eq!(row.state, PodSandboxState::SandboxNotready as i32);
     assert_refuses_containers(&mut node, &pod, &config).await;

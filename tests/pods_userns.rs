@@ -87,17 +87,7 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
     let pod = node.run_pod(&config).await;
 
     // PodSandboxStatus reports the mappings.
-    let status = node
-        .rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let status = criox_testkit::pods::pod_status(&mut node.rt, &pod).await;
     let reported = status
         .linux
         .and_then(|l| l.namespaces)
@@ -171,16 +161,11 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
     let pid = info["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {info}"));
-    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid_line = proc_status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .to_string();
+    let uids = criox_testkit::proc_status_field(pid as i32, "Uid:");
     assert_eq!(
-        uid_line.split_whitespace().nth(1),
+        uids.split_whitespace().next(),
         Some(host_id.to_string().as_str()),
-        "{uid_line}"
+        "Uid: {uids}"
     );
 
     node.end_all_and_check_clean().await;
@@ -211,12 +196,7 @@ async fn a_shared_pid_namespace_belongs_to_the_pods_user_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_report_user_namespaces_and_host_network_ones_are_refused() {
     let mut node = Node::start(Backend::Embedded).await;
-    let status = node
-        .rt
-        .status(StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = criox_testkit::runtime_status(&mut node.rt, false).await;
     // Not until the root filesystem is built from ID-mapped layers.
     for handler in &status.runtime_handlers {
         let features = handler.features.as_ref().unwrap();
@@ -245,11 +225,7 @@ async fn handlers_report_user_namespaces_and_host_network_ones_are_refused() {
         })
         .await
         .expect_err("a host-network pod with a user namespace");
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    assert!(
-        err.message().contains("namespace_options.network"),
-        "{err:?}"
-    );
+    criox_testkit::assert_invalid(&err, "namespace_options.network");
     node.assert_clean().await;
 }
 
@@ -350,20 +326,10 @@ async fn bad_mappings_are_refused_naming_the_field_and_leave_nothing() {
             })
             .await
             .expect_err(field);
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
-        assert!(
-            err.message().contains(field),
-            "case {i}: {field} not named in {err:?}"
-        );
+        criox_testkit::assert_invalid(&err, field);
         assert!(cgroup_dirs(&cgroup_parent).is_empty(), "case {i}: cgroup");
     }
-    let pods = node
-        .rt
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = criox_testkit::list_pods(&mut node.rt).await;
     assert!(pods.is_empty(), "{pods:?}");
     assert!(
         dir_entries(&node.daemon.state.join("pods")).is_empty(),
@@ -401,8 +367,7 @@ async fn bad_mappings_are_refused_naming_the_field_and_leave_nothing() {
         (bad_userns, "userns_options.uids"),
     ] {
         let err = node.create(&pod_id, &config, ctr).await.expect_err(field);
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
-        assert!(err.message().contains(field), "{field}: {err:?}");
+        criox_testkit::assert_invalid(&err, field);
     }
     assert!(node.containers().await.is_empty());
     let bundles = dir_entries(&node.daemon.root.join("containers"));
