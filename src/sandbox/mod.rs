@@ -10,7 +10,6 @@ mod files;
 pub mod infra;
 mod list;
 mod namespaces;
-mod quantity;
 mod recover;
 mod remove;
 mod resize;
@@ -38,10 +37,8 @@ use crate::ids::Locks;
 use crate::network::{Dns, NetworkError, NetworkManager, PortMapping};
 use crate::store::{Record, Store, StoreError};
 
-/// Annotation that sets the size of the pod's /dev/shm.
-pub const SHM_SIZE_ANNOTATION: &str = "io.criox.shm-size";
-const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
-const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+pub use criox_formats::cri_fields::pod::SHM_SIZE_ANNOTATION;
+use criox_formats::cri_fields::pod::{EGRESS_BANDWIDTH, INGRESS_BANDWIDTH};
 /// The cgroup parent of pods that name none.
 const DEFAULT_CGROUP_PARENT: &str = "/criox-pods";
 

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use criox_formats::cri_fields::pod as pod_fields;
+
 use super::teardown::{Depth, cleanup_dir};
 use super::{
     DEFAULT_CGROUP_PARENT, EGRESS_BANDWIDTH, INGRESS_BANDWIDTH, Invalid, NamespaceMode, Phase, Pod,
     PodCgroup, PodPaths, PodSpec, PodState, SHM_SIZE_ANNOTATION, SandboxError, SandboxManager,
-    cgroup, files, infra, namespaces, quantity, shm, validate,
+    cgroup, files, infra, namespaces, shm, validate,
 };
 use crate::ids::{new_id, now_ns};
 use crate::network::{Bandwidth, PodAttachment};
@@ -32,16 +34,7 @@ impl SandboxManager {
             }));
         }
         let shm_size = match spec.annotations.get(SHM_SIZE_ANNOTATION) {
-            Some(text) => quantity::parse(text)
-                .map_err(|e| format!("not a size such as 64Mi: {e}"))
-                .and_then(|size| match size {
-                    0 => Err("a /dev/shm of 0 bytes".to_string()),
-                    size => Ok(size),
-                })
-                .map_err(|message| Invalid {
-                    field: format!("config.annotations[{SHM_SIZE_ANNOTATION}]"),
-                    message,
-                })?,
+            Some(text) => pod_fields::shm_size(text).map_err(Invalid::from)?,
             None => shm::DEFAULT_SIZE,
         };
         let bandwidth = bandwidth(&spec.annotations)?;
@@ -337,10 +330,7 @@ fn bandwidth(annotations: &BTreeMap<String, String>) -> Result<Option<Bandwidth>
     let parse = |key: &str| -> Result<u64, Invalid> {
         match annotations.get(key) {
             None => Ok(0),
-            Some(text) => quantity::parse(text).map_err(|e| Invalid {
-                field: format!("config.annotations[{key}]"),
-                message: format!("not a bandwidth such as 10M (bits per second): {e}"),
-            }),
+            Some(text) => Ok(pod_fields::bandwidth(key, text)?),
         }
     };
     let ingress = parse(INGRESS_BANDWIDTH)?;

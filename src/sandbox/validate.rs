@@ -1,6 +1,8 @@
-//! Checks of a pod request that need no kernel: each failure names the field.
+//! Checks of a pod request: each failure names the field. The checks of single fields
+//! live in [`criox_formats::cri_fields`]; here they are applied to a [`PodSpec`] along
+//! with those that depend on the node's configuration.
 
-use std::path::{Component, Path};
+use criox_formats::cri_fields::{FieldError, pod};
 
 use super::{NamespaceMode, PodSpec};
 
@@ -18,46 +20,25 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
     }
 }
 
+impl From<FieldError> for Invalid {
+    fn from(e: FieldError) -> Invalid {
+        Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
     for (field, value) in [
-        ("metadata.name", &spec.name),
-        ("metadata.namespace", &spec.namespace),
-        ("metadata.uid", &spec.uid),
+        ("config.metadata.name", &spec.name),
+        ("config.metadata.namespace", &spec.namespace),
+        ("config.metadata.uid", &spec.uid),
     ] {
-        if value.is_empty() {
-            return Err(invalid(format!("config.{field}"), "must not be empty"));
-        }
-        if value.contains(['/', '\0', '\n']) {
-            return Err(invalid(
-                format!("config.{field}"),
-                format!("{value:?} contains '/', NUL or newline"),
-            ));
-        }
+        pod::metadata(field, value)?;
     }
-    if !spec.hostname.is_empty() && !valid_hostname(&spec.hostname) {
-        return Err(invalid(
-            "config.hostname",
-            format!(
-                "{:?} is not a valid hostname (at most 64 characters: letters, digits, '-' and '.')",
-                spec.hostname
-            ),
-        ));
-    }
-    if !spec.log_directory.is_empty() {
-        let dir = Path::new(&spec.log_directory);
-        if !dir.is_absolute() {
-            return Err(invalid(
-                "config.log_directory",
-                format!("{:?} is not an absolute path", spec.log_directory),
-            ));
-        }
-        if dir.components().any(|c| c == Component::ParentDir) {
-            return Err(invalid(
-                "config.log_directory",
-                format!("{:?} contains '..'", spec.log_directory),
-            ));
-        }
-    }
+    pod::hostname(&spec.hostname)?;
+    pod::log_directory(&spec.log_directory)?;
     // Under the systemd driver the kubelet names a slice (kubepods-besteffort-pod<uid>.slice).
     if !spec.cgroup_parent.is_empty() && crate::cgroup_driver::is_systemd() {
         crate::cgroup_driver::check_slice(&spec.cgroup_parent).map_err(|e| {
@@ -66,19 +47,8 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
                 format!("{e} (runtime.cgroup_manager is systemd)"),
             )
         })?;
-    } else if !spec.cgroup_parent.is_empty()
-        && (!spec.cgroup_parent.starts_with('/')
-            || Path::new(&spec.cgroup_parent)
-                .components()
-                .any(|c| c == Component::ParentDir))
-    {
-        return Err(invalid(
-            "config.linux.cgroup_parent",
-            format!(
-                "{:?} must be an absolute cgroup path without '..'",
-                spec.cgroup_parent
-            ),
-        ));
+    } else {
+        pod::cgroup_path(&spec.cgroup_parent)?;
     }
     if spec.pid_mode == NamespaceMode::Target {
         return Err(invalid(
@@ -96,84 +66,17 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
     }
     super::userns::check_pod(spec)?;
     for (i, port) in spec.port_mappings.iter().enumerate() {
-        if !(1..=65535).contains(&port.container_port) {
-            return Err(invalid(
-                format!("config.port_mappings[{i}].container_port"),
-                format!("{} is not a port", port.container_port),
-            ));
-        }
-        if !(0..=65535).contains(&port.host_port) {
-            return Err(invalid(
-                format!("config.port_mappings[{i}].host_port"),
-                format!("{} is not a port", port.host_port),
-            ));
-        }
-        if !port.host_ip.is_empty() && port.host_ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(
-                format!("config.port_mappings[{i}].host_ip"),
-                format!("{:?} is not an IP address", port.host_ip),
-            ));
-        }
+        pod::port_mapping(i, port.container_port, port.host_port, &port.host_ip)?;
     }
     for (key, value) in &spec.sysctls {
-        sysctl(key, value, spec)?;
+        pod::sysctl(
+            key,
+            value,
+            spec.network_mode == NamespaceMode::Node,
+            spec.ipc_mode == NamespaceMode::Node,
+        )?;
     }
     Ok(())
-}
-
-fn valid_hostname(name: &str) -> bool {
-    name.len() <= 64
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-/// Only sysctls that live in a namespace the pod owns may be set: net.* needs its own
-/// network namespace, the IPC ones its own IPC namespace. Node-wide ones are refused.
-fn sysctl(key: &str, value: &str, spec: &PodSpec) -> Result<(), Invalid> {
-    let field = format!("config.linux.sysctls[{key}]");
-    let well_formed = !key.is_empty()
-        && key.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        });
-    if !well_formed {
-        return Err(invalid(field, "is not a sysctl name"));
-    }
-    if value.contains(['\n', '\0']) || value.is_empty() {
-        return Err(invalid(field, "value is empty or contains a newline"));
-    }
-    let ipc = key.starts_with("kernel.shm")
-        || key.starts_with("kernel.msg")
-        || key == "kernel.sem"
-        || key.starts_with("fs.mqueue.");
-    if ipc {
-        if spec.ipc_mode == NamespaceMode::Node {
-            return Err(invalid(
-                field,
-                "is an IPC sysctl but the pod uses the host IPC namespace",
-            ));
-        }
-        return Ok(());
-    }
-    if key.starts_with("net.") {
-        if spec.network_mode == NamespaceMode::Node {
-            return Err(invalid(
-                field,
-                "is a network sysctl but the pod uses the host network",
-            ));
-        }
-        return Ok(());
-    }
-    Err(invalid(
-        field,
-        "is not a namespaced sysctl; it would change the whole node",
-    ))
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ fn userns_from(
         Ok(NamespaceMode::Node) => UsernsMode::Node,
         _ => UsernsMode::Other(o.mode),
     };
-    parse(mode, &maps(&o.uids), &maps(&o.gids))
+    Ok(parse(mode, &maps(&o.uids), &maps(&o.gids))?)
 }
 
 /// The pod's user namespace as `NamespaceOption.userns_options` reports it.

@@ -34,4 +34,13 @@ impl SpecError {
     }
 }
 
+impl From<criox_formats::cri_fields::FieldError> for SpecError {
+    fn from(e: criox_formats::cri_fields::FieldError) -> Self {
+        SpecError::Invalid {
+            field: e.field,
+            reason: e.message,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, SpecError>;

@@ -2,8 +2,9 @@
 //! (/etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/shm), and the CRI bind mounts with
 //! their propagation. A CRI mount replaces a default one at the same destination.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use criox_formats::cri_fields::container as cri_fields;
 use criox_proto::v1::{self, MountPropagation};
 use oci_spec::runtime::{Mount, MountBuilder};
 
@@ -150,36 +151,6 @@ fn pod_mounts(files: &PodFiles<'_>, readonly_rootfs: bool) -> Result<Vec<Mount>>
     Ok(mounts)
 }
 
-/// `/a/./b/` → `/a/b`; `None` for relative paths or paths with `..`.
-fn clean_container_path(path: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return None;
-    }
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// `Mount.mount_options` a bind mount takes (RuntimeFeatures.mount_options): flags that
-/// only restrict what the container can do with the mount. Read-only goes through
-/// `readonly`; anything that changes the source or propagation is not an option here.
-pub const BIND_OPTIONS: &[&str] = &[
-    "nosuid",
-    "nodev",
-    "noexec",
-    "noatime",
-    "nodiratime",
-    "relatime",
-    "strictatime",
-];
-
 fn cri_mount(
     i: usize,
     m: &v1::Mount,
@@ -198,21 +169,8 @@ fn cri_mount(
             "id-mapped mounts are not supported",
         ));
     }
-    let dest = clean_container_path(&m.container_path).ok_or_else(|| {
-        SpecError::invalid(
-            field("container_path"),
-            format!(
-                "{:?} must be an absolute path without \"..\"",
-                m.container_path
-            ),
-        )
-    })?;
-    if m.host_path.is_empty() || !Path::new(&m.host_path).is_absolute() {
-        return Err(SpecError::invalid(
-            field("host_path"),
-            format!("{:?} must be an absolute path", m.host_path),
-        ));
-    }
+    let dest = cri_fields::mount_destination(i, &m.container_path)?;
+    cri_fields::mount_source(i, &m.host_path)?;
     // The CRI asks for symlinks in the host path to be followed; the runtime then mounts
     // the real file, and the existence check comes for free.
     let source = std::fs::canonicalize(&m.host_path).map_err(|e| {
@@ -240,15 +198,7 @@ fn cri_mount(
     };
     let mut options = strings(&["rbind", mode, if m.readonly { "ro" } else { "rw" }]);
     for (j, option) in m.mount_options.iter().enumerate() {
-        if !BIND_OPTIONS.contains(&option.as_str()) {
-            return Err(SpecError::invalid(
-                field(&format!("mount_options[{j}]")),
-                format!(
-                    "{option:?} is not a bind mount option criox applies (one of {})",
-                    BIND_OPTIONS.join(", ")
-                ),
-            ));
-        }
+        cri_fields::bind_option(i, j, option)?;
         if !options.contains(option) {
             options.push(option.clone());
         }

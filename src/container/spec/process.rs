@@ -1,6 +1,8 @@
 //! The process part of the spec that comes from the image config and the CRI's override
 //! rules: argv, environment, working directory and stop signal.
 
+use criox_formats::cri_fields::container as cri_fields;
+
 use super::error::{Result, SpecError};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -69,32 +71,12 @@ impl Environment {
 }
 
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.contains('\0') || name.contains('=') {
-        return Err(SpecError::invalid(
-            field,
-            format!("invalid environment variable name {name:?}"),
-        ));
-    }
-    Ok(())
+    Ok(cri_fields::env_name(field, name)?)
 }
 
-/// The CRI `working_dir`, else the image's WorkingDir, else `/`. A relative CRI value is
-/// an error; a relative image value is taken from `/`, as Docker does.
+/// The CRI `working_dir`, else the image's WorkingDir, else `/`.
 pub fn working_dir(cri: &str, image: Option<&str>) -> Result<String> {
-    if !cri.is_empty() {
-        if !cri.starts_with('/') {
-            return Err(SpecError::invalid(
-                "working_dir",
-                format!("{cri:?} is not an absolute path"),
-            ));
-        }
-        return Ok(cri.to_string());
-    }
-    match image.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(dir) if dir.starts_with('/') => Ok(dir.to_string()),
-        Some(dir) => Ok(format!("/{dir}")),
-        None => Ok("/".to_string()),
-    }
+    Ok(cri_fields::working_dir(cri, image)?)
 }
 
 /// The image's StopSignal as a number: `SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`. Absent

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use criox_formats::cri_fields::container as cri_fields;
 use criox_proto::v1;
 
 use super::error::{Result, SpecError};
@@ -32,14 +33,7 @@ pub const DEFAULT_READONLY_PATHS: &[&str] = &[
 ];
 
 fn check_paths(field: &str, paths: &[String]) -> Result<Vec<String>> {
-    for p in paths {
-        if !p.starts_with('/') {
-            return Err(SpecError::invalid(
-                field,
-                format!("{p:?} is not an absolute path"),
-            ));
-        }
-    }
+    cri_fields::absolute_paths(field, paths)?;
     Ok(paths.to_vec())
 }
 
@@ -131,29 +125,6 @@ pub fn apparmor(
     }
 }
 
-/// The namespace a sysctl belongs to, or `None` when it is node-wide.
-fn sysctl_namespace(name: &str) -> Option<&'static str> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
-        Some("ipc")
-    } else if name == "kernel.domainname" {
-        Some("uts")
-    } else if name.starts_with("net.") {
-        Some("net")
-    } else {
-        None
-    }
-}
-
 /// The pod's sysctls, accepted only when they belong to a namespace the container does
 /// not share with the node.
 pub fn sysctls(
@@ -162,40 +133,14 @@ pub fn sysctls(
     host_ipc: bool,
     own_uts: bool,
 ) -> Result<HashMap<String, String>> {
-    const FIELD: &str = "linux.sysctls";
+    let shared = cri_fields::SharedWithNode {
+        network: host_network,
+        ipc: host_ipc,
+        uts: !own_uts,
+    };
     let mut out = HashMap::new();
     for (raw, value) in requested {
-        // Kubernetes accepts slashes as separators too (net/ipv4/conf/eth0.100/forwarding),
-        // where a dot is part of a name: swap the two.
-        let name: String = if raw.contains('/') {
-            raw.chars()
-                .map(|c| match c {
-                    '/' => '.',
-                    '.' => '/',
-                    c => c,
-                })
-                .collect()
-        } else {
-            raw.clone()
-        };
-        let shared_with_node = match sysctl_namespace(&name) {
-            None => {
-                return Err(SpecError::invalid(
-                    FIELD,
-                    format!("{raw:?} is not a namespaced sysctl"),
-                ));
-            }
-            Some("net") => host_network,
-            Some("ipc") => host_ipc,
-            Some(_) => !own_uts,
-        };
-        if shared_with_node {
-            return Err(SpecError::invalid(
-                FIELD,
-                format!("{raw:?} would change the node: the pod shares that namespace with it"),
-            ));
-        }
-        out.insert(name, value.clone());
+        out.insert(cri_fields::sysctl(raw, shared)?, value.clone());
     }
     Ok(out)
 }
