@@ -65,7 +65,7 @@ fn refused_under(e: &FieldError, prefix: &str) {
 }
 
 fn step(u: &mut Unstructured) -> Result<()> {
-    match u.int_in_range(0..=17)? {
+    match u.int_in_range(0..=18)? {
         0 => check_quantity(&text(u)?),
         1 => {
             let field = *u.choose(&[
@@ -108,6 +108,19 @@ fn step(u: &mut Unstructured) -> Result<()> {
             let parent = pieces(u, &["/", "..", "kubepods", ".slice"])?;
             match pod::cgroup_path(&parent) {
                 Ok(()) => assert!(parent.is_empty() || clean_absolute(&parent), "{parent:?}"),
+                Err(e) => refused(&e, "config.linux.cgroup_parent"),
+            }
+        }
+        17 => {
+            let parent = pieces(u, &["kubepods", "-", ".slice", "/", "besteffort", "pod"])?;
+            match pod::cgroup_slice(&parent) {
+                Ok(()) => assert!(
+                    parent.is_empty()
+                        || parent.ends_with(".slice")
+                            && !parent.contains('/')
+                            && parent.len() <= 255,
+                    "{parent:?}"
+                ),
                 Err(e) => refused(&e, "config.linux.cgroup_parent"),
             }
         }

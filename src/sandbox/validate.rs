@@ -40,13 +40,8 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
     pod::hostname(&spec.hostname)?;
     pod::log_directory(&spec.log_directory)?;
     // Under the systemd driver the kubelet names a slice (kubepods-besteffort-pod<uid>.slice).
-    if !spec.cgroup_parent.is_empty() && crate::cgroup_driver::is_systemd() {
-        crate::cgroup_driver::check_slice(&spec.cgroup_parent).map_err(|e| {
-            invalid(
-                "config.linux.cgroup_parent",
-                format!("{e} (runtime.cgroup_manager is systemd)"),
-            )
-        })?;
+    if crate::cgroup_driver::is_systemd() {
+        pod::cgroup_slice(&spec.cgroup_parent)?;
     } else {
         pod::cgroup_path(&spec.cgroup_parent)?;
     }

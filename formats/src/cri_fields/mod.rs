@@ -6,6 +6,7 @@
 pub mod container;
 pub mod pod;
 pub mod quantity;
+pub mod slice;
 pub mod userns;
 
 /// A request field refused: `field` is its path in the request as the CRI names it

@@ -4,7 +4,7 @@
 use std::path::{Component, Path};
 
 use super::FieldError;
-use super::quantity;
+use super::{quantity, slice};
 
 /// Annotation that sets the size of the pod's /dev/shm.
 pub const SHM_SIZE_ANNOTATION: &str = "io.criox.shm-size";
@@ -85,6 +85,20 @@ pub fn cgroup_path(parent: &str) -> Result<(), FieldError> {
         "config.linux.cgroup_parent",
         format!("{parent:?} must be an absolute cgroup path without '..'"),
     ))
+}
+
+/// `config.linux.cgroup_parent` as a systemd slice name, for the systemd cgroup driver;
+/// empty means the runtime's default.
+pub fn cgroup_slice(parent: &str) -> Result<(), FieldError> {
+    if parent.is_empty() {
+        return Ok(());
+    }
+    slice::check_slice(parent).map_err(|e| {
+        FieldError::new(
+            "config.linux.cgroup_parent",
+            format!("{e} (runtime.cgroup_manager is systemd)"),
+        )
+    })
 }
 
 /// `config.port_mappings[i]`: ports in range (a host port of 0 asks for none), a host IP
@@ -231,6 +245,13 @@ mod tests {
                 "config.linux.cgroup_parent"
             );
         }
+        assert!(cgroup_slice("kubepods-besteffort-pod1.slice").is_ok());
+        let e = cgroup_slice("/kubepods").unwrap_err();
+        assert_eq!(e.field, "config.linux.cgroup_parent");
+        assert!(
+            e.message.ends_with("(runtime.cgroup_manager is systemd)"),
+            "{e}"
+        );
         assert_eq!(
             port_mapping(0, 0, 80, "").unwrap_err().field,
             "config.port_mappings[0].container_port"
