@@ -65,7 +65,7 @@ fn refused_under(e: &FieldError, prefix: &str) {
 }
 
 fn step(u: &mut Unstructured) -> Result<()> {
-    match u.int_in_range(0..=18)? {
+    match u.int_in_range(0..=19)? {
         0 => check_quantity(&text(u)?),
         1 => {
             let field = *u.choose(&[
@@ -122,6 +122,25 @@ fn step(u: &mut Unstructured) -> Result<()> {
                     "{parent:?}"
                 ),
                 Err(e) => refused(&e, "config.linux.cgroup_parent"),
+            }
+        }
+        18 => {
+            let relative = pieces(u, &["app", "/", "..", ".", "0.log"])?;
+            let dir = Path::new("/var/log/pods/p");
+            let dir = if u.arbitrary()? { Some(dir) } else { None };
+            match container::log_path(dir, &relative) {
+                Ok(None) => assert!(relative.is_empty()),
+                Ok(Some(path)) => {
+                    let dir = dir.expect("a log path needs the pod's log directory");
+                    let inside = path.strip_prefix(dir).expect("inside the log directory");
+                    assert!(
+                        inside
+                            .components()
+                            .all(|c| matches!(c, Component::Normal(_))),
+                        "{relative:?} -> {path:?}"
+                    );
+                }
+                Err(e) => refused(&e, "log_path"),
             }
         }
         5 => {

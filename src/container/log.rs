@@ -1,6 +1,8 @@
 //! The container's CRI log file: where it is written, and reopening it after rotation.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use criox_formats::cri_fields::container as cri_fields;
 
 use super::manager::{ContainerError, ContainerManager, invalid};
 
@@ -26,29 +28,7 @@ pub(super) fn log_path(
     directory: Option<&Path>,
     relative: &str,
 ) -> Result<Option<PathBuf>, ContainerError> {
-    if relative.is_empty() {
-        return Ok(None);
-    }
-    let relative = Path::new(relative);
-    if relative.is_absolute() {
-        return Err(invalid(
-            "log_path",
-            "must be relative to the pod's log directory",
-        ));
-    }
-    if relative
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(invalid("log_path", "must not contain '..'"));
-    }
-    match directory {
-        Some(dir) => Ok(Some(dir.join(relative))),
-        None => Err(invalid(
-            "log_path",
-            "is set but the pod has no log_directory",
-        )),
-    }
+    cri_fields::log_path(directory, relative).map_err(|e| invalid(&e.field, e.message))
 }
 
 #[cfg(test)]

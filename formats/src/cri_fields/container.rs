@@ -1,5 +1,5 @@
-//! `ContainerConfig` fields: environment names, the working directory, masked and
-//! read-only paths, sysctls, mount destinations and bind mount options.
+//! `ContainerConfig` fields: environment names, the working directory, the log path,
+//! masked and read-only paths, sysctls, mount destinations and bind mount options.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -33,6 +33,35 @@ pub fn working_dir(cri: &str, image: Option<&str>) -> Result<String, FieldError>
         Some(dir) if dir.starts_with('/') => Ok(dir.to_string()),
         Some(dir) => Ok(format!("/{dir}")),
         None => Ok("/".to_string()),
+    }
+}
+
+/// `log_path`: the pod's log directory joined with the container's relative log path,
+/// which must stay inside it. Empty means no log file.
+pub fn log_path(directory: Option<&Path>, relative: &str) -> Result<Option<PathBuf>, FieldError> {
+    const FIELD: &str = "log_path";
+    if relative.is_empty() {
+        return Ok(None);
+    }
+    let relative = Path::new(relative);
+    if relative.is_absolute() {
+        return Err(FieldError::new(
+            FIELD,
+            "must be relative to the pod's log directory",
+        ));
+    }
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(FieldError::new(FIELD, "must not contain '..'"));
+    }
+    match directory {
+        Some(dir) => Ok(Some(dir.join(relative))),
+        None => Err(FieldError::new(
+            FIELD,
+            "is set but the pod has no log_directory",
+        )),
     }
 }
 
@@ -216,6 +245,20 @@ mod tests {
         assert_eq!(working_dir("/w", Some("/srv")).unwrap(), "/w");
         let e = working_dir("rel", None).unwrap_err();
         assert_eq!(e.field, "working_dir");
+    }
+
+    #[test]
+    fn log_paths_stay_inside_the_pod_log_directory() {
+        let dir = Path::new("/var/log/pods/p");
+        assert_eq!(
+            log_path(Some(dir), "app/0.log").unwrap(),
+            Some(PathBuf::from("/var/log/pods/p/app/0.log"))
+        );
+        assert_eq!(log_path(Some(dir), "").unwrap(), None);
+        for bad in ["../x.log", "app/../../x.log", "/etc/passwd"] {
+            assert_eq!(log_path(Some(dir), bad).unwrap_err().field, "log_path");
+        }
+        assert!(log_path(None, "a.log").is_err());
     }
 
     #[test]
