@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
-pub use criox_formats::cri_fields::userns::{IdMap, RANGE, UserNs, UsernsMode, parse};
+pub use criox_formats::cri_fields::userns::{IdMap, UserNs, UsernsMode, parse};
 
 use super::namespaces::NamespaceError;
 use super::validate::Invalid;
@@ -127,6 +127,8 @@ fn pin_all(pid: i32, pins: &[(&str, PathBuf)]) -> Result<(), NamespaceError> {
 /// A user namespace of its own for tests elsewhere that need one pinned.
 #[cfg(test)]
 pub mod tests_support {
+    use criox_formats::cri_fields::userns::RANGE;
+
     use super::*;
 
     /// Pins a namespace mapping 0..65536 to `host_id..` at `dir/user`.
