@@ -138,14 +138,7 @@ impl Runtime {
     /// Starts the monitor for `req` without creating the container yet, so that its
     /// start-up overlaps the preparation of the bundle; [`PendingLaunch::create`] goes on.
     pub fn prepare_launch(&self, req: &LaunchRequest) -> Result<PendingLaunch, RuntimeError> {
-        crate::launch::start(
-            &self.exe,
-            &self.choice,
-            &self.root,
-            self.systemd_cgroup,
-            req,
-            &[],
-        )
+        self.prepare_launch_in(req, &[])
     }
 
     /// [`Runtime::prepare_launch`] with a monitor that first joins the cgroups whose

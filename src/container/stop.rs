@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use criox_runtime::{ProcessId, Runtime};
+
 use super::exit_watch;
 use super::manager::{ContainerError, ContainerManager};
 use super::record::State;
@@ -17,6 +19,10 @@ impl ContainerManager {
         self.stop_locked(&id, timeout).await
     }
 
+    /// One sequence whether or not the container's monitor runs; only how the stop signal
+    /// reaches the init and how its end shows differ (see [`Init`]). A container whose
+    /// monitor is gone may have its exit recorded already; if its init outlived the
+    /// monitor, its end is recorded with an unknown code.
     pub(super) async fn stop_locked(
         self: &Arc<Self>,
         id: &str,
@@ -27,98 +33,44 @@ impl ContainerManager {
             return Ok(());
         }
         let runtime = self.runtime(&record.handler)?.clone();
-        if criox_runtime::monitor_pid(&self.state_dir(id)).is_none() {
-            return self.stop_without_monitor(id, timeout, runtime).await;
-        }
-        let monitor_pid = record.monitor_pid;
-        if !timeout.is_zero() {
-            let signal = record.stop_signal;
-            let rt = runtime.clone();
-            let kill_id = id.to_string();
-            let sent = tokio::task::spawn_blocking(move || rt.kill(&kill_id, signal, false)).await;
-            if let Ok(Err(e)) = sent {
-                tracing::debug!(container = id, error = %e, "stop signal not delivered");
-            }
-            if tokio::time::timeout(timeout, exit_watch::process_exit(monitor_pid))
-                .await
-                .is_ok()
-            {
-                self.record_exit(id);
+        let init = if criox_runtime::monitor_pid(&self.state_dir(id)).is_some() {
+            Init::Monitored(record.monitor_pid)
+        } else {
+            self.record_exit(id);
+            let Some(init) = self.lost_init(id) else {
                 return Ok(());
-            }
-        }
-        let kill_id = id.to_string();
-        let sent =
-            tokio::task::spawn_blocking(move || runtime.kill(&kill_id, libc::SIGKILL, true)).await;
-        if let Ok(Err(e)) = sent {
-            tracing::debug!(container = id, error = %e, "SIGKILL not delivered");
-        }
-        if crate::cgroup_driver::is_systemd()
-            && let Err(e) = crate::cgroup_driver::kill_container_scope(id).await
-        {
-            tracing::debug!(container = id, error = %e, "SIGKILL through the scope not delivered");
-        }
-        // The kernel ends a SIGKILLed container promptly; the bound only guards against a
-        // stuck monitor.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            exit_watch::process_exit(monitor_pid),
-        )
-        .await;
-        self.record_exit(id);
-        Ok(())
-    }
-
-    /// Stops a container whose monitor is gone: its exit may be recorded already; if its
-    /// init outlived the monitor, the init itself gets the stop signal, then SIGKILL (with
-    /// everything else in the container), and its end is recorded with an unknown code.
-    async fn stop_without_monitor(
-        self: &Arc<Self>,
-        id: &str,
-        timeout: Duration,
-        runtime: criox_runtime::Runtime,
-    ) -> Result<(), ContainerError> {
-        self.record_exit(id);
-        let Some(init) = self.lost_init(id) else {
-            return Ok(());
+            };
+            tracing::info!(
+                container = id,
+                init = init.pid,
+                "stopping a container whose monitor is lost through its init"
+            );
+            Init::Lost(init)
         };
-        tracing::info!(
-            container = id,
-            init = init.pid,
-            "stopping a container whose monitor is lost through its init"
-        );
         if !timeout.is_zero() {
-            let signal = self.get(id)?.stop_signal;
-            if !init.signal(signal) {
-                tracing::debug!(
-                    container = id,
-                    "stop signal not delivered: the init is gone"
-                );
-            }
-            if tokio::time::timeout(timeout, exit_watch::recorded_exit(init))
-                .await
-                .is_ok()
-            {
+            init.signal(&runtime, id, record.stop_signal).await;
+            if tokio::time::timeout(timeout, init.exited()).await.is_ok() {
                 self.record_exit(id);
                 return Ok(());
             }
         }
-        init.signal(libc::SIGKILL);
-        // Processes the init leaves behind in the container (a shared PID namespace keeps
-        // them alive) go through the runtime, which knows the container's cgroup.
-        let kill_id = id.to_string();
-        let sent =
-            tokio::task::spawn_blocking(move || runtime.kill(&kill_id, libc::SIGKILL, true)).await;
-        if let Ok(Err(e)) = sent {
-            tracing::debug!(container = id, error = %e, "SIGKILL to the container not delivered");
+        if let Init::Lost(process) = init {
+            process.signal(libc::SIGKILL);
         }
-        if tokio::time::timeout(Duration::from_secs(30), exit_watch::recorded_exit(init))
+        kill_all(&runtime, id).await;
+        // The kernel ends a SIGKILLed container promptly; the bound only guards against a
+        // stuck monitor or an init the kill did not reach.
+        if tokio::time::timeout(Duration::from_secs(30), init.exited())
             .await
             .is_err()
+            && let Init::Lost(process) = init
         {
             return Err(ContainerError::Internal {
                 id: id.to_string(),
-                message: format!("its init (pid {}) still runs 30 s after SIGKILL", init.pid),
+                message: format!(
+                    "its init (pid {}) still runs 30 s after SIGKILL",
+                    process.pid
+                ),
             });
         }
         self.record_exit(id);
@@ -133,5 +85,62 @@ impl ContainerManager {
             }
         }
         Ok(())
+    }
+}
+
+/// How a stopping container's init is reached: through its monitor, which the runtime
+/// passes signals to and which leaves after recording the exit, or, when the monitor is
+/// lost, directly by its recorded pid and start time.
+#[derive(Clone, Copy)]
+enum Init {
+    Monitored(i32),
+    Lost(ProcessId),
+}
+
+impl Init {
+    async fn signal(self, runtime: &Runtime, id: &str, signal: i32) {
+        match self {
+            Init::Monitored(_) => {
+                let (rt, kill_id) = (runtime.clone(), id.to_string());
+                let sent =
+                    tokio::task::spawn_blocking(move || rt.kill(&kill_id, signal, false)).await;
+                if let Ok(Err(e)) = sent {
+                    tracing::debug!(container = id, error = %e, "stop signal not delivered");
+                }
+            }
+            Init::Lost(process) => {
+                if !process.signal(signal) {
+                    tracing::debug!(
+                        container = id,
+                        "stop signal not delivered: the init is gone"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resolves when the container has ended: its monitor left (after recording the exit),
+    /// or its init did.
+    async fn exited(self) {
+        match self {
+            Init::Monitored(monitor_pid) => exit_watch::process_exit(monitor_pid).await,
+            Init::Lost(process) => exit_watch::recorded_exit(process).await,
+        }
+    }
+}
+
+/// SIGKILL to every process of the container: through the runtime, which knows the
+/// container's cgroup (processes an init leaves behind in a shared PID namespace live on
+/// there), and under the systemd cgroup driver through the container's scope too.
+async fn kill_all(runtime: &Runtime, id: &str) {
+    let (rt, kill_id) = (runtime.clone(), id.to_string());
+    let sent = tokio::task::spawn_blocking(move || rt.kill(&kill_id, libc::SIGKILL, true)).await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!(container = id, error = %e, "SIGKILL not delivered");
+    }
+    if crate::cgroup_driver::is_systemd()
+        && let Err(e) = crate::cgroup_driver::kill_container_scope(id).await
+    {
+        tracing::debug!(container = id, error = %e, "SIGKILL through the scope not delivered");
     }
 }
