@@ -197,7 +197,7 @@ fn unshare_and_pin(
         source,
     })?;
     set_up(wanted, setup)?;
-    pin_thread_namespaces(targets)
+    pin_namespaces("/proc/thread-self/ns", targets)
 }
 
 /// Hostname, loopback and sysctls of the calling thread's new namespaces.
@@ -222,9 +222,14 @@ fn set_up(wanted: Wanted, setup: &Setup<'_>) -> Result<(), NamespaceError> {
     Ok(())
 }
 
-fn pin_thread_namespaces(targets: &[(&str, PathBuf)]) -> Result<(), NamespaceError> {
+/// Bind-mounts each namespace `kind` found under `ns_dir` (a `/proc/…/ns` directory) onto
+/// its target, so the namespace outlives the thread or process that made it.
+pub(super) fn pin_namespaces(
+    ns_dir: &str,
+    targets: &[(&str, PathBuf)],
+) -> Result<(), NamespaceError> {
     for (kind, target) in targets {
-        let source = format!("/proc/thread-self/ns/{kind}");
+        let source = format!("{ns_dir}/{kind}");
         nix::mount::mount(
             Some(source.as_str()),
             target,
@@ -320,16 +325,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
-    }
-
     #[test]
     fn pinned_namespaces_differ_from_the_hosts_and_are_removed() {
-        assert!(
-            is_root(),
-            "namespace tests need root: run them through hack/test"
-        );
+        crate::test_support::assert_root();
         let dir = tempfile::tempdir().unwrap();
         let sysctls = BTreeMap::from([(
             "net.ipv4.ip_unprivileged_port_start".to_string(),
@@ -383,10 +381,7 @@ mod tests {
 
     #[test]
     fn a_failing_setup_leaves_no_pin() {
-        assert!(
-            is_root(),
-            "namespace tests need root: run them through hack/test"
-        );
+        crate::test_support::assert_root();
         let dir = tempfile::tempdir().unwrap();
         let sysctls = BTreeMap::from([("net.no.such.key".to_string(), "1".to_string())]);
         let err = create(

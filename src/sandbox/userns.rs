@@ -9,12 +9,11 @@
 
 use std::path::PathBuf;
 
-use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
 pub use criox_formats::cri_fields::userns::{IdMap, UserNs, UsernsMode, parse};
 
-use super::namespaces::NamespaceError;
+use super::namespaces::{NamespaceError, pin_namespaces};
 use super::validate::Invalid;
 use super::{NamespaceMode, PodSpec};
 
@@ -87,7 +86,8 @@ pub(super) fn make_and_pin(
         finish(release_w);
         return Err(unshare_err(nix::Error::EPERM));
     }
-    let result = write_maps(child.as_raw(), maps).and_then(|()| pin_all(child.as_raw(), pins));
+    let result = write_maps(child.as_raw(), maps)
+        .and_then(|()| pin_namespaces(&format!("/proc/{}/ns", child.as_raw()), pins));
     finish(release_w);
     if result.is_err() {
         for (_, path) in pins {
@@ -102,24 +102,6 @@ fn write_maps(pid: i32, maps: &UserNs) -> Result<(), NamespaceError> {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         std::fs::write(&path, map.map_line())
             .map_err(|source| NamespaceError::IdMap { path, source })?;
-    }
-    Ok(())
-}
-
-fn pin_all(pid: i32, pins: &[(&str, PathBuf)]) -> Result<(), NamespaceError> {
-    for (kind, target) in pins {
-        let source = format!("/proc/{pid}/ns/{kind}");
-        nix::mount::mount(
-            Some(source.as_str()),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|source| NamespaceError::Pin {
-            path: target.clone(),
-            source,
-        })?;
     }
     Ok(())
 }
