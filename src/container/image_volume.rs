@@ -130,19 +130,7 @@ pub fn mount_volume(
 /// Unmounts every image volume below `bundle`; what is not mounted is skipped, so this
 /// can run again after a crash.
 pub fn unmount_all(bundle: &Path) -> std::io::Result<()> {
-    let dir = bundle.join(DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries.flatten() {
-        match umount2(&entry.path(), MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    crate::storage::unmount_entries(&bundle.join(DIR))
 }
 
 /// `etc/./ssl/` → `etc/ssl`; `None` when absolute or with `..`.

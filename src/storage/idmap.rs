@@ -182,20 +182,8 @@ pub fn map_volume(
 /// be repeated. Until this succeeds the bundle must not be deleted: its volumes are the
 /// host's directories.
 pub fn unmount_volumes(bundle: &Path) -> std::io::Result<()> {
-    let dir = bundle.join(VOLUMES_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries.flatten() {
-        // A volume bind is recursive: each of its submounts goes with MNT_DETACH.
-        match umount2(&entry.path(), MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    // A volume bind is recursive: each of its submounts goes with MNT_DETACH.
+    super::unmount_entries(&bundle.join(VOLUMES_DIR))
 }
 
 /// Whether any ID-mapped volume of the bundle is mounted in `mounts`.
@@ -211,10 +199,7 @@ mod tests {
 
     #[test]
     fn an_idmapped_volume_shows_host_root_files_as_the_namespaces_root() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "idmap tests need root: run them through hack/test"
-        );
+        crate::test_support::assert_root();
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("src");
         std::fs::create_dir(&source).unwrap();
