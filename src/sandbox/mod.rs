@@ -193,6 +193,21 @@ impl SandboxManager {
         }
     }
 
+    /// The pod `id_or_prefix` names, read under its lock, which the returned guard holds;
+    /// `None` for an unknown pod, including one removed while this waited for the lock.
+    pub(super) async fn lock_pod(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<Option<(Pod, tokio::sync::OwnedMutexGuard<()>)>, SandboxError> {
+        let id = match self.resolve(id_or_prefix) {
+            Ok(id) => id,
+            Err(SandboxError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let guard = self.locks.of(&id).lock_owned().await;
+        Ok(self.store.get(&id).map(|pod| (pod, guard)))
+    }
+
     pub(super) fn save(&self, pod: &Pod, sync: bool) -> Result<(), SandboxError> {
         let apply = |p: &mut Pod| *p = pod.clone();
         if sync {

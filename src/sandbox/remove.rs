@@ -6,14 +6,7 @@ use super::{PodState, SandboxError, SandboxManager};
 impl SandboxManager {
     /// Removes the pod and everything it holds; unknown pods succeed.
     pub async fn remove(&self, id_or_prefix: &str) -> Result<(), SandboxError> {
-        let id = match self.resolve(id_or_prefix) {
-            Ok(id) => id,
-            Err(SandboxError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let lock = self.locks.of(&id);
-        let _guard = lock.lock().await;
-        let Some(mut pod) = self.store.get(&id) else {
+        let Some((mut pod, _guard)) = self.lock_pod(id_or_prefix).await? else {
             return Ok(());
         };
         let errors = self.teardown(&mut pod, Depth::Everything).await;

@@ -8,15 +8,7 @@ impl SandboxManager {
     /// Stops the pod: its infra process, its network attachment (releasing the IP) and
     /// its /dev/shm. Unknown pods and pods already stopped succeed.
     pub async fn stop(&self, id_or_prefix: &str) -> Result<(), SandboxError> {
-        let id = match self.resolve(id_or_prefix) {
-            Ok(id) => id,
-            Err(SandboxError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let lock = self.locks.of(&id);
-        let _guard = lock.lock().await;
-        // Removed while this call waited for the lock.
-        let Some(mut pod) = self.store.get(&id) else {
+        let Some((mut pod, _guard)) = self.lock_pod(id_or_prefix).await? else {
             return Ok(());
         };
         self.stop_locked(&mut pod).await
