@@ -26,7 +26,8 @@
 //!   way and [`AttachOutput`] the other (the frame format stays inside this crate).
 //! - Entry points of the same binary: [`oci_main`] (`criox oci`, runc's command line),
 //!   [`monitor_main`] (`criox monitor`), [`exec_relay_main`]. [`mountinfo`] reads the mount
-//!   table for the daemon too, so there is one parser of it.
+//!   table for the daemon too, so there is one parser of it, and
+//!   [`clear_capability_sets`] serves the daemon's confined children as well.
 //!
 //! Everything else (backends, the monitor's insides, the frame protocol, the `criox oci`
 //! command tree) is private to this crate.
@@ -36,6 +37,7 @@
 
 mod backend;
 mod bundle;
+mod capset;
 mod choice;
 mod cli;
 mod embedded;
@@ -54,6 +56,7 @@ mod request;
 use std::ffi::OsString;
 
 pub use backend::{ContainerState, Status};
+pub use capset::clear_capability_sets;
 pub use error::RuntimeError;
 pub use exec_kill::{POLL as EXEC_POLL, REAP_LIMIT as EXEC_REAP_LIMIT, kill_recorded_exec};
 pub use exec_sync::ExecOutput;

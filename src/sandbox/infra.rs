@@ -337,7 +337,7 @@ fn lock_down() -> Result<(), String> {
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))?;
     // Leaving uid 0 cleared the permitted and effective sets; the inheritable one stays.
-    clear_capabilities()?;
+    criox_runtime::clear_capability_sets().map_err(|e| format!("capset: {e}"))?;
     // SAFETY: prctl with integer arguments only.
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
@@ -383,34 +383,6 @@ fn empty_root() -> Result<(), String> {
         none,
     )
     .map_err(|e| format!("make the root read-only: {e}"))
-}
-
-/// Empties the permitted, effective and inheritable sets.
-fn clear_capabilities() -> Result<(), String> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [Data::default(); 2];
-    // SAFETY: capset reads a valid header and two data structs, as version 3 defines.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(format!("capset: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// Closes every descriptor from `first` up.

@@ -199,33 +199,10 @@ fn drop_capabilities() -> Result<(), ConfineError> {
     {
         return Err(fail("clearing the ambient set"));
     }
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capset reads a version 3 header and two data words we own.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        return Err(fail("capset"));
-    }
-    Ok(())
+    crate::capset::clear_capability_sets().map_err(|source| ConfineError::Capabilities {
+        what: "capset",
+        source,
+    })
 }
 
 /// Confines the calling (only) thread for the rest of the monitor's life: drops every
