@@ -21,13 +21,19 @@ pub enum RuntimeError {
     },
     #[error("container {id}: {op}: timed out")]
     Timeout { id: String, op: &'static str },
-    #[error("container {id}: {what} {path}: {source}")]
-    Io {
-        id: String,
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoFailure),
+}
+
+/// A file, pipe or socket operation on a container's behalf that failed: `what` it was
+/// for and the `path` it worked on.
+#[derive(Debug, thiserror::Error)]
+#[error("container {id}: {what} {path}: {source}")]
+pub struct IoFailure {
+    pub id: String,
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
 }
 
 impl From<BackendError> for RuntimeError {
@@ -58,10 +64,10 @@ pub(crate) fn io_err(
     id: &str,
     what: &'static str,
     path: impl Into<PathBuf>,
-) -> impl FnOnce(std::io::Error) -> RuntimeError {
+) -> impl FnOnce(std::io::Error) -> IoFailure {
     let id = id.to_string();
     let path = path.into();
-    move |source| RuntimeError::Io {
+    move |source| IoFailure {
         id,
         what,
         path,

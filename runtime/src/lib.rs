@@ -57,7 +57,7 @@ use std::ffi::OsString;
 
 pub use backend::{ContainerState, Status};
 pub use capset::clear_capability_sets;
-pub use error::RuntimeError;
+pub use error::{IoFailure, RuntimeError};
 pub use exec_kill::{POLL as EXEC_POLL, REAP_LIMIT as EXEC_REAP_LIMIT, kill_recorded_exec};
 pub use exec_sync::ExecOutput;
 pub use handle::{ExecSpec, Runtime};

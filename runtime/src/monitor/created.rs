@@ -2,25 +2,20 @@
 //! apart from `run.rs` and `supervise.rs` so that neither file imports the other's types.
 
 use std::fs::File;
-use std::path::PathBuf;
 
 use super::attach::AttachServer;
 use super::console::ConsoleError;
 use super::cri_log::{CriLog, CriLogError, Stream};
 use super::exit_record::ExitRecordError;
 use crate::backend::BackendError;
+use crate::error::IoFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("container {id}: {what} {path}: {source}")]
-    Io {
-        id: String,
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoFailure),
     #[error("container {id}: {source}")]
     Console { id: String, source: ConsoleError },
     #[error("container {id}: {source}")]

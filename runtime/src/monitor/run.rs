@@ -135,15 +135,7 @@ fn create(
     made: &mut Made,
 ) -> Result<Created, MonitorError> {
     let id = a.request.id.as_str();
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MonitorError::Io {
-            id: id.to_string(),
-            what,
-            path,
-            source,
-        }
-    };
+    let io = |what: &'static str, path: &Path| crate::error::io_err(id, what, path.to_path_buf());
     let sys = |what: &'static str| {
         move |source| MonitorError::Sys {
             id: id.to_string(),
