@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod systemd;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 static SYSTEMD: OnceLock<bool> = OnceLock::new();
 
@@ -29,6 +30,24 @@ pub fn set(systemd: bool) {
 /// Whether the systemd driver is in use. Unit tests and `criox oci` never set it: cgroupfs.
 pub fn is_systemd() -> bool {
     SYSTEMD.get().copied().unwrap_or(false)
+}
+
+/// Removes a cgroup directory, retrying every 10 ms for up to `patience` while it is busy
+/// with processes still on their way out; one that is gone already is fine.
+pub fn remove_cgroup_dir(dir: &std::path::Path, patience: Duration) -> std::io::Result<()> {
+    const PAUSE: Duration = Duration::from_millis(10);
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && PAUSE * tries < patience => {
+                tries += 1;
+                std::thread::sleep(PAUSE);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The prefix of every unit criox makes: `criox-<id>.scope`, as runc's `slice:criox:<id>`.

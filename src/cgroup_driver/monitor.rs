@@ -125,24 +125,13 @@ pub fn adopt(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
 /// writing the container's exit on its way out. One that is gone already is fine.
 pub fn remove(id: &str) -> Result<(), MonitorCgroupError> {
     for dir in dirs(id) {
-        let mut tries = 0;
-        loop {
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(source) => {
-                    return Err(MonitorCgroupError::Remove {
-                        id: id.to_string(),
-                        path: dir,
-                        source,
-                    });
-                }
+        super::remove_cgroup_dir(&dir, Duration::from_secs(2)).map_err(|source| {
+            MonitorCgroupError::Remove {
+                id: id.to_string(),
+                path: dir.clone(),
+                source,
             }
-        }
+        })?;
     }
     Ok(())
 }

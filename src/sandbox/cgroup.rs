@@ -207,18 +207,8 @@ fn remove_infra(cgroup: &PodCgroup) -> Result<(), CgroupError> {
     let relative = cgroup.path.trim_start_matches('/');
     for hierarchy in hierarchies(detect()) {
         let leaf = hierarchy.join(relative).join(INFRA_LEAF);
-        let mut tries = 0;
-        loop {
-            match std::fs::remove_dir(&leaf) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(source) => return Err(CgroupError::Remove { path: leaf, source }),
-            }
-        }
+        crate::cgroup_driver::remove_cgroup_dir(&leaf, std::time::Duration::from_secs(1))
+            .map_err(|source| CgroupError::Remove { path: leaf, source })?;
     }
     Ok(())
 }
@@ -289,10 +279,7 @@ mod tests {
 
     #[test]
     fn pod_cgroup_is_made_in_every_hierarchy_and_removed() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "needs root: run through hack/test"
-        );
+        crate::test_support::assert_root();
         let name = format!("/criox-test-{}/pod-a", std::process::id());
         let limits = PodLimits {
             memory_limit: 64 << 20,
