@@ -58,25 +58,19 @@ impl ContainerManager {
             mounts: mount_records(&config, &image.volumes),
             log_path: log_path.clone(),
             handler,
-            cgroup: String::new(),
             tty: config.tty,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             stop_signal: libc::SIGTERM,
             state: State::Creating,
             created_at: now_ns(),
-            started_at: 0,
-            pid: 0,
-            pid_start_time: None,
-            monitor_pid: 0,
-            monitor_lost: false,
-            exit: None,
             resources: config
                 .linux
                 .as_ref()
                 .and_then(|l| l.resources.as_ref())
                 .map(super::record::Resources::from_cri),
-            user: None,
+            // Nothing has run yet: no cgroup, process, exit or user.
+            ..Default::default()
         };
         // The record comes first: a crash from here on leaves something start-up cleans.
         // It is not flushed to disk: after a power loss, which ends the container anyway,

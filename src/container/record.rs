@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Record;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Being made: the record exists so a crash can be cleaned up, the container may not.
+    #[default]
     Creating,
     Created,
     Running,
@@ -70,7 +71,8 @@ pub struct MountRecord {
     pub image_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The default is a record of nothing yet made or run: no process, cgroup or exit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: String,
     pub pod_id: String,
@@ -289,14 +291,7 @@ pub(crate) mod tests {
             stop_signal: 15,
             state,
             created_at: 1,
-            started_at: 0,
-            pid: 0,
-            pid_start_time: None,
-            monitor_pid: 0,
-            monitor_lost: false,
-            exit: None,
-            resources: None,
-            user: None,
+            ..Default::default()
         }
     }
 
