@@ -301,13 +301,8 @@ fn push_unique(list: &mut Vec<u32>, id: u32) {
 
 /// `name:password:uid:gid:gecos:home:shell`; malformed lines are skipped, as libc does.
 fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 || f[0].is_empty() {
-                return None;
-            }
+    entries(text, 4)
+        .filter_map(|f| {
             Some(PasswdEntry {
                 name: f[0].to_string(),
                 uid: f[2].trim().parse().ok()?,
@@ -320,13 +315,8 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 
 /// `name:password:gid:member,member`; malformed lines are skipped.
 fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 || f[0].is_empty() {
-                return None;
-            }
+    entries(text, 3)
+        .filter_map(|f| {
             Some(GroupEntry {
                 name: f[0].to_string(),
                 gid: f[2].trim().parse().ok()?,
@@ -343,6 +333,15 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             })
         })
         .collect()
+}
+
+/// The colon-separated fields of each line of an /etc/passwd-style file that has a name
+/// and at least `fields` fields; blank lines and comments are skipped.
+fn entries(text: &str, fields: usize) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .filter(move |f| f.len() >= fields && !f[0].is_empty())
 }
 
 #[cfg(test)]
