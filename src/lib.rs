@@ -24,5 +24,16 @@ mod store;
 pub mod streaming;
 mod timeline;
 
+#[cfg(test)]
+mod test_support {
+    /// Fails a test that needs root with a hint at how to run it.
+    pub fn assert_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root: run through hack/test"
+        );
+    }
+}
+
 /// The pod infra process (`criox pod-infra`), which holds a pod's namespaces.
 pub use sandbox::infra as pod_infra;

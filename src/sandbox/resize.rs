@@ -120,10 +120,7 @@ mod tests {
 
     #[test]
     fn limits_are_written_and_a_failure_puts_the_old_ones_back() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "needs root: run through hack/test"
-        );
+        crate::test_support::assert_root();
         let name = format!("/criox-resize-{}/pod", std::process::id());
         let start = PodLimits {
             memory_limit: 64 << 20,

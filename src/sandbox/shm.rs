@@ -33,10 +33,7 @@ mod tests {
 
     #[test]
     fn shm_is_a_sized_tmpfs_and_unmounts_twice() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "needs root: run through hack/test"
-        );
+        crate::test_support::assert_root();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("shm");
         mount(&target, 2 << 20).unwrap();

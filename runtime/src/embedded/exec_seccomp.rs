@@ -143,28 +143,19 @@ mod tests {
     }
 
     #[test]
-    fn leaves_capabilities_alone_with_no_new_privs() {
-        let mut p = process(&format!(
-            r#"{{"cwd":"/","user":{{"uid":0,"gid":0}},"noNewPrivileges":true,{CAPS}}}"#
-        ));
-        let before = p.clone();
-        let ex =
-            SeccompExecutor::new(&mut p, profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#)).unwrap();
-        assert!(ex.drop_to.is_none());
-        assert_eq!(p, before);
-    }
-
-    #[test]
-    fn leaves_capabilities_alone_when_they_hold_sys_admin() {
-        let mut p = process(
-            r#"{"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_SYS_ADMIN"],
-            "effective":["CAP_SYS_ADMIN"],"permitted":["CAP_SYS_ADMIN"]}}"#,
-        );
-        let before = p.clone();
-        let ex =
-            SeccompExecutor::new(&mut p, profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#)).unwrap();
-        assert!(ex.drop_to.is_none());
-        assert_eq!(p, before);
+    fn leaves_capabilities_alone_with_no_new_privs_or_when_they_hold_sys_admin() {
+        let no_new_privs =
+            format!(r#"{{"cwd":"/","user":{{"uid":0,"gid":0}},"noNewPrivileges":true,{CAPS}}}"#);
+        let sys_admin = r#"{"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_SYS_ADMIN"],
+            "effective":["CAP_SYS_ADMIN"],"permitted":["CAP_SYS_ADMIN"]}}"#;
+        for json in [no_new_privs.as_str(), sys_admin] {
+            let mut p = process(json);
+            let before = p.clone();
+            let ex = SeccompExecutor::new(&mut p, profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#))
+                .unwrap();
+            assert!(ex.drop_to.is_none(), "{json}");
+            assert_eq!(p, before, "{json}");
+        }
     }
 
     #[test]

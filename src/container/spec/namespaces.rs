@@ -217,6 +217,17 @@ mod tests {
         plan.namespaces.iter().find(|n| n.typ() == typ)
     }
 
+    /// A pod whose network, IPC and UTS namespaces are all `ns`.
+    fn pod_of<'a>(ns: &'a PodNamespace, pid: &'a PodPid) -> PodNamespaces<'a> {
+        PodNamespaces {
+            user: None,
+            network: ns,
+            ipc: ns,
+            uts: ns,
+            pid,
+        }
+    }
+
     fn opts(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> v1::NamespaceOption {
         v1::NamespaceOption {
             network: network as i32,
@@ -241,22 +252,14 @@ mod tests {
         let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
         let plan = plan(Some(&o), &pod, None, false).unwrap();
         let path = |t| find(&plan, t).unwrap().path().clone().unwrap();
-        assert_eq!(
-            path(LinuxNamespaceType::Network),
-            PathBuf::from("/run/criox/ns/net/p")
-        );
-        assert_eq!(
-            path(LinuxNamespaceType::Ipc),
-            PathBuf::from("/run/criox/ns/ipc/p")
-        );
-        assert_eq!(
-            path(LinuxNamespaceType::Uts),
-            PathBuf::from("/run/criox/ns/uts/p")
-        );
-        assert_eq!(
-            path(LinuxNamespaceType::Pid),
-            PathBuf::from("/proc/42/ns/pid")
-        );
+        for (t, want) in [
+            (LinuxNamespaceType::Network, "/run/criox/ns/net/p"),
+            (LinuxNamespaceType::Ipc, "/run/criox/ns/ipc/p"),
+            (LinuxNamespaceType::Uts, "/run/criox/ns/uts/p"),
+            (LinuxNamespaceType::Pid, "/proc/42/ns/pid"),
+        ] {
+            assert_eq!(path(t), PathBuf::from(want), "{t:?}");
+        }
         assert!(
             find(&plan, LinuxNamespaceType::Mount)
                 .unwrap()
@@ -269,13 +272,7 @@ mod tests {
 
     #[test]
     fn node_modes_leave_namespaces_out() {
-        let pod = PodNamespaces {
-            user: None,
-            network: &PodNamespace::Node,
-            ipc: &PodNamespace::Node,
-            uts: &PodNamespace::Node,
-            pid: &PodPid::Node,
-        };
+        let pod = pod_of(&PodNamespace::Node, &PodPid::Node);
         let o = opts(
             NamespaceMode::Node,
             NamespaceMode::Node,
@@ -296,13 +293,7 @@ mod tests {
 
     #[test]
     fn container_and_target_pid() {
-        let pod = PodNamespaces {
-            user: None,
-            network: &PodNamespace::New,
-            ipc: &PodNamespace::New,
-            uts: &PodNamespace::New,
-            pid: &PodPid::Container,
-        };
+        let pod = pod_of(&PodNamespace::New, &PodPid::Container);
         let o = opts(
             NamespaceMode::Pod,
             NamespaceMode::Container,
@@ -339,13 +330,7 @@ mod tests {
 
     #[test]
     fn user_namespaces_with_mappings_are_refused() {
-        let pod = PodNamespaces {
-            user: None,
-            network: &PodNamespace::New,
-            ipc: &PodNamespace::New,
-            uts: &PodNamespace::New,
-            pid: &PodPid::Container,
-        };
+        let pod = pod_of(&PodNamespace::New, &PodPid::Container);
         let mut o = opts(
             NamespaceMode::Pod,
             NamespaceMode::Container,
