@@ -203,8 +203,8 @@ async fn a_created_container_stays_created_across_a_restart_and_can_then_start()
         }
         assert!(log.contains("started"), "log of {id}: {log:?}");
 
-        criox_testkit::stop_container(&mut rt, &id, 1).await;
-        criox_testkit::remove_container(&mut rt, &id).await;
+        criox_testkit::stop_container(&mut rt, id, 1).await;
+        criox_testkit::remove_container(&mut rt, id).await;
         assert_eq!(listed_state(&mut rt, id).await, None);
     }
     for pod in &pods {
