@@ -24,6 +24,9 @@ mod store;
 pub mod streaming;
 mod timeline;
 
+/// The pod infra process (`criox pod-infra`), which holds a pod's namespaces.
+pub use sandbox::infra as pod_infra;
+
 #[cfg(test)]
 mod test_support {
     /// Fails a test that needs root with a hint at how to run it.
@@ -34,6 +37,3 @@ mod test_support {
         );
     }
 }
-
-/// The pod infra process (`criox pod-infra`), which holds a pod's namespaces.
-pub use sandbox::infra as pod_infra;
