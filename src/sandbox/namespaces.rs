@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
-use super::userns::{self, UserNs};
+use super::userns::UserNs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -127,7 +127,7 @@ pub fn create(dir: &Path, wanted: Wanted, setup: &Setup<'_>) -> Result<Pinned, N
         scope
             .spawn(|| match setup.userns {
                 None => unshare_and_pin(flags, &targets, wanted, setup),
-                Some(maps) => userns::make_and_pin(flags, maps, &targets)
+                Some(maps) => make_userns_and_pin(flags, maps, &targets)
                     .and_then(|()| join_and_set_up(&targets, wanted, setup)),
             })
             .join()
@@ -318,6 +318,86 @@ pub fn pin_pid_namespace(pid: i32, pin: &Path) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("pin PID namespace of {pid} at {}: {e}", pin.display()))
+}
+
+/// unshare(CLONE_NEWUSER) and setns into a user namespace are refused to a
+/// multi-threaded process, so the namespaces are made by a forked child that does nothing
+/// but unshare and wait: the daemon writes its uid_map and gid_map, bind-mounts its
+/// namespaces onto the pins and lets it go. The child runs raw system calls only, which
+/// is what is safe after forking a threaded process.
+///
+/// Makes a user namespace with `maps` and, owned by it, the namespaces in `flags`; pins
+/// each `(kind, path)` of `pins` (kinds as in /proc/<pid>/ns: "user", "net", …). The
+/// pin files exist already. On failure nothing is mounted.
+pub(super) fn make_userns_and_pin(
+    flags: CloneFlags,
+    maps: &UserNs,
+    pins: &[(&str, PathBuf)],
+) -> Result<(), NamespaceError> {
+    let unshare_err = |source| NamespaceError::Unshare {
+        kinds: pins.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(","),
+        source,
+    };
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(unshare_err)?;
+    let (release_r, release_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(unshare_err)?;
+    let all = (flags | CloneFlags::CLONE_NEWUSER).bits();
+    use std::os::fd::AsRawFd;
+    let (rr, rw, lr, lw) = (
+        ready_r.as_raw_fd(),
+        ready_w.as_raw_fd(),
+        release_r.as_raw_fd(),
+        release_w.as_raw_fd(),
+    );
+    // SAFETY: the child only makes raw system calls on descriptors it owns and leaves
+    // with _exit, so nothing of the parent's other threads' state (locks, allocator) is
+    // touched in it.
+    let child = match unsafe { nix::unistd::fork() }.map_err(unshare_err)? {
+        nix::unistd::ForkResult::Child => unsafe {
+            libc::close(rr);
+            libc::close(lw);
+            let ok: u8 = u8::from(libc::unshare(all) == 0);
+            libc::write(rw, (&ok as *const u8).cast(), 1);
+            libc::close(rw);
+            // Returns when the parent lets go (or dies): the pins keep the namespaces.
+            let mut buf = 0u8;
+            libc::read(lr, (&mut buf as *mut u8).cast(), 1);
+            libc::_exit(0)
+        },
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(ready_w);
+    drop(release_r);
+    let finish = |release: std::os::fd::OwnedFd| {
+        drop(release);
+        let _ = nix::sys::wait::waitpid(child, None);
+    };
+    let mut ok = [0u8];
+    let answered = nix::unistd::read(rr, &mut ok);
+    drop(ready_r);
+    if answered != Ok(1) || ok[0] != 1 {
+        finish(release_w);
+        return Err(unshare_err(nix::Error::EPERM));
+    }
+    let result = write_maps(child.as_raw(), maps)
+        .and_then(|()| pin_namespaces(&format!("/proc/{}/ns", child.as_raw()), pins));
+    finish(release_w);
+    if result.is_err() {
+        for (_, path) in pins {
+            let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    result
+}
+
+fn write_maps(pid: i32, maps: &UserNs) -> Result<(), NamespaceError> {
+    for (file, map) in [("uid_map", maps.uids), ("gid_map", maps.gids)] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        std::fs::write(&path, map.map_line())
+            .map_err(|source| NamespaceError::IdMap { path, source })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
             ));
         }
     }
-    super::userns::check_pod(spec)?;
+    check_userns(spec)?;
     for (i, port) in spec.port_mappings.iter().enumerate() {
         pod::port_mapping(i, port.container_port, port.host_port, &port.host_ip)?;
     }
@@ -71,6 +71,21 @@ pub fn spec(spec: &PodSpec) -> Result<(), Invalid> {
             spec.ipc_mode == NamespaceMode::Node,
         )?;
     }
+    Ok(())
+}
+
+/// What a pod with its own user namespace may not have besides (host namespaces,
+/// privilege): see [`criox_formats::cri_fields::userns::check_pod`].
+fn check_userns(spec: &PodSpec) -> Result<(), Invalid> {
+    if spec.userns.is_none() {
+        return Ok(());
+    }
+    criox_formats::cri_fields::userns::check_pod(
+        spec.network_mode == NamespaceMode::Node,
+        spec.ipc_mode == NamespaceMode::Node,
+        spec.pid_mode == NamespaceMode::Node,
+        spec.privileged,
+    )?;
     Ok(())
 }
 
