@@ -14,6 +14,7 @@
 //! The driver is chosen once, when the daemon starts ([`set`]); everything else asks
 //! [`is_systemd`].
 
+pub mod cgroupfs;
 pub mod monitor;
 pub mod systemd;
 
@@ -179,10 +180,7 @@ pub async fn pod_slice(
 
 /// Under the systemd driver: sets a pod's slice (given its cgroup path) to new limits
 /// (UpdatePodSandboxResources), as unit properties so that systemd keeps them.
-pub async fn resize_pod_slice(
-    pod_path: &str,
-    limits: &crate::sandbox::PodLimits,
-) -> Result<(), String> {
+pub async fn resize_pod_slice(pod_path: &str, limits: &cgroupfs::PodLimits) -> Result<(), String> {
     let slice = slice_of_path(pod_path).ok_or_else(|| format!("{pod_path} is not a slice path"))?;
     let props = systemd::pod_properties(
         limits.memory_limit,

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::sandbox::cgroup::{detect, hierarchies};
+use super::cgroupfs::{detect, hierarchies};
 
 /// The cgroup (below each hierarchy's root) that holds one cgroup per monitor.
 pub const PARENT: &str = "criox-monitors";

@@ -3,9 +3,9 @@
 //! A pod has no pause process. Its network, IPC and UTS namespaces are pinned under
 //! `<state>/pods/<id>/ns/`; a shared PID namespace gets a small infra process. The record
 //! is written before each RPC answers, and a pod whose creation was cut short by a crash
-//! is found by its `Creating` phase on the next start and taken apart.
+//! is found by its `Creating` phase on the next start and taken apart. The pod cgroup under
+//! the cgroupfs driver is made by `cgroup_driver::cgroupfs`.
 
-pub(crate) mod cgroup;
 mod files;
 pub mod infra;
 mod list;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use cgroup::{PodCgroup, PodLimits};
+pub use crate::cgroup_driver::cgroupfs::{PodCgroup, PodLimits};
 pub use list::PodFilter;
 pub use namespaces::Pinned;
 pub use validate::Invalid;

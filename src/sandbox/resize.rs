@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::cgroup::{self, PodLimits};
 use super::{Invalid, SandboxError, SandboxManager};
+use crate::cgroup_driver::cgroupfs::{self, PodLimits};
 use crate::stats::cgroup::Hierarchy;
 
 impl SandboxManager {
@@ -76,13 +76,13 @@ fn working_set(path: &str) -> Option<u64> {
 
 /// Writes `limits` in every hierarchy of the pod cgroup; on a failure, puts back what each
 /// file written so far held, so the pod keeps its old limits.
-fn write_all(path: &str, limits: &PodLimits) -> Result<(), cgroup::CgroupError> {
-    let layout = cgroup::detect();
+fn write_all(path: &str, limits: &PodLimits) -> Result<(), cgroupfs::CgroupError> {
+    let layout = cgroupfs::detect();
     let relative = path.trim_start_matches('/');
     let mut plan: Vec<(PathBuf, &'static str, String)> = Vec::new();
-    for hierarchy in cgroup::hierarchies(layout) {
+    for hierarchy in cgroupfs::hierarchies(layout) {
         let dir = hierarchy.join(relative);
-        for (file, value) in cgroup::limit_files(&hierarchy, layout, limits) {
+        for (file, value) in cgroupfs::limit_files(&hierarchy, layout, limits) {
             plan.push((dir.clone(), file, value));
         }
     }
@@ -95,7 +95,7 @@ fn write_all(path: &str, limits: &PodLimits) -> Result<(), cgroup::CgroupError> 
         let before = std::fs::read_to_string(&target).map(|s| s.trim().to_string());
         let written = before
             .and_then(|before| std::fs::write(&target, &value).map(|()| before))
-            .map_err(|source| cgroup::CgroupError::Limit {
+            .map_err(|source| cgroupfs::CgroupError::Limit {
                 path: dir.clone(),
                 file,
                 source,
@@ -116,7 +116,7 @@ fn write_all(path: &str, limits: &PodLimits) -> Result<(), cgroup::CgroupError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::cgroup::Layout;
+    use crate::cgroup_driver::cgroupfs::Layout;
 
     #[test]
     fn limits_are_written_and_a_failure_puts_the_old_ones_back() {
@@ -127,16 +127,16 @@ mod tests {
             cpu_shares: 512,
             ..PodLimits::default()
         };
-        let pod = cgroup::create(&name, Some(&start)).unwrap();
-        struct Remove(cgroup::PodCgroup);
+        let pod = cgroupfs::create(&name, Some(&start)).unwrap();
+        struct Remove(cgroupfs::PodCgroup);
         impl Drop for Remove {
             fn drop(&mut self) {
-                let _ = cgroup::remove(&self.0);
+                let _ = cgroupfs::remove(&self.0);
             }
         }
         let pod = Remove(pod);
-        let layout = cgroup::detect();
-        let memory_file = cgroup::hierarchies(layout).into_iter().find_map(|h| {
+        let layout = cgroupfs::detect();
+        let memory_file = cgroupfs::hierarchies(layout).into_iter().find_map(|h| {
             let file = if layout == Layout::Unified {
                 "memory.max"
             } else {

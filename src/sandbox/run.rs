@@ -10,8 +10,9 @@ use super::teardown::{Depth, cleanup_dir};
 use super::{
     DEFAULT_CGROUP_PARENT, EGRESS_BANDWIDTH, INGRESS_BANDWIDTH, Invalid, NamespaceMode, Phase, Pod,
     PodCgroup, PodPaths, PodSpec, PodState, SHM_SIZE_ANNOTATION, SandboxError, SandboxManager,
-    cgroup, files, infra, namespaces, shm, validate,
+    files, infra, namespaces, shm, validate,
 };
+use crate::cgroup_driver::cgroupfs;
 use crate::ids::{new_id, now_ns};
 use crate::network::{Bandwidth, PodAttachment};
 use crate::store::StoreError;
@@ -241,7 +242,7 @@ impl SandboxManager {
             // Recorded before any directory is made, so a crash leaves a trail to clean.
             pod.cgroup.path = parent.clone();
             self.save(pod, false)?;
-            pod.cgroup = cgroup::create(&parent, pod.spec.limits.as_ref())
+            pod.cgroup = cgroupfs::create(&parent, pod.spec.limits.as_ref())
                 .map_err(|e| setup_err(e.to_string()))?;
             self.save(pod, false)?;
         }
@@ -267,7 +268,7 @@ impl SandboxManager {
                 let procs = if systemd {
                     Vec::new()
                 } else {
-                    cgroup::infra_procs(&cgroup).map_err(|e| e.to_string())?
+                    cgroupfs::infra_procs(&cgroup).map_err(|e| e.to_string())?
                 };
                 infra::spawn(&refs, &pod_dir, &procs).map_err(|e| e.to_string())
             })

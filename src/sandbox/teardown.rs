@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::{Pod, PodCgroup, PodPaths, SandboxManager, cgroup, infra, namespaces, shm};
+use super::{Pod, PodCgroup, PodPaths, SandboxManager, infra, namespaces, shm};
+use crate::cgroup_driver::cgroupfs;
 
 /// How far a teardown goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,7 @@ fn release_pins_and_cgroup(paths: &PodPaths, cgroup: &PodCgroup) -> Vec<String> 
     for kind in ["net", "ipc", "uts", "pid", "user"] {
         let _ = namespaces::unpin(&paths.dir.join("ns").join(kind));
     }
-    if let Err(e) = cgroup::remove(cgroup) {
+    if let Err(e) = cgroupfs::remove(cgroup) {
         errors.push(e.to_string());
     }
     errors

@@ -1,4 +1,4 @@
-//! The pod cgroup under the kubelet's `cgroup_parent`, with the cgroupfs driver on cgroup
+//! Pod cgroups under the kubelet's `cgroup_parent`, made by the cgroupfs driver on cgroup
 //! v1, v2 and hybrid hosts.
 //!
 //! Only directories are made here (and a few limit files written): the containers'
@@ -135,7 +135,7 @@ fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<
 }
 
 /// The files of one hierarchy that hold `l`, with their values, in the order to write.
-pub(super) fn limit_files(
+pub(crate) fn limit_files(
     hierarchy: &Path,
     layout: Layout,
     l: &PodLimits,
@@ -207,7 +207,7 @@ fn remove_infra(cgroup: &PodCgroup) -> Result<(), CgroupError> {
     let relative = cgroup.path.trim_start_matches('/');
     for hierarchy in hierarchies(detect()) {
         let leaf = hierarchy.join(relative).join(INFRA_LEAF);
-        crate::cgroup_driver::remove_cgroup_dir(&leaf, std::time::Duration::from_secs(1))
+        super::remove_cgroup_dir(&leaf, std::time::Duration::from_secs(1))
             .map_err(|source| CgroupError::Remove { path: leaf, source })?;
     }
     Ok(())
