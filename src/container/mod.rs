@@ -16,6 +16,7 @@ pub(crate) mod record;
 pub(crate) mod spec;
 
 // The container verbs, each an `impl ContainerManager` of its own.
+mod apparmor;
 mod create;
 mod exec;
 mod exit;

@@ -6,6 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::container::manager::ContainerError;
+use crate::container::spec::SpecError;
 use crate::image::client::ClientError;
 use crate::image::fetch::FetchError;
 use crate::image::{ImageError, PullError, fetch_error_is_integrity};
@@ -43,6 +44,7 @@ impl From<ContainerError> for Status {
                 Code::InvalidArgument
             }
             ContainerError::FailedPrecondition { .. } => Code::FailedPrecondition,
+            ContainerError::Spec(SpecError::NodeLacks { .. }) => Code::FailedPrecondition,
             ContainerError::ExecTimeout { .. } => Code::DeadlineExceeded,
             ContainerError::Store(StoreError::NotFound(..)) => Code::NotFound,
             ContainerError::Store(StoreError::Ambiguous(..)) => Code::InvalidArgument,

@@ -70,8 +70,9 @@ pub struct NodeFacts {
     /// container with a limit it cannot set.
     pub hugetlb: bool,
     pub apparmor: bool,
-    /// The AppArmor profile for RuntimeDefault, when one is loaded on the node.
-    pub apparmor_default_profile: Option<String>,
+    /// The AppArmor profile for RuntimeDefault where AppArmor is on: its name once it is
+    /// loaded, or why it could not be.
+    pub apparmor_default_profile: Result<String, String>,
     /// The daemon's own oom_score_adj: without CAP_SYS_RESOURCE nothing can go lower.
     pub oom_score_adj_floor: i32,
     /// The runtime handler supports `rro` (recursive read-only) mount options.
@@ -113,7 +114,15 @@ impl NodeFacts {
             swap_accounting,
             hugetlb: hugetlb_controller(cgroup_v2),
             apparmor,
-            apparmor_default_profile: None,
+            apparmor_default_profile: if apparmor {
+                crate::container::apparmor::ensure_default_profile().inspect_err(|why| {
+                    tracing::warn!(
+                        "containers asking for RuntimeDefault AppArmor will be refused: {why}"
+                    )
+                })
+            } else {
+                Err("AppArmor is off on this node".to_string())
+            },
             oom_score_adj_floor,
             recursive_read_only: false,
             runtime_systemd_cgroup: false,

@@ -15,6 +15,9 @@ pub enum SpecError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A field this node cannot honour for a reason of its own (a profile it lacks).
+    #[error("{field}: {reason}")]
+    NodeLacks { field: String, reason: String },
     /// The OCI types refused a value; a defect of this module, not of the request.
     #[error("building the OCI spec: {0}")]
     Build(#[from] oci_spec::OciSpecError),
@@ -28,9 +31,10 @@ impl SpecError {
         }
     }
 
-    /// Whether the request (or its image) is at fault, as opposed to this node.
+    /// Whether the request (or its image) is at fault, as opposed to this node or this
+    /// module.
     pub fn is_invalid_argument(&self) -> bool {
-        !matches!(self, SpecError::Build(_))
+        !matches!(self, SpecError::Build(_) | SpecError::NodeLacks { .. })
     }
 }
 

@@ -178,7 +178,7 @@ pub fn build_container_spec(
     let apparmor = security::apparmor(
         privileged,
         node.apparmor,
-        node.apparmor_default_profile.as_deref(),
+        &node.apparmor_default_profile,
         sc,
     )?;
     let (masked, readonly_paths) = security::masked_and_readonly(privileged, sc)?;

@@ -60,11 +60,12 @@ pub fn masked_and_readonly(
 
 /// The AppArmor profile to run under, or `None` for no confinement. Without AppArmor on
 /// the host only an explicit Localhost profile is an error: the caller asked for a
-/// confinement that cannot be given.
+/// confinement that cannot be given. With AppArmor on, RuntimeDefault never falls back
+/// to unconfined: `default_profile` is the loaded profile's name or why there is none.
 pub fn apparmor(
     privileged: bool,
     host_has_apparmor: bool,
-    default_profile: Option<&str>,
+    default_profile: &std::result::Result<String, String>,
     sc: Option<&v1::LinuxContainerSecurityContext>,
 ) -> Result<Option<String>> {
     use v1::security_profile::ProfileType;
@@ -101,11 +102,14 @@ pub fn apparmor(
     };
     match kind {
         ProfileType::Unconfined => Ok(None),
-        ProfileType::RuntimeDefault => Ok(if host_has_apparmor {
-            default_profile.map(str::to_string)
-        } else {
-            None
-        }),
+        ProfileType::RuntimeDefault if !host_has_apparmor => Ok(None),
+        ProfileType::RuntimeDefault => match default_profile {
+            Ok(name) => Ok(Some(name.clone())),
+            Err(why) => Err(SpecError::NodeLacks {
+                field: FIELD.to_string(),
+                reason: format!("RuntimeDefault has no AppArmor profile on this node: {why}"),
+            }),
+        },
         ProfileType::Localhost => {
             let name = name.trim().trim_start_matches("localhost/").to_string();
             if name.is_empty() {
@@ -172,24 +176,28 @@ mod tests {
 
     #[test]
     fn apparmor_only_with_host_support() {
+        let loaded: std::result::Result<String, String> = Ok("d".into());
+        let missing: std::result::Result<String, String> = Err("apparmor_parser failed".into());
         let mut s = sc();
         s.apparmor = Some(v1::SecurityProfile {
             profile_type: ProfileType::Localhost as i32,
             localhost_ref: "my-profile".into(),
         });
         assert_eq!(
-            apparmor(false, true, None, Some(&s)).unwrap().as_deref(),
+            apparmor(false, true, &missing, Some(&s))
+                .unwrap()
+                .as_deref(),
             Some("my-profile")
         );
-        let e = apparmor(false, false, None, Some(&s)).unwrap_err();
+        let e = apparmor(false, false, &missing, Some(&s)).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("linux.security_context.apparmor.localhost_ref")
         );
-        assert_eq!(apparmor(true, true, None, Some(&s)).unwrap(), None);
-        assert_eq!(apparmor(false, false, Some("d"), None).unwrap(), None);
+        assert_eq!(apparmor(true, true, &loaded, Some(&s)).unwrap(), None);
+        assert_eq!(apparmor(false, false, &loaded, None).unwrap(), None);
         assert_eq!(
-            apparmor(false, true, Some("d"), None).unwrap().as_deref(),
+            apparmor(false, true, &loaded, None).unwrap().as_deref(),
             Some("d")
         );
         #[allow(deprecated)]
@@ -198,9 +206,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            apparmor(false, true, None, Some(&old)).unwrap().as_deref(),
+            apparmor(false, true, &missing, Some(&old))
+                .unwrap()
+                .as_deref(),
             Some("legacy")
         );
+    }
+
+    #[test]
+    fn runtime_default_is_refused_rather_than_unconfined_where_its_profile_is_missing() {
+        let missing: std::result::Result<String, String> = Err("apparmor_parser failed".into());
+        let e = apparmor(false, true, &missing, None).unwrap_err();
+        assert!(!e.is_invalid_argument(), "the node is at fault: {e}");
+        assert!(
+            e.to_string().starts_with("linux.security_context.apparmor")
+                && e.to_string().contains("apparmor_parser failed"),
+            "{e}"
+        );
+        let mut s = sc();
+        s.apparmor = Some(v1::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        });
+        assert_eq!(apparmor(false, true, &missing, Some(&s)).unwrap(), None);
+        assert_eq!(apparmor(true, true, &missing, None).unwrap(), None);
     }
 
     #[test]

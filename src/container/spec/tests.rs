@@ -40,7 +40,7 @@ pub fn node() -> NodeFacts {
         swap_accounting: false,
         hugetlb: true,
         apparmor: false,
-        apparmor_default_profile: None,
+        apparmor_default_profile: Err("AppArmor is off on this node".to_string()),
         oom_score_adj_floor: 0,
         recursive_read_only: false,
         runtime_systemd_cgroup: false,
