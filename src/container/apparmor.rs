@@ -72,4 +72,34 @@ mod tests {
     fn the_shipped_profile_declares_the_name_containers_use() {
         assert!(PROFILE_TEXT.contains(&format!("profile {DEFAULT_PROFILE} ")));
     }
+
+    /// The profile compiles: a node with AppArmor would load it. Parsed and compiled by
+    /// Debian's apparmor_parser (hack/setup installs it), without a kernel to load into.
+    #[test]
+    fn the_shipped_profile_compiles() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/apparmor/criox-default"
+        );
+        let out = Command::new("apparmor_parser")
+            .args(["--skip-kernel-load", "--skip-cache", "--preprocess", path])
+            .output()
+            .expect("apparmor_parser (hack/setup installs Debian's apparmor)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expanded = String::from_utf8_lossy(&out.stdout);
+        assert!(expanded.contains("deny mount"), "{expanded}");
+        let compiled = Command::new("apparmor_parser")
+            .args(["--skip-kernel-load", "--skip-cache", "--quiet", path])
+            .output()
+            .unwrap();
+        assert!(
+            compiled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+    }
 }
