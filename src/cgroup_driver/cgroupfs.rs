@@ -135,11 +135,7 @@ fn apply(hierarchy: &Path, dir: &Path, layout: Layout, l: &PodLimits) -> Result<
 }
 
 /// The files of one hierarchy that hold `l`, with their values, in the order to write.
-pub(crate) fn limit_files(
-    hierarchy: &Path,
-    layout: Layout,
-    l: &PodLimits,
-) -> Vec<(&'static str, String)> {
+fn limit_files(hierarchy: &Path, layout: Layout, l: &PodLimits) -> Vec<(&'static str, String)> {
     let mut files = Vec::new();
     let v2 = layout == Layout::Unified;
     let controllers = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -273,6 +269,45 @@ fn empty_subtree(dir: &Path) {
     }
 }
 
+/// Writes `limits` in every hierarchy of an existing pod cgroup (UpdatePodSandboxResources); on a failure, puts back what each
+/// file written so far held, so the pod keeps its old limits.
+pub fn resize(path: &str, limits: &PodLimits) -> Result<(), CgroupError> {
+    let layout = detect();
+    let relative = path.trim_start_matches('/');
+    let mut plan: Vec<(PathBuf, &'static str, String)> = Vec::new();
+    for hierarchy in hierarchies(layout) {
+        let dir = hierarchy.join(relative);
+        for (file, value) in limit_files(&hierarchy, layout, limits) {
+            plan.push((dir.clone(), file, value));
+        }
+    }
+    // Memory first: a CPU value the kernel refuses then shows that the undo works.
+    plan.sort_by_key(|(_, file, _)| !file.starts_with("memory"));
+    let mut undo: Vec<(PathBuf, String)> = Vec::new();
+    for (dir, file, value) in plan {
+        let target = dir.join(file);
+        // Every limit file reads back in a form it accepts ("max 100000", "-1", a number).
+        let before = std::fs::read_to_string(&target).map(|s| s.trim().to_string());
+        let written = before
+            .and_then(|before| std::fs::write(&target, &value).map(|()| before))
+            .map_err(|source| CgroupError::Limit {
+                path: dir.clone(),
+                file,
+                source,
+            });
+        match written {
+            Ok(before) => undo.push((target, before)),
+            Err(e) => {
+                for (target, before) in undo.iter().rev() {
+                    let _ = std::fs::write(target, before);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +350,59 @@ mod tests {
                     .exists()
             );
         }
+    }
+
+    #[test]
+    fn limits_are_written_and_a_failure_puts_the_old_ones_back() {
+        crate::test_support::assert_root();
+        let name = format!("/criox-resize-{}/pod", std::process::id());
+        let start = PodLimits {
+            memory_limit: 64 << 20,
+            cpu_shares: 512,
+            ..PodLimits::default()
+        };
+        let pod = create(&name, Some(&start)).unwrap();
+        struct Remove(PodCgroup);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = remove(&self.0);
+            }
+        }
+        let pod = Remove(pod);
+        let layout = detect();
+        let memory_file = hierarchies(layout).into_iter().find_map(|h| {
+            let file = if layout == Layout::Unified {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            let f = h.join(name.trim_start_matches('/')).join(file);
+            (layout == Layout::Unified || h.ends_with("memory")).then_some(f)
+        });
+        let memory_file = memory_file.expect("a memory hierarchy");
+        let read = || {
+            std::fs::read_to_string(&memory_file)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+
+        let bigger = PodLimits {
+            memory_limit: 128 << 20,
+            ..start.clone()
+        };
+        resize(&pod.0.path, &bigger).unwrap();
+        assert_eq!(read(), (128u64 << 20).to_string());
+
+        // A CPU share the kernel refuses comes after the memory limit: the memory limit
+        // must be back at 128 MiB afterwards.
+        let refused = PodLimits {
+            memory_limit: 96 << 20,
+            cpu_shares: 512,
+            cpu_quota: 1,
+            cpu_period: 100_000,
+        };
+        assert!(resize(&pod.0.path, &refused).is_err());
+        assert_eq!(read(), (128u64 << 20).to_string());
     }
 }

@@ -81,25 +81,20 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/contrib/apparmor/criox-default"
         );
-        let out = Command::new("apparmor_parser")
-            .args(["--skip-kernel-load", "--skip-cache", "--preprocess", path])
-            .output()
-            .expect("apparmor_parser (hack/setup installs Debian's apparmor)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let expanded = String::from_utf8_lossy(&out.stdout);
+        let parse = |mode: &str| {
+            let out = Command::new("apparmor_parser")
+                .args(["--skip-kernel-load", "--skip-cache", mode, path])
+                .output()
+                .expect("apparmor_parser (hack/setup installs Debian's apparmor)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let expanded = parse("--preprocess");
         assert!(expanded.contains("deny mount"), "{expanded}");
-        let compiled = Command::new("apparmor_parser")
-            .args(["--skip-kernel-load", "--skip-cache", "--quiet", path])
-            .output()
-            .unwrap();
-        assert!(
-            compiled.status.success(),
-            "{}",
-            String::from_utf8_lossy(&compiled.stderr)
-        );
+        parse("--quiet");
     }
 }
