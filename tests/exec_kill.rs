@@ -60,10 +60,12 @@ fn reaped(pid: i32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// The parent pid of `pid`, while it exists.
+/// The parent pid of `pid` while it exists; None also while the kernel releases a reaped
+/// process, when /proc shows its parent as 0.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    let ppid: i32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+    (ppid != 0).then_some(ppid)
 }
 
 /// The state letter of `pid` from /proc/PID/stat (Z for a zombie), for failure messages.
