@@ -14,7 +14,7 @@ use super::manager::{ContainerError, ContainerImage, ContainerManager, Container
 use super::record::{ContainerRecord, MountRecord, ProcessUser, State, full_name};
 use super::spec::{ContainerSpecInput, PodSpecContext, build_container_spec};
 use crate::ids::{new_id, now_ns};
-use crate::storage::rootfs::Rootfs;
+use crate::storage::rootfs::{Rootfs, UsernsRoot};
 use crate::store::StoreError;
 
 impl ContainerManager {
@@ -200,8 +200,21 @@ impl ContainerManager {
         )?;
         drop(phase);
         let phase = crate::timeline::phase("rootfs_mount");
+        if let Some(u) = &pod.userns {
+            crate::storage::idmap::make_owned_dir(&bundle, u.uids.host_id, u.gids.host_id)
+                .map_err(|source| ContainerError::Write {
+                    id: id.to_string(),
+                    path: bundle.clone(),
+                    source,
+                })?;
+        }
         let rootfs = Rootfs::new(&bundle);
-        rootfs.mount(&image.layers)?;
+        let userns_root = pod.userns.as_ref().map(|u| UsernsRoot {
+            userns: &u.path,
+            uid: u.uids.host_id,
+            gid: u.gids.host_id,
+        });
+        rootfs.mount(&image.layers, userns_root)?;
         drop(phase);
         let phase = crate::timeline::phase("spec_build");
         // Image volumes become read-only binds of the image trees mounted in the bundle.
@@ -232,15 +245,15 @@ impl ContainerManager {
             &node,
         )?;
         if let Some(cwd) = built.spec.process().as_ref().map(|p| p.cwd()) {
-            super::rootfs_path::create_dir_in_root(&rootfs.target, cwd).map_err(|source| {
-                ContainerError::Write {
+            let owner = userns_root.map(|r| (r.uid, r.gid));
+            super::rootfs_path::create_dir_in_root(&rootfs.target, cwd, owner).map_err(
+                |source| ContainerError::Write {
                     id: id.to_string(),
                     path: rootfs.target.join(cwd.strip_prefix("/").unwrap_or(cwd)),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
-        super::idmapped::map_rootfs(id, &rootfs.target, pod)?;
         for requirement in &built.propagation {
             super::propagation::ensure(requirement)
                 .map_err(|e| invalid("mounts", e.to_string()))?;

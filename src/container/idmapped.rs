@@ -1,5 +1,5 @@
-//! The ID-mapped mounts of a container in a pod with its own user namespace: its root
-//! filesystem always, and each volume the kubelet sent with `uidMappings`/`gidMappings`
+//! The ID-mapped volumes of a container in a pod with its own user namespace (its root
+//! filesystem is built from ID-mapped layers by [`crate::storage::rootfs`]): each volume the kubelet sent with `uidMappings`/`gidMappings`
 //! (KEP-127: it sends the pod's mappings for the volumes that support idmap mounts). A
 //! volume without mappings stays a plain bind: what the container writes there belongs
 //! to its host ids.
@@ -12,12 +12,10 @@ use super::manager::{ContainerError, invalid};
 use super::spec::{IdRange, PodSpecContext};
 use crate::storage::idmap;
 
-/// Whether pods may have user namespaces here. Not yet: this kernel (6.18) refuses
-/// MOUNT_ATTR_IDMAP on an overlay mount itself (EINVAL, measured), so the root filesystem
-/// must be built from ID-mapped layer mounts instead, which is still to be done. Until
-/// then the kubelet is told, and refuses `hostUsers: false` pods before they are made.
+/// Whether pods may have user namespaces here: ID-mapped mounts (Linux 5.12) of the
+/// filesystems layers live on, and overlayfs over ID-mapped layers (5.19).
 pub fn user_namespaces_supported() -> bool {
-    false
+    true
 }
 
 /// Replaces the host path of each mount with mappings by an ID-mapped bind of it in the
@@ -74,21 +72,4 @@ fn same(given: &[v1::IdMapping], pod: &IdRange) -> bool {
     matches!(given, [m] if m.host_id == pod.host_id
         && m.container_id == pod.container_id
         && m.length == pod.length)
-}
-
-/// Makes the container's root filesystem ID-mapped, once the daemon has written all it
-/// writes into it (files the daemon's root creates through the mapped view would have no
-/// id inside the namespace).
-pub(super) fn map_rootfs(
-    id: &str,
-    rootfs: &Path,
-    pod: &PodSpecContext,
-) -> Result<(), ContainerError> {
-    let Some(userns) = &pod.userns else {
-        return Ok(());
-    };
-    idmap::map_in_place(rootfs, &userns.path).map_err(|e| ContainerError::Internal {
-        id: id.to_string(),
-        message: format!("root filesystem: {e}"),
-    })
 }

@@ -61,7 +61,7 @@ impl ContainerManager {
             }
             let bundle = entry.path();
             if Rootfs::new(&bundle).is_mounted(&mounts)
-                || crate::storage::idmap::volumes_mounted(&bundle, &mounts)
+                || crate::storage::idmap::any_mounted(&bundle, &mounts)
             {
                 tracing::warn!(bundle = %bundle.display(), "a bundle without a record has its root filesystem mounted; leaving it");
                 continue;

@@ -100,8 +100,9 @@ impl ContainerManager {
     /// The root filesystem mount and the bundle with the writable layer.
     fn remove_bundle(&self, id: &str) {
         let bundle = self.bundle_dir(id);
-        // The ID-mapped volumes are host directories: they go before anything is deleted.
-        if let Err(e) = crate::storage::idmap::unmount_volumes(&bundle) {
+        // ID-mapped volumes and layers show host directories and the image's layers: they
+        // go before anything is deleted.
+        if let Err(e) = crate::storage::idmap::unmount_all(&bundle) {
             tracing::warn!(container = id, error = %e, "cannot unmount ID-mapped volumes");
             return;
         }

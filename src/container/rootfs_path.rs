@@ -62,10 +62,23 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
 }
 
 /// Creates directory `path` of the image and its missing parents, resolved as the container
-/// will see it. Runtimes differ on a working directory the image lacks (runc makes it,
-/// libcontainer fails with a bare "unix syscall" error), so it is made before either runs.
-pub fn create_dir_in_root(root: &Path, path: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(resolve_in_root(root, path)?)
+/// will see it, owned by `owner` (host uid, gid) when given: the root of the container's
+/// user namespace, which must own what the daemon makes for it. Runtimes differ on a
+/// working directory the image lacks (runc makes it, libcontainer fails with a bare "unix
+/// syscall" error), so it is made before either runs.
+pub fn create_dir_in_root(root: &Path, path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let target = resolve_in_root(root, path)?;
+    let missing: Vec<&Path> = target
+        .ancestors()
+        .take_while(|dir| *dir != root && std::fs::symlink_metadata(dir).is_err())
+        .collect();
+    std::fs::create_dir_all(&target)?;
+    if let Some((uid, gid)) = owner {
+        for dir in missing {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -118,9 +131,25 @@ mod tests {
     fn created_directories_stay_inside_root() {
         let root = tempfile::tempdir().unwrap();
         symlink("/elsewhere", root.path().join("work")).unwrap();
-        create_dir_in_root(root.path(), Path::new("/work/sub")).unwrap();
+        create_dir_in_root(root.path(), Path::new("/work/sub"), None).unwrap();
         assert!(root.path().join("elsewhere/sub").is_dir());
-        create_dir_in_root(root.path(), Path::new("/../../up")).unwrap();
+        create_dir_in_root(root.path(), Path::new("/../../up"), None).unwrap();
         assert!(root.path().join("up").is_dir());
+    }
+
+    #[test]
+    fn only_the_directories_made_take_the_owner() {
+        use std::os::unix::fs::MetadataExt;
+        crate::test_support::assert_root();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("srv")).unwrap();
+        create_dir_in_root(root.path(), Path::new("/srv/app/data"), Some((4242, 4343))).unwrap();
+        let owner = |p: &str| {
+            let m = std::fs::metadata(root.path().join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner("srv"), (0, 0));
+        assert_eq!(owner("srv/app"), (4242, 4343));
+        assert_eq!(owner("srv/app/data"), (4242, 4343));
     }
 }

@@ -18,6 +18,11 @@ use nix::mount::{MntFlags, umount2};
 /// Below the bundle: one ID-mapped bind per volume, by the volume's index.
 pub const VOLUMES_DIR: &str = "idmap";
 
+/// Below the bundle: the image's layers, ID-mapped, while the root filesystem's overlay
+/// is mounted over them. Overlayfs keeps private clones of its layers' mounts, so these
+/// go as soon as it is mounted.
+pub const LAYERS_DIR: &str = "idmap-layers";
+
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
@@ -134,16 +139,90 @@ fn attach(tree: &OwnedFd, target: &Path) -> Result<(), IdmapError> {
     Ok(())
 }
 
-/// Replaces the mount at `target` (a container's root filesystem) by an ID-mapped view
-/// of it. The plain mount goes: only the mapped one stays at `target`, so one unmount
-/// takes it away again.
-pub fn map_in_place(target: &Path, userns: &Path) -> Result<(), IdmapError> {
-    let tree = mapped_clone(target, userns, false)?;
-    umount2(target, MntFlags::MNT_DETACH).map_err(|e| IdmapError::Attach {
-        path: target.to_path_buf(),
-        source: e.into(),
-    })?;
-    attach(&tree, target)
+/// Makes `dir` the own directory of the root of a pod's user namespace (host ids `uid`,
+/// `gid`; mode 0700), under a parent others may search but not list. The runtime's init,
+/// already in that namespace, walks through these to the container's root filesystem and
+/// the pod's namespace files; other host users still cannot look in.
+pub fn make_owned_dir(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // A root or state directory below a private one (mktemp's 0700) is the operator's
+    // to fix; say so rather than let the runtime fail with a bare EACCES.
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} (mode {:o}) is not searchable by other users, so the root of a \
+                     pod's user namespace cannot reach {} below it",
+                    ancestor.display(),
+                    mode & 0o7777,
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// ID-mapped views of an image's layer directories, mounted at `<bundle>/idmap-layers/<n>`
+/// for as long as this lives: the kernel refuses to ID-map an overlay mount itself, but
+/// builds one from ID-mapped layers.
+#[derive(Debug)]
+pub struct MappedLayers {
+    dir: PathBuf,
+    paths: Vec<PathBuf>,
+}
+
+impl MappedLayers {
+    /// Mounts each of `layers` (in order) ID-mapped through the user namespace at
+    /// `userns`; on failure, what was mounted goes again.
+    pub fn attach(bundle: &Path, layers: &[PathBuf], userns: &Path) -> Result<Self, IdmapError> {
+        let dir = bundle.join(LAYERS_DIR);
+        let mut mapped = MappedLayers {
+            dir: dir.clone(),
+            paths: Vec::with_capacity(layers.len()),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| IdmapError::MountPoint {
+            path: dir.clone(),
+            source,
+        })?;
+        for (i, layer) in layers.iter().enumerate() {
+            let tree = mapped_clone(layer, userns, false)?;
+            let target = dir.join(i.to_string());
+            std::fs::create_dir(&target).map_err(|source| IdmapError::MountPoint {
+                path: target.clone(),
+                source,
+            })?;
+            mapped.paths.push(target.clone());
+            attach(&tree, &target)?;
+        }
+        Ok(mapped)
+    }
+
+    /// Where the layers are mounted, in the order they were given.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+}
+
+impl Drop for MappedLayers {
+    fn drop(&mut self) {
+        // Only a mount point still mounted can refuse removal; the directories are empty
+        // otherwise, and a left one is unmounted before its bundle is deleted.
+        for path in &self.paths {
+            let _ = umount2(path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(path);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Binds `source` (recursively) ID-mapped at `<bundle>/idmap/<index>` and returns that
@@ -160,7 +239,14 @@ pub fn map_volume(
         path: target.clone(),
         source: e,
     };
-    std::fs::create_dir_all(&dir).map_err(point_err)?;
+    // The runtime's init looks the volume up from inside the user namespace, whose root
+    // owns the bundle but not this directory.
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+        })
+        .map_err(point_err)?;
     let tree = mapped_clone(source, userns, true)?;
     // The mount point takes the kind of what is mounted on it.
     let is_dir = std::fs::metadata(source)
@@ -178,18 +264,23 @@ pub fn map_volume(
     Ok(target)
 }
 
-/// Unmounts every ID-mapped volume of the bundle; what is not mounted is fine, so it can
-/// be repeated. Until this succeeds the bundle must not be deleted: its volumes are the
-/// host's directories.
-pub fn unmount_volumes(bundle: &Path) -> std::io::Result<()> {
+/// Unmounts every ID-mapped volume and layer of the bundle (layers stay mounted only when
+/// the daemon died while mounting a root filesystem); what is not mounted is fine, so it
+/// can be repeated. Until this succeeds the bundle must not be deleted: what these mounts
+/// show is the host's directories and the image's layers.
+pub fn unmount_all(bundle: &Path) -> std::io::Result<()> {
     // A volume bind is recursive: each of its submounts goes with MNT_DETACH.
-    super::unmount_entries(&bundle.join(VOLUMES_DIR))
+    super::unmount_entries(&bundle.join(VOLUMES_DIR))?;
+    super::unmount_entries(&bundle.join(LAYERS_DIR))
 }
 
-/// Whether any ID-mapped volume of the bundle is mounted in `mounts`.
-pub fn volumes_mounted(bundle: &Path, mounts: &[criox_runtime::mountinfo::Mount]) -> bool {
-    let dir = bundle.join(VOLUMES_DIR);
-    mounts.iter().any(|m| m.mount_point.starts_with(&dir))
+/// Whether any ID-mapped volume or layer of the bundle is mounted in `mounts`.
+pub fn any_mounted(bundle: &Path, mounts: &[criox_runtime::mountinfo::Mount]) -> bool {
+    let volumes = bundle.join(VOLUMES_DIR);
+    let layers = bundle.join(LAYERS_DIR);
+    mounts
+        .iter()
+        .any(|m| m.mount_point.starts_with(&volumes) || m.mount_point.starts_with(&layers))
 }
 
 #[cfg(test)]
@@ -212,16 +303,10 @@ mod tests {
             std::fs::metadata(mapped.join("f")).unwrap().uid(),
             5 * 65536
         );
-        assert!(volumes_mounted(
-            &bundle,
-            &criox_runtime::mountinfo::current()
-        ));
-        unmount_volumes(&bundle).unwrap();
-        unmount_volumes(&bundle).unwrap();
-        assert!(!volumes_mounted(
-            &bundle,
-            &criox_runtime::mountinfo::current()
-        ));
+        assert!(any_mounted(&bundle, &criox_runtime::mountinfo::current()));
+        unmount_all(&bundle).unwrap();
+        unmount_all(&bundle).unwrap();
+        assert!(!any_mounted(&bundle, &criox_runtime::mountinfo::current()));
         assert_eq!(std::fs::metadata(source.join("f")).unwrap().uid(), 0);
         crate::sandbox::userns::tests_support::unpin(&ns);
     }

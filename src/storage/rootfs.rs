@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+use super::idmap::{IdmapError, MappedLayers};
+
 /// The mount data of one overlay must fit in a page.
 const MAX_MOUNT_DATA: usize = 4095;
 
@@ -32,8 +34,21 @@ pub enum RootfsError {
     },
     #[error("cannot mount the root filesystem at {target}: {source}")]
     Mount { target: PathBuf, source: nix::Error },
+    #[error("cannot ID-map the image's layers: {0}")]
+    MapLayers(#[from] IdmapError),
     #[error("cannot unmount the root filesystem at {target}: {source}")]
     Unmount { target: PathBuf, source: nix::Error },
+}
+
+/// A root filesystem for a container in its own user namespace: the layers are mounted
+/// ID-mapped through it, and the writable layer belongs to the namespace's root.
+#[derive(Debug, Clone, Copy)]
+pub struct UsernsRoot<'a> {
+    /// The pinned user namespace.
+    pub userns: &'a Path,
+    /// The host ids of the namespace's root.
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The directories of one container's root filesystem, all under `dir`.
@@ -46,6 +61,8 @@ pub struct Rootfs {
     work: PathBuf,
     /// A lower directory for images without layers, since overlay needs at least one.
     empty: PathBuf,
+    /// The bundle, below which ID-mapped layers are mounted while the overlay is made.
+    dir: PathBuf,
 }
 
 impl Rootfs {
@@ -55,12 +72,13 @@ impl Rootfs {
             upper: dir.join("upper"),
             work: dir.join("work"),
             empty: dir.join("empty"),
+            dir: dir.to_path_buf(),
         }
     }
 
     /// Mounts `layers` (topmost first, the order `lowerdir=` takes) under the upper
-    /// directory.
-    pub fn mount(&self, layers: &[PathBuf]) -> Result<(), RootfsError> {
+    /// directory; with `userns`, the layers ID-mapped through it.
+    pub fn mount(&self, layers: &[PathBuf], userns: Option<UsernsRoot>) -> Result<(), RootfsError> {
         // `empty` only stands in for an image without layers.
         let empty = layers.is_empty().then_some(&self.empty);
         for dir in [&self.target, &self.upper, &self.work]
@@ -81,6 +99,28 @@ impl Rootfs {
                 source,
             },
         )?;
+        // The layers' files show as the namespace's through ID-mapped mounts; the upper
+        // directory is not mapped (the kernel copies up and makes overlay's work files as
+        // the daemon's root, which has no id in the namespace), so what the container
+        // writes is stored as its host ids, and `/` is its root's to write in.
+        let mapped = match userns {
+            Some(root) => {
+                std::os::unix::fs::chown(&self.upper, Some(root.uid), Some(root.gid)).map_err(
+                    |source| RootfsError::Create {
+                        path: self.upper.clone(),
+                        source,
+                    },
+                )?;
+                let lower = if layers.is_empty() {
+                    std::slice::from_ref(&self.empty)
+                } else {
+                    layers
+                };
+                Some(MappedLayers::attach(&self.dir, lower, root.userns)?)
+            }
+            None => None,
+        };
+        let layers = mapped.as_ref().map_or(layers, MappedLayers::paths);
         // Long layer paths overflow the page the mount data must fit in: the same
         // directories, opened here and named through their descriptors, take about 18
         // bytes each, enough for the most layers an image may have.
@@ -101,11 +141,22 @@ impl Rootfs {
         // upper directory and makes the container's own fsync calls cheap. Kernels before
         // 5.10 refuse the option; they get the plain mount.
         let volatile = format!("{data},volatile");
-        let result = if volatile.len() > MAX_MOUNT_DATA {
-            overlay(&self.target, &data)
+        // A container in its own user namespace could never have nosuid taken off its `/`
+        // (the kernel locks a mount's flags for a less privileged namespace), so its
+        // setuid programs would not work. Nothing in its tree can give a host user more
+        // than that namespace's ids (every file shows as a mapped id, and its root cannot
+        // chown to others), and the bundle it is in is that root's own, mode 0700. nodev
+        // stays: an image's device nodes open nothing, there or inside.
+        let flags = if userns.is_some() {
+            MsFlags::MS_NODEV
         } else {
-            match overlay(&self.target, &volatile) {
-                Err(nix::Error::EINVAL) => overlay(&self.target, &data),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        };
+        let result = if volatile.len() > MAX_MOUNT_DATA {
+            overlay(&self.target, &data, flags)
+        } else {
+            match overlay(&self.target, &volatile, flags) {
+                Err(nix::Error::EINVAL) => overlay(&self.target, &data, flags),
                 other => other,
             }
         };
@@ -189,16 +240,11 @@ fn open_layers(layers: &[PathBuf]) -> Result<Vec<OwnedFd>, RootfsError> {
         .collect()
 }
 
-/// On the host the tree is only ever read by the daemon and the runtime: a setuid binary
-/// or a device node that a container planted in it must give nobody anything there.
-fn overlay(target: &Path, data: &str) -> nix::Result<()> {
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(data),
-    )
+/// On the host the tree is only ever read by the daemon and the runtime: `flags` are
+/// nosuid,nodev, so that a setuid binary or a device node that a container planted in it
+/// gives nobody anything there, unless the caller has said why it need not be.
+fn overlay(target: &Path, data: &str, flags: MsFlags) -> nix::Result<()> {
+    mount(Some("overlay"), target, Some("overlay"), flags, Some(data))
 }
 
 #[cfg(test)]
@@ -228,7 +274,7 @@ mod tests {
         std::fs::write(top.join("etc/os"), "top").unwrap();
 
         let rootfs = Rootfs::new(&dir.path().join("ctr"));
-        rootfs.mount(&[top.clone(), base.clone()]).unwrap();
+        rootfs.mount(&[top.clone(), base.clone()], None).unwrap();
         struct Unmount<'a>(&'a Rootfs);
         impl Drop for Unmount<'_> {
             fn drop(&mut self) {
@@ -262,7 +308,7 @@ mod tests {
     fn an_image_without_layers_still_mounts() {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = Rootfs::new(dir.path());
-        rootfs.mount(&[]).unwrap();
+        rootfs.mount(&[], None).unwrap();
         std::fs::write(rootfs.target.join("f"), "x").unwrap();
         rootfs.unmount().unwrap();
         assert!(rootfs.upper.join("f").exists());
@@ -286,7 +332,7 @@ mod tests {
             rootfs.options(&layers),
             Err(RootfsError::TooManyLayers { .. })
         ));
-        rootfs.mount(&layers).unwrap();
+        rootfs.mount(&layers, None).unwrap();
         struct Unmount<'a>(&'a Rootfs);
         impl Drop for Unmount<'_> {
             fn drop(&mut self) {
@@ -302,6 +348,72 @@ mod tests {
         }
         std::fs::write(rootfs.target.join("new"), "x").unwrap();
         assert!(rootfs.upper.join("new").exists());
+    }
+
+    #[test]
+    fn layers_mapped_into_a_user_namespace_show_its_ids_and_leave_no_mount() {
+        use std::os::unix::fs::MetadataExt;
+        crate::test_support::assert_root();
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("layers/base");
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::write(base.join("etc/os"), "base").unwrap();
+        let host_id = 6 * 65536;
+        let ns = crate::sandbox::userns::tests_support::pinned_userns(dir.path(), host_id);
+        let rootfs = Rootfs::new(&dir.path().join("ctr"));
+        let root = UsernsRoot {
+            userns: &ns,
+            uid: host_id,
+            gid: host_id + 1,
+        };
+        rootfs
+            .mount(std::slice::from_ref(&base), Some(root))
+            .unwrap();
+        struct Unmount<'a>(&'a Rootfs, &'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.unmount();
+                crate::sandbox::userns::tests_support::unpin(self.1);
+            }
+        }
+        let _guard = Unmount(&rootfs, &ns);
+        // The layer's root-owned file is the namespace root's through the overlay, and the
+        // layer itself is untouched.
+        let meta = std::fs::metadata(rootfs.target.join("etc/os")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (host_id, host_id));
+        assert_eq!(std::fs::metadata(base.join("etc/os")).unwrap().uid(), 0);
+        // `/` is the namespace root's to write in.
+        let top = std::fs::metadata(&rootfs.target).unwrap();
+        assert_eq!((top.uid(), top.gid()), (host_id, host_id + 1));
+        // A copy-up keeps the owner the container saw.
+        std::fs::write(rootfs.target.join("etc/os"), "changed").unwrap();
+        assert_eq!(
+            std::fs::metadata(rootfs.upper.join("etc/os"))
+                .unwrap()
+                .uid(),
+            host_id
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.join("etc/os")).unwrap(),
+            "base"
+        );
+        // Only the overlay stays mounted: the mapped layers went with their directory.
+        let mounts = criox_runtime::mountinfo::current();
+        let below: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.mount_point.starts_with(dir.path().join("ctr")))
+            .map(|m| m.mount_point.clone())
+            .collect();
+        assert_eq!(below, std::slice::from_ref(&rootfs.target));
+        // nodev, but setuid programs work: the kernel would lock nosuid inside.
+        let line = mount_line(&rootfs.target).unwrap();
+        assert!(line.contains("nodev") && !line.contains("nosuid"), "{line}");
+        assert!(
+            !dir.path()
+                .join("ctr")
+                .join(super::super::idmap::LAYERS_DIR)
+                .exists()
+        );
     }
 
     #[test]
