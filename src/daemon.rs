@@ -29,7 +29,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// annotations. Group bits are masked too, since no group is entrusted with any of it;
 /// the few files containers' own users must read are given their modes explicitly.
 const UMASK: libc::mode_t = 0o077;
-const ROOT_MODE: u32 = 0o700;
+/// Searchable, not listable, by others: the root of a pod's user namespace reaches its
+/// containers' bundles through it (each is that root's own, mode 0700).
+const ROOT_MODE: u32 = 0o711;
 /// Searchable, not listable, by others: the CRI socket in it is reached by the members
 /// of its group.
 const STATE_MODE: u32 = 0o711;

@@ -103,7 +103,7 @@ pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, Cgrou
             .collect();
         missing.reverse();
         for dir in missing {
-            match std::fs::create_dir(&dir) {
+            match std::fs::create_dir(&dir).and_then(|()| super::searchable(&dir)) {
                 Ok(()) => cgroup.created.push(dir),
                 // Another pod made the same parent at the same moment; it is theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -188,7 +188,7 @@ pub fn infra_procs(cgroup: &PodCgroup) -> Result<Vec<PathBuf>, CgroupError> {
             continue;
         }
         let leaf = hierarchy.join(relative).join(INFRA_LEAF);
-        match std::fs::create_dir(&leaf) {
+        match std::fs::create_dir(&leaf).and_then(|()| super::searchable(&leaf)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(source) => return Err(CgroupError::Create { path: leaf, source }),

@@ -296,6 +296,15 @@ fn cgroup_v2() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// A cgroup directory has the mode cgroup tools give one whatever the daemon's umask:
+/// readable statistics, and a path that a container's runtime, inside a pod's user
+/// namespace, walks to the container's own cgroups (its monitor's, in named hierarchies
+/// such as `name=systemd` that nothing else moves it out of).
+fn searchable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,7 +91,10 @@ fn inherit_cpuset(dir: &std::path::Path) {
 pub fn procs(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
     let mut made = Vec::new();
     for dir in dirs(id) {
-        if let Err(source) = std::fs::create_dir_all(&dir) {
+        let made_here = std::fs::create_dir_all(&dir)
+            .and_then(|()| dir.parent().map_or(Ok(()), super::searchable))
+            .and_then(|()| super::searchable(&dir));
+        if let Err(source) = made_here {
             for d in &made {
                 let _ = std::fs::remove_dir(d);
             }

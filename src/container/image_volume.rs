@@ -69,7 +69,13 @@ pub fn mount_volume(
         target: target.clone(),
         source,
     };
-    std::fs::create_dir_all(&target).map_err(io_error)?;
+    // Searchable, as the runtime's init in a pod's user namespace looks it up.
+    std::fs::create_dir_all(&target)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(bundle.join(DIR), std::fs::Permissions::from_mode(0o711))
+        })
+        .map_err(io_error)?;
     let nix_error = |e: nix::Error| io_error(std::io::Error::from(e));
     match volume.layers.as_slice() {
         [] => return Err(ImageVolumeError::NoLayers { index }),

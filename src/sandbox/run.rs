@@ -301,6 +301,13 @@ fn make_local(
 ) -> Result<(), String> {
     let phase = crate::timeline::phase("namespaces");
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    if let Some(u) = &spec.userns {
+        // The runtime opens the pinned namespaces from inside the pod's user namespace.
+        for owned in [dir.to_path_buf(), dir.join("ns")] {
+            crate::storage::idmap::make_owned_dir(&owned, u.uids.host_id, u.gids.host_id)
+                .map_err(|e| format!("create {}: {e}", owned.display()))?;
+        }
+    }
     paths.namespaces = namespaces::create(
         &dir.join("ns"),
         wanted,

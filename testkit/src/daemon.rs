@@ -107,6 +107,10 @@ impl DaemonBuilder {
             .tempdir()
             .expect("temporary directory");
         let dir = dir.keep();
+        // Searchable, as the parents of a node's /var/lib and /run are: the root of a pod's
+        // user namespace reaches its own bundle and pod directories through it.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .unwrap();
         let root = dir.join("root");
         let state = dir.join("s");
         let cni_dir = dir.join("cni");
