@@ -175,6 +175,19 @@ fn launch(args: Vec<OsString>) -> Result<(), String> {
         let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
         nix::sched::setns(file, *kind).map_err(|e| format!("join {}: {e}", path.display()))?;
     }
+    // Host root has no id in the pod's user namespace, and execve would take the
+    // capabilities of an unmapped user: PID 1 could not make its mount namespace. The
+    // namespace's root is who it starts as.
+    if joins
+        .iter()
+        .any(|(kind, _)| *kind == CloneFlags::CLONE_NEWUSER)
+    {
+        let root = (Gid::from_raw(0), Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .map_err(|e| format!("become the user namespace's root group: {e}"))?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .map_err(|e| format!("become the user namespace's root: {e}"))?;
+    }
     // SAFETY: this process is single-threaded (dispatched before any runtime starts).
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Parent { .. } => Ok(()),

@@ -23,9 +23,10 @@ pub enum RootFlagsError {
     Panicked,
 }
 
-/// The remount flags that keep every per-mount flag of `current` except nosuid and nodev.
-fn remount_flags(current: FsFlags) -> Option<MsFlags> {
-    if !current.intersects(FsFlags::ST_NOSUID | FsFlags::ST_NODEV) {
+/// The remount flags that keep every per-mount flag of `current` except those in `clear`
+/// (nosuid, nodev or both); `None` when there is nothing to clear.
+fn remount_flags(current: FsFlags, clear: FsFlags) -> Option<MsFlags> {
+    if !current.intersects(clear) {
         return None;
     }
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
@@ -35,8 +36,10 @@ fn remount_flags(current: FsFlags) -> Option<MsFlags> {
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
         (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
     ] {
-        if current.contains(st) {
+        if current.contains(st) && !clear.contains(st) {
             flags |= ms;
         }
     }
@@ -54,11 +57,17 @@ pub fn restore(pid: i32) -> Result<(), RootFlagsError> {
             .and_then(|()| setns(&ns, CloneFlags::CLONE_NEWNS))
             .map_err(|source| RootFlagsError::Enter { pid, source })?;
         let current = statvfs("/").map_err(|source| RootFlagsError::Stat { pid, source })?;
-        let Some(flags) = remount_flags(current.flags()) else {
-            return Ok(());
+        let remount = |clear| match remount_flags(current.flags(), clear) {
+            None => Ok(()),
+            Some(flags) => mount(None::<&str>, "/", None::<&str>, flags, None::<&str>),
         };
-        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
-            .map_err(|source| RootFlagsError::Remount { pid, source })
+        // The root of a container in its own user namespace is mounted nodev only, and the
+        // kernel locks that flag for the namespace: it stays.
+        match remount(FsFlags::ST_NOSUID | FsFlags::ST_NODEV) {
+            Err(nix::Error::EPERM) => remount(FsFlags::ST_NOSUID),
+            other => other,
+        }
+        .map_err(|source| RootFlagsError::Remount { pid, source })
     })
     .join()
     .map_err(|_| RootFlagsError::Panicked)?
@@ -70,14 +79,30 @@ mod tests {
 
     #[test]
     fn only_nosuid_and_nodev_are_dropped() {
-        assert_eq!(remount_flags(FsFlags::ST_RELATIME), None);
+        let both = FsFlags::ST_NOSUID | FsFlags::ST_NODEV;
+        assert_eq!(remount_flags(FsFlags::ST_RELATIME, both), None);
         assert_eq!(
-            remount_flags(FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME),
+            remount_flags(
+                FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME,
+                both
+            ),
             Some(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RELATIME)
         );
         assert_eq!(
-            remount_flags(FsFlags::ST_NOSUID | FsFlags::ST_RDONLY | FsFlags::ST_NOEXEC),
+            remount_flags(
+                FsFlags::ST_NOSUID | FsFlags::ST_RDONLY | FsFlags::ST_NOEXEC,
+                both
+            ),
             Some(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC)
+        );
+    }
+
+    #[test]
+    fn a_locked_nodev_is_kept() {
+        assert_eq!(remount_flags(FsFlags::ST_NODEV, FsFlags::ST_NOSUID), None);
+        assert_eq!(
+            remount_flags(FsFlags::ST_NODEV | FsFlags::ST_NOSUID, FsFlags::ST_NOSUID),
+            Some(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NODEV)
         );
     }
 }
