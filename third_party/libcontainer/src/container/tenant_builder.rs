@@ -32,7 +32,11 @@ use crate::user_ns::UserNamespaceConfig;
 use crate::validator::Validator;
 use crate::{tty, utils};
 
-const NAMESPACE_TYPES: &[&str] = &["ipc", "uts", "net", "pid", "mnt", "cgroup", "time"];
+// criox: "user" too, so that a process executed in a container with a user namespace
+// joins it, as the container's init did, rather than running as the host's root.
+const NAMESPACE_TYPES: &[&str] = &[
+    "user", "ipc", "uts", "net", "pid", "mnt", "cgroup", "time",
+];
 const TENANT_NOTIFY: &str = "tenant-notify-";
 const TENANT_TTY: &str = "tenant-tty-";
 

@@ -179,7 +179,9 @@ pub fn container_intermediate_process(
                 Ok(_) => 0,
                 Err(e) => {
                     tracing::error!("failed to initialize container process: {e}");
-                    if let Err(err) = init_main_sender.exec_failed(e.to_string()) {
+                    // criox: the whole chain of causes, not only the outermost message,
+                    // reaches the caller that reports it.
+                    if let Err(err) = init_main_sender.exec_failed(error_chain(&e)) {
                         tracing::error!(?err, "failed sending error to main sender");
                     }
                     if let ContainerType::TenantContainer { exec_notify_fd } = args.container_type {
@@ -412,4 +414,16 @@ mod tests {
         assert!(!cmanager.apply_called());
         Ok(())
     }
+}
+
+/// criox: `err` and each of its sources, joined with ": ".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
