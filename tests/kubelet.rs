@@ -1,7 +1,8 @@
 //! A real kubelet (standalone, static pods) drives criox: pods with init containers, host
 //! ports, restarts with back-off, probes, log rotation, statistics from the CRI, the
-//! evented PLEG, crashes of either side, teardown and image garbage collection. What the
-//! kubelet reports (its `/pods` and `/stats/summary`) is checked against crictl.
+//! evented PLEG, crashes of either side, teardown, image garbage collection and pods
+//! without host users (a user namespace of their own). What the kubelet reports (its
+//! `/pods` and `/stats/summary`) is checked against crictl.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -686,4 +687,55 @@ async fn containers_with_the_kubelets_huge_page_limits_run_and_update() {
     );
     assert_eq!(status.resources.unwrap().linux.unwrap().cpu_shares, 4);
     criox_testkit::pods::stop_and_remove_pod(&mut rt, &pod).await;
+}
+
+/// `hostUsers: false`: the kubelet gives the pod a user namespace of its own with ids it
+/// allocates (a multiple of 65536, never the host's first 65536) and sends those mappings
+/// for every mount it makes. The container is root inside and that id outside, and sees
+/// the kubelet's /etc/hosts (a file of host root's) as its root's through the ID-mapped
+/// bind.
+#[tokio::test]
+async fn a_kubelet_runs_a_pod_without_host_users() {
+    let node = node().await;
+    let image = criox_testkit::busybox_image();
+    let kubelet = Kubelet::builder(&node.daemon.socket).start_with_manifest(
+        "nousers",
+        &static_pod(
+            "nousers",
+            json!({
+                "hostUsers": false,
+                "containers": [busybox("app", &image, &["sleep", "3600"])],
+            }),
+        ),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the pod to run",
+        || running(&kubelet, "nousers"),
+        || kubelet.log_tail(),
+    );
+    let crictl = kubelet.crictl.clone();
+    let pod = pod_id(&crictl, &format!("nousers-{}", kubelet.node)).expect("the pod's sandbox");
+    let status = crictl.json(&["inspectp", &pod]);
+    let uids = &status["status"]["linux"]["namespaces"]["options"]["usernsOptions"]["uids"][0];
+    let host_id = uids["hostId"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(host_id >= 65536 && host_id.is_multiple_of(65536), "{uids}");
+    let app = running_containers(&crictl, &pod)["app"].clone();
+    let uid_map = crictl.ok(&["exec", &app, "cat", "/proc/self/uid_map"]);
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    assert_eq!(fields, ["0", &host_id.to_string(), "65536"], "{uid_map}");
+    eprintln!("hostUsers: false: the container's /proc/self/uid_map is {uid_map:?}");
+    let owners = crictl.ok(&["exec", &app, "stat", "-c", "%u", "/etc/hosts", "/bin/sh"]);
+    assert_eq!(owners, "0\n0\n");
+    let inspect = crictl.json(&["inspect", &app]);
+    let pid = inspect["info"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{inspect}"));
+    let uid = criox_testkit::proc_status_field(pid as i32, "Uid:");
+    assert_eq!(
+        uid.split_whitespace().next(),
+        Some(host_id.to_string().as_str())
+    );
 }

@@ -102,7 +102,12 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
         std::fs::create_dir(dir).unwrap();
         std::fs::write(dir.join("from-host"), "host\n").unwrap();
     }
+    // A plain volume the pod may write to is given to its mapped root, as an operator (or
+    // the kubelet's fsGroup) would; host root's files in it stay host root's.
+    std::os::unix::fs::chown(&plain, Some(host_id), Some(host_id)).unwrap();
     let mut ctr = sleeper("app");
+    // A working directory the image lacks is made for the container's root.
+    ctr.working_dir = "/srv/made".to_string();
     ctr.mounts = vec![
         volume(&plain, "/plain", None),
         volume(&mapped, "/mapped", Some(host_id)),
@@ -128,8 +133,8 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
     assert!(gid_map.ok().contains(&host_id.to_string()), "{gid_map:?}");
     // The image's root-owned files are root's inside, and root may write where root
     // may: the ID-mapped root filesystem.
-    let owners = node.sh(&id, "stat -c '%u %g' /bin/sh /etc").await;
-    assert_eq!(owners.ok(), "0 0\n0 0\n");
+    let owners = node.sh(&id, "stat -c '%u %g' /bin/sh /etc /srv/made").await;
+    assert_eq!(owners.ok(), "0 0\n0 0\n0 0\n");
     node.sh(
         &id,
         "echo new > /etc/made-inside && chown 0:0 /etc/made-inside",
@@ -156,8 +161,27 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
     let meta = std::fs::metadata(mapped.join("written")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
 
+    // On the host the container's tree is its root's alone: no other user may walk into
+    // it, and the image's layers are not mounted anywhere but in the overlay.
+    let bundle = node.daemon.root.join("containers").join(&id);
+    let meta = std::fs::metadata(&bundle).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o077),
+        (host_id, 0),
+        "{bundle:?}"
+    );
+    let layer_mounts: Vec<_> = mounts_below(&node.daemon.root)
+        .into_iter()
+        .filter(|m| m.to_string_lossy().contains("idmap-layers"))
+        .collect();
+    assert!(layer_mounts.is_empty(), "{layer_mounts:?}");
+
     // Outside, the container's processes run as the mapped id.
     let info = node.info(&id).await;
+    // ContainerStatus's verbose info (what `criox ctl inspect` prints) has the mappings.
+    let mapped_uids = &info["userNamespace"]["uidMappings"][0];
+    assert_eq!(mapped_uids["hostID"], host_id, "{info}");
+    assert_eq!(mapped_uids["size"], RANGE, "{info}");
     let pid = info["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {info}"));
@@ -176,19 +200,16 @@ async fn root_inside_mapped_outside(backend: Backend, host_id: u32, pid: Namespa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the kernel refuses to ID-map an overlay mount (EINVAL); the root filesystem needs ID-mapped layers first"]
 async fn embedded_pod_with_a_user_namespace_is_root_inside_and_mapped_outside() {
     root_inside_mapped_outside(Backend::Embedded, 7 * RANGE, NamespaceMode::Container).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the kernel refuses to ID-map an overlay mount (EINVAL); the root filesystem needs ID-mapped layers first"]
 async fn runc_pod_with_a_user_namespace_is_root_inside_and_mapped_outside() {
     root_inside_mapped_outside(Backend::Runc, 8 * RANGE, NamespaceMode::Container).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the kernel refuses to ID-map an overlay mount (EINVAL); the root filesystem needs ID-mapped layers first"]
 async fn a_shared_pid_namespace_belongs_to_the_pods_user_namespace() {
     root_inside_mapped_outside(Backend::Embedded, 9 * RANGE, NamespaceMode::Pod).await;
 }
@@ -197,10 +218,11 @@ async fn a_shared_pid_namespace_belongs_to_the_pods_user_namespace() {
 async fn handlers_report_user_namespaces_and_host_network_ones_are_refused() {
     let mut node = Node::start(Backend::Embedded).await;
     let status = criox_testkit::runtime_status(&mut node.rt, false).await;
-    // Not until the root filesystem is built from ID-mapped layers.
+    // The kubelet admits `hostUsers: false` pods only to handlers that say so.
+    assert!(!status.runtime_handlers.is_empty());
     for handler in &status.runtime_handlers {
         let features = handler.features.as_ref().unwrap();
-        assert!(!features.user_namespaces, "{handler:?}");
+        assert!(features.user_namespaces, "{handler:?}");
     }
     let host_network = status
         .features

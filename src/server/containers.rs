@@ -266,7 +266,12 @@ pub async fn container_status(
     let mut info = HashMap::new();
     if req.verbose {
         let spec = server.containers.spec(&record.id).ok();
+        let userns = match server.pods.get(&record.pod_id).await {
+            Ok(pod) => super::pods::userns_info(&pod),
+            Err(_) => serde_json::Value::Null,
+        };
         let verbose = serde_json::json!({
+            "userNamespace": userns,
             "pid": record.pid,
             "monitorPid": record.monitor_pid,
             "runtimeHandler": record.handler,

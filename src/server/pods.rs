@@ -379,6 +379,20 @@ fn to_hash(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// A pod's user namespace in verbose `info` documents, with its mappings in the OCI
+/// spec's form (`containerID`, `hostID`, `size`); null when it has the host's.
+pub(super) fn userns_info(pod: &Pod) -> serde_json::Value {
+    let Some(u) = &pod.spec.userns else {
+        return serde_json::Value::Null;
+    };
+    let map = |m: &sandbox::userns::IdMap| serde_json::json!([{ "containerID": m.container_id, "hostID": m.host_id, "size": m.length }]);
+    serde_json::json!({
+        "path": pod.paths.namespaces.user,
+        "uidMappings": map(&u.uids),
+        "gidMappings": map(&u.gids),
+    })
+}
+
 /// The verbose `info` document: where the pod's pieces are.
 fn verbose_info(pod: &Pod, network_check: Result<(), String>) -> String {
     let ns = &pod.paths.namespaces;
@@ -389,8 +403,9 @@ fn verbose_info(pod: &Pod, network_check: Result<(), String>) -> String {
         "cgroupParent": pod.cgroup_parent(),
         "namespaces": {
             "network": ns.network, "ipc": ns.ipc, "uts": ns.uts,
-            "pid": pod.paths.pid_namespace,
+            "pid": pod.paths.pid_namespace, "user": ns.user,
         },
+        "userNamespace": userns_info(pod),
         "infraPid": pod.infra_pid,
         "hostnamePath": pod.paths.hostname,
         "hostsPath": pod.paths.hosts,

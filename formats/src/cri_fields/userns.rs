@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::FieldError;
 
-/// The unit the kubelet allocates ids in: a pod gets a multiple of it, at a multiple of it.
+/// The unit the kubelet allocates ids in (a pod gets a multiple of it, at a multiple of
+/// it), and the fewest ids a pod's namespace maps: root to nobody (65534) and 65535.
 pub const RANGE: u32 = 65536;
 
 const FIELD: &str = "config.linux.security_context.namespace_options.userns_options";
@@ -118,10 +119,14 @@ fn one(field: &str, maps: &[IdMap]) -> Result<IdMap, FieldError> {
     if map.length == 0 {
         return Err(invalid(&at("length"), "must not be 0"));
     }
-    if map.length % RANGE != 0 {
+    if map.length < RANGE {
         return Err(invalid(
             &at("length"),
-            format!("{} is not a multiple of {RANGE}", map.length),
+            format!(
+                "{} is below {RANGE}: every id an image may use, root to nobody (65534), \
+                 needs a host id",
+                map.length
+            ),
         ));
     }
     if map.container_id != 0 {
@@ -133,20 +138,13 @@ fn one(field: &str, maps: &[IdMap]) -> Result<IdMap, FieldError> {
             ),
         ));
     }
-    if map.host_id < RANGE {
+    // Where the range lies is the kubelet's choice (it hands out multiples of 65536 from
+    // 65536 up; other clients choose otherwise), except that the host's root is never
+    // the pod's.
+    if map.host_id == 0 {
         return Err(invalid(
             &at("host_id"),
-            format!(
-                "{} is in 0-{}, the ids kept for the host",
-                map.host_id,
-                RANGE - 1
-            ),
-        ));
-    }
-    if map.host_id % RANGE != 0 {
-        return Err(invalid(
-            &at("host_id"),
-            format!("{} is not a multiple of {RANGE}", map.host_id),
+            "0 is the host's root, which a pod's user namespace must not map",
         ));
     }
     if IdMap::end(map.host_id, map.length) > u64::from(u32::MAX) {
@@ -218,6 +216,10 @@ mod tests {
         let ns = parse(UsernsMode::Pod, &[m], &[m]).unwrap().unwrap();
         assert_eq!(ns.uids.map_line(), "0 196608 65536\n");
         assert_eq!(parse(UsernsMode::Node, &[], &[]).unwrap(), None);
+        // critest's: neither aligned nor a multiple of the kubelet's unit.
+        let m = map(1000, 100_000);
+        let ns = parse(UsernsMode::Pod, &[m], &[m]).unwrap().unwrap();
+        assert_eq!(ns.gids.map_line(), "0 1000 100000\n");
     }
 
     #[test]
@@ -240,7 +242,6 @@ mod tests {
         assert!(err(&[]).field.ends_with("userns_options.uids"));
         assert!(err(&[map(RANGE, 0)]).field.ends_with("uids[0].length"));
         assert!(err(&[map(0, RANGE)]).field.ends_with("uids[0].host_id"));
-        assert!(err(&[map(RANGE + 1, RANGE)]).field.ends_with("host_id"));
         assert!(
             err(&[map(u32::MAX - RANGE + 1, RANGE)])
                 .field
