@@ -422,8 +422,8 @@ fn check_userns(u: &mut Unstructured) -> Result<()> {
             );
             for map in [ns.uids, ns.gids] {
                 assert_eq!(map.container_id, 0);
-                assert!(map.length > 0 && map.length % RANGE == 0, "{map:?}");
-                assert!(map.host_id >= RANGE && map.host_id % RANGE == 0, "{map:?}");
+                assert!(map.length >= RANGE, "{map:?}");
+                assert!(map.host_id > 0, "{map:?}");
                 assert!(u64::from(map.host_id) + u64::from(map.length) <= u64::from(u32::MAX));
                 let line = map.map_line();
                 let numbers: Vec<u32> = line
