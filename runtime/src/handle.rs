@@ -141,13 +141,13 @@ impl Runtime {
         self.prepare_launch_in(req, &[])
     }
 
-    /// [`Runtime::prepare_launch`] with a monitor that first joins the cgroups whose
-    /// `cgroup.procs` files `cgroup_procs` names (a cgroup of its own, away from the
-    /// caller's), before it runs or forks anything.
+    /// [`Runtime::prepare_launch`] with a monitor that lives in the cgroup whose
+    /// directories (one per hierarchy) `cgroups` names (a cgroup of its own, away from
+    /// the caller's), from before it forks anything.
     pub fn prepare_launch_in(
         &self,
         req: &LaunchRequest,
-        cgroup_procs: &[PathBuf],
+        cgroups: &[PathBuf],
     ) -> Result<PendingLaunch, RuntimeError> {
         crate::launch::start(
             &self.exe,
@@ -155,7 +155,7 @@ impl Runtime {
             &self.root,
             self.systemd_cgroup,
             req,
-            cgroup_procs,
+            cgroups,
         )
     }
 

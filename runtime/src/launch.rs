@@ -2,12 +2,11 @@
 //! detach) while the caller still prepares the bundle, and creates the container once told
 //! the bundle is ready. The two halves run on different cores.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
@@ -27,33 +26,32 @@ pub struct PendingLaunch {
     state_dir: PathBuf,
     go: Option<File>,
     report: Option<File>,
-    first: Child,
+    /// The monitor's first process (it detaches and leaves).
+    first: Option<libc::pid_t>,
 }
 
 /// Starts the monitor for `req` with `exe monitor …`; it waits for [`PendingLaunch::create`].
-/// The monitor joins the cgroups whose `cgroup.procs` files `join` names before its
-/// program runs, so it and everything it forks live there from the start.
+/// `cgroups` are the directories of the cgroup it lives in, one per hierarchy: it is born
+/// in the cgroup2 one, and moves itself into the v1 ones first thing, before it forks
+/// anything (see [`crate::spawn`] and the `tasks` file in the monitor's `join_cgroups`).
 pub(crate) fn start(
     exe: &Path,
     choice: &RuntimeChoice,
     root: &Path,
     systemd_cgroup: bool,
     req: &LaunchRequest,
-    join: &[PathBuf],
+    cgroups: &[PathBuf],
 ) -> Result<PendingLaunch, RuntimeError> {
     let id = req.id.as_str();
-    // Made before the fork: the child may not allocate.
-    let join: Vec<std::ffi::CString> = join
-        .iter()
-        .map(|p| {
-            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| {
-                RuntimeError::InvalidArgument {
-                    id: id.to_string(),
-                    message: format!("cgroup path {} contains a NUL byte", p.display()),
-                }
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Failed {
+        id: id.to_string(),
+        op: "launch",
+        message: format!("{what}: {e}"),
+    };
+    let unified = cgroups.iter().find(|d| is_cgroup2(d));
+    let born_in = unified
+        .map(|d| crate::spawn::open_cgroup(d).map_err(io_err(id, "opening the monitor cgroup", d)))
+        .transpose()?;
     let args = MonitorArgs {
         request: req.clone(),
         runtime: choice.clone(),
@@ -61,54 +59,42 @@ pub(crate) fn start(
         systemd_cgroup,
         sync_fd: Some(SYNC_FD),
         go_fd: Some(GO_FD),
+        join_cgroups: cgroups
+            .iter()
+            .filter(|d| Some(*d) != unified)
+            .cloned()
+            .collect(),
     };
-    let pipe = |what: &str| {
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Failed {
-            id: id.to_string(),
-            op: "launch",
-            message: format!("{what} pipe: {e}"),
-        })
-    };
-    let (report_read, report_write) = pipe("report")?;
-    let (go_read, go_write) = pipe("go")?;
+    let (report_read, report_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("report pipe", &e))?;
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("go pipe", &e))?;
     // Above the descriptors the child moves them to, so that neither dup2 overwrites the
     // other's source.
     let report_write = above(report_write, GO_FD + 1, id)?;
     let go_read = above(go_read, GO_FD + 1, id)?;
-    let (report_raw, go_raw) = (report_write.as_raw_fd(), go_read.as_raw_fd());
-    let mut cmd = Command::new(exe);
-    std::os::unix::process::CommandExt::arg0(&mut cmd, "criox");
-    cmd.arg("monitor")
-        .args(args.to_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2, open, write, close) between fork and
-    // exec; dup2 leaves the new descriptors without close-on-exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (from, to) in [(report_raw, SYNC_FD), (go_raw, GO_FD)] {
-                if libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for procs in &join {
-                // "0" is the writing process itself, in v1 and v2 alike.
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let error = std::io::Error::last_os_error();
-                libc::close(fd);
-                if written != 1 {
-                    return Err(error);
-                }
-            }
-            Ok(())
-        });
-    }
-    let first = cmd.spawn().map_err(io_err(id, "running monitor", exe))?;
+    let fds = [
+        (report_write.as_raw_fd(), SYNC_FD),
+        (go_read.as_raw_fd(), GO_FD),
+    ];
+    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| failed("monitor path", &"contains a NUL byte"))?;
+    let argv = |args: &MonitorArgs| -> Result<Vec<CString>, RuntimeError> {
+        ["criox".into(), "monitor".into()]
+            .into_iter()
+            .chain(args.to_args())
+            .map(|a: std::ffi::OsString| {
+                CString::new(a.into_encoded_bytes())
+                    .map_err(|_| failed("monitor argument", &"contains a NUL byte"))
+            })
+            .collect()
+    };
+    let pid = crate::spawn::spawn(
+        &exe_c,
+        &argv(&args)?,
+        &fds,
+        born_in.as_ref().map(|f| f.as_fd()),
+    )
+    .map_err(io_err(id, "running monitor", exe))?;
     drop(report_write);
     drop(go_read);
     Ok(PendingLaunch {
@@ -116,8 +102,13 @@ pub(crate) fn start(
         state_dir: req.state_dir.clone(),
         go: Some(File::from(go_write)),
         report: Some(File::from(report_read)),
-        first,
+        first: Some(pid),
     })
+}
+
+fn is_cgroup2(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 fn above(fd: OwnedFd, min: RawFd, id: &str) -> Result<OwnedFd, RuntimeError> {
@@ -144,7 +135,7 @@ impl PendingLaunch {
         let _ = go.write_all(b"\n");
         drop(go);
         // The first process leaves at once; the detached second one reports.
-        let _ = self.first.wait();
+        reap(self.first.take());
         let report = self.report.take().expect("report pipe held until create");
         let mut line = String::new();
         BufReader::new(report).read_line(&mut line).map_err(io_err(
@@ -192,6 +183,19 @@ impl Drop for PendingLaunch {
         // Without the go byte the monitor reads end of file and leaves; the first process
         // is reaped here so that no zombie stays behind.
         self.go.take();
-        let _ = self.first.wait();
+        reap(self.first.take());
+    }
+}
+
+/// Waits for the monitor's first process, which leaves as soon as it has detached; once
+/// only, since its pid may belong to another child afterwards.
+fn reap(pid: Option<libc::pid_t>) {
+    let Some(pid) = pid else { return };
+    loop {
+        // SAFETY: waiting for a child this process started and nothing else reaps.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
     }
 }

@@ -52,6 +52,7 @@ mod monitor_client;
 pub mod mountinfo;
 mod process;
 mod request;
+mod spawn;
 
 use std::ffi::OsString;
 

@@ -3,8 +3,8 @@
 //! daemon's memory limit) never reaches a monitor, and through it a container.
 //!
 //! - cgroupfs: `/criox-monitors/<id>` in every hierarchy (v1 controllers, `name=systemd`,
-//!   the unified tree), beside the kubelet's `/kubepods`; the monitor joins it before its
-//!   program runs ([`procs`] feeds the launcher), and it goes when the container does.
+//!   the unified tree), beside the kubelet's `/kubepods`; the monitor is born in it, or
+//!   moves itself there before it forks anything ([`make`] feeds the launcher), and it goes when the container does.
 //! - systemd: a transient scope `criox-monitor-<id>.scope` in `system.slice`, as CRI-O
 //!   places conmon, started with the monitor's pid once the monitor has reported.
 
@@ -86,9 +86,9 @@ fn inherit_cpuset(dir: &std::path::Path) {
     }
 }
 
-/// cgroupfs: makes the monitor's cgroup in every hierarchy and returns the
-/// `cgroup.procs` files the monitor joins when it starts.
-pub fn procs(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
+/// cgroupfs: makes the monitor's cgroup in every hierarchy and returns its directories,
+/// which the monitor is started in.
+pub fn make(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
     let mut made = Vec::new();
     for dir in dirs(id) {
         let made_here = std::fs::create_dir_all(&dir)
@@ -107,13 +107,14 @@ pub fn procs(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
         inherit_cpuset(&dir);
         made.push(dir);
     }
-    Ok(made.into_iter().map(|d| d.join("cgroup.procs")).collect())
+    Ok(made)
 }
 
 /// cgroupfs: moves a monitor that already runs (one started by a daemon without monitor
 /// cgroups) into its cgroup.
 pub fn adopt(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
-    for file in procs(id)? {
+    for dir in make(id)? {
+        let file = dir.join("cgroup.procs");
         std::fs::write(&file, pid.to_string()).map_err(|source| MonitorCgroupError::Join {
             id: id.to_string(),
             pid,

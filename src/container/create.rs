@@ -313,14 +313,14 @@ impl ContainerManager {
     }
 }
 
-/// Under the cgroupfs driver: the `cgroup.procs` files of the monitor's own cgroup, which
-/// it joins before it runs. Where cgroups cannot be made (a read-only cgroup filesystem),
+/// Under the cgroupfs driver: the directories of the monitor's own cgroup, which it lives
+/// in from before it forks anything. Where cgroups cannot be made (a read-only cgroup filesystem),
 /// the monitor stays in the daemon's cgroup, as before monitor cgroups.
 fn monitor_cgroup(id: &str) -> Vec<PathBuf> {
     if crate::cgroup_driver::is_systemd() {
         return Vec::new();
     }
-    crate::cgroup_driver::monitor::procs(id).unwrap_or_else(|e| {
+    crate::cgroup_driver::monitor::make(id).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "the monitor stays in the daemon's cgroup");
         Vec::new()
     })

@@ -19,6 +19,9 @@ pub struct MonitorArgs {
     /// Descriptor to read one byte from before creating: the launcher's word that the
     /// bundle is ready. End of file means it gave up, and the monitor leaves.
     pub go_fd: Option<i32>,
+    /// Cgroup directories the monitor moves itself into before anything else, so that it
+    /// and all it forks live there.
+    pub join_cgroups: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,10 @@ impl MonitorArgs {
             a.push("--go-fd".into());
             a.push(fd.to_string().into());
         }
+        for procs in &self.join_cgroups {
+            a.push("--join-cgroup".into());
+            a.push(procs.clone().into());
+        }
         for (flag, on) in [
             ("--stdin", self.request.stdin),
             ("--stdin-once", self.request.stdin_once),
@@ -84,6 +91,7 @@ impl MonitorArgs {
         let mut runtime_root = None;
         let mut sync_fd = None;
         let mut go_fd = None;
+        let mut join_cgroups = Vec::new();
         let (mut stdin, mut stdin_once, mut terminal) = (false, false, false);
         let mut systemd_cgroup = false;
         let mut it = args.iter();
@@ -116,6 +124,7 @@ impl MonitorArgs {
                     let v = value()?.to_string_lossy().into_owned();
                     go_fd = Some(v.parse().map_err(|_| ArgsError::BadFd("go-fd", v))?);
                 }
+                "--join-cgroup" => join_cgroups.push(PathBuf::from(value()?)),
                 "--stdin" => stdin = true,
                 "--stdin-once" => stdin_once = true,
                 "--terminal" => terminal = true,
@@ -138,6 +147,7 @@ impl MonitorArgs {
             systemd_cgroup,
             sync_fd,
             go_fd,
+            join_cgroups,
         })
     }
 }
@@ -163,6 +173,7 @@ mod tests {
             systemd_cgroup: true,
             sync_fd: Some(3),
             go_fd: Some(4),
+            join_cgroups: vec!["/g/a/m".into(), "/g/b/m".into()],
         };
         assert_eq!(MonitorArgs::parse(&a.to_args()).unwrap(), a);
         let bad = ["--go-fd".into(), "four".into()];

@@ -63,6 +63,9 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         // SAFETY: fcntl on a descriptor we own.
         unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    // Joined before the go word is awaited: the migration's wait overlaps the launcher's
+    // own work on the bundle.
+    let joined = join_cgroups(&a.request.id, &a.join_cgroups);
     if let Some(fd) = a.go_fd {
         // SAFETY: the launcher handed this descriptor to us alone; it is closed on return.
         let mut go = unsafe { File::from_raw_fd(fd) };
@@ -82,11 +85,13 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     let mut made = Made::default();
     // Confined before anyone hears of the container: a monitor that cannot confine itself
     // fails the creation instead of supervising with everything it held while creating.
-    let created = create(&a, backend.as_ref(), &mut made).and_then(|c| {
-        supervise::prepare(&a.request.id, c).inspect_err(|_| {
-            let _ = backend.delete(&a.request.id, true);
-        })
-    });
+    let created = joined
+        .and_then(|()| create(&a, backend.as_ref(), &mut made))
+        .and_then(|c| {
+            supervise::prepare(&a.request.id, c).inspect_err(|_| {
+                let _ = backend.delete(&a.request.id, true);
+            })
+        });
     // A failed creation is reported to the launcher; from here on no one else hears.
     if created.is_ok() {
         super::own_log::open(&a.request.state_dir);
@@ -119,6 +124,31 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     }
     drop(sync);
     supervise::supervise(&a, created?)
+}
+
+/// Moves this process into each cgroup directory. The monitor is single-threaded here, so
+/// writing "0" to a v1 hierarchy's `tasks` file moves all of it, without the global lock
+/// (and its RCU grace period) that a write to `cgroup.procs` takes; a cgroup2 directory,
+/// which has no `tasks`, gets `cgroup.procs`.
+fn join_cgroups(id: &str, dirs: &[std::path::PathBuf]) -> Result<(), MonitorError> {
+    for dir in dirs {
+        let tasks = dir.join("tasks");
+        let file = if tasks.exists() {
+            tasks
+        } else {
+            dir.join("cgroup.procs")
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|mut f| f.write_all(b"0"))
+            .map_err(crate::error::io_err(
+                id,
+                "joining the monitor cgroup",
+                &file,
+            ))?;
+    }
+    Ok(())
 }
 
 /// What a failed creation must remove again: only what this monitor made.
