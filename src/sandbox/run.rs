@@ -168,6 +168,8 @@ impl SandboxManager {
 
         // The cgroup and the infra process are made while the CNI plugins run: ADD needs
         // only the pinned network namespace, and neither side touches what the other makes.
+        // The network goes first in the join: its plugin is started before the cgroup's
+        // synchronous work holds this task, instead of after it.
         let netns = pod.paths.namespaces.network.clone();
         let spec = pod.spec.clone();
         let network = async {
@@ -191,7 +193,7 @@ impl SandboxManager {
                     source,
                 })
         };
-        let (local, ips) = tokio::join!(self.cgroup_and_infra(pod), network);
+        let (ips, local) = tokio::join!(network, self.cgroup_and_infra(pod));
         // On either failure the caller's teardown releases what the other side made.
         local?;
         pod.ips = ips?;
