@@ -20,6 +20,7 @@ mod root_flags;
 mod run;
 mod stdin;
 mod supervise;
+mod trim;
 
 use std::ffi::OsString;
 

@@ -132,10 +132,8 @@ pub(super) fn prepare(id: &str, c: Created) -> Result<Supervised, MonitorError> 
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("signalfd"))?;
     let oom = OomWatcher::for_pid(c.pid);
-    // Creation allocated far more than supervising needs; give it back to the kernel so
-    // an idle monitor stays small.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
+    // Creation touched far more heap and stack than supervising needs.
+    super::trim::release();
     super::confine::confine().map_err(|source| MonitorError::Confine {
         id: id.to_string(),
         source,
