@@ -12,7 +12,7 @@ use crate::external::External;
 use crate::launch::PendingLaunch;
 use crate::monitor::files;
 use crate::monitor::{ExitRecord, RuntimeChoice};
-use crate::request::{LaunchRequest, Launched};
+use crate::request::{LaunchRequest, Launched, MonitorCgroup};
 
 /// A process to run in a running container, for [`Runtime::exec_command`].
 #[derive(Debug, Clone, Copy)]
@@ -138,16 +138,15 @@ impl Runtime {
     /// Starts the monitor for `req` without creating the container yet, so that its
     /// start-up overlaps the preparation of the bundle; [`PendingLaunch::create`] goes on.
     pub fn prepare_launch(&self, req: &LaunchRequest) -> Result<PendingLaunch, RuntimeError> {
-        self.prepare_launch_in(req, &[])
+        self.prepare_launch_in(req, &MonitorCgroup::default())
     }
 
-    /// [`Runtime::prepare_launch`] with a monitor that lives in the cgroup whose
-    /// directories (one per hierarchy) `cgroups` names (a cgroup of its own, away from
-    /// the caller's), from before it forks anything.
+    /// [`Runtime::prepare_launch`] with a monitor that lives in `cgroup` (a cgroup of its
+    /// own, away from the caller's) from before it forks anything.
     pub fn prepare_launch_in(
         &self,
         req: &LaunchRequest,
-        cgroups: &[PathBuf],
+        cgroup: &MonitorCgroup,
     ) -> Result<PendingLaunch, RuntimeError> {
         crate::launch::start(
             &self.exe,
@@ -155,7 +154,7 @@ impl Runtime {
             &self.root,
             self.systemd_cgroup,
             req,
-            cgroups,
+            cgroup,
         )
     }
 

@@ -13,7 +13,7 @@ use nix::unistd::pipe2;
 
 use crate::error::{RuntimeError, io_err};
 use crate::monitor::{CreateReport, MonitorArgs, RuntimeChoice};
-use crate::request::{LaunchRequest, Launched};
+use crate::request::{LaunchRequest, Launched, MonitorCgroup};
 
 /// Where the monitor finds the report pipe and the go pipe.
 const SYNC_FD: RawFd = 3;
@@ -31,16 +31,15 @@ pub struct PendingLaunch {
 }
 
 /// Starts the monitor for `req` with `exe monitor …`; it waits for [`PendingLaunch::create`].
-/// `cgroups` are the directories of the cgroup it lives in, one per hierarchy: it is born
-/// in the cgroup2 one, and moves itself into the v1 ones first thing, before it forks
-/// anything (see [`crate::spawn`] and the `tasks` file in the monitor's `join_cgroups`).
+/// It is born in `cgroup`'s cgroup2 directory (see [`crate::spawn`]) and moves itself into
+/// the v1 ones first thing (the monitor's `join_cgroups`).
 pub(crate) fn start(
     exe: &Path,
     choice: &RuntimeChoice,
     root: &Path,
     systemd_cgroup: bool,
     req: &LaunchRequest,
-    cgroups: &[PathBuf],
+    cgroup: &MonitorCgroup,
 ) -> Result<PendingLaunch, RuntimeError> {
     let id = req.id.as_str();
     let failed = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Failed {
@@ -48,8 +47,9 @@ pub(crate) fn start(
         op: "launch",
         message: format!("{what}: {e}"),
     };
-    let unified = cgroups.iter().find(|d| is_cgroup2(d));
-    let born_in = unified
+    let born_in = cgroup
+        .unified
+        .as_ref()
         .map(|d| crate::spawn::open_cgroup(d).map_err(io_err(id, "opening the monitor cgroup", d)))
         .transpose()?;
     let args = MonitorArgs {
@@ -59,11 +59,7 @@ pub(crate) fn start(
         systemd_cgroup,
         sync_fd: Some(SYNC_FD),
         go_fd: Some(GO_FD),
-        join_cgroups: cgroups
-            .iter()
-            .filter(|d| Some(*d) != unified)
-            .cloned()
-            .collect(),
+        join_cgroups: cgroup.v1.clone(),
     };
     let (report_read, report_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("report pipe", &e))?;
@@ -78,23 +74,16 @@ pub(crate) fn start(
     ];
     let exe_c = CString::new(exe.as_os_str().as_encoded_bytes())
         .map_err(|_| failed("monitor path", &"contains a NUL byte"))?;
-    let argv = |args: &MonitorArgs| -> Result<Vec<CString>, RuntimeError> {
-        ["criox".into(), "monitor".into()]
-            .into_iter()
-            .chain(args.to_args())
-            .map(|a: std::ffi::OsString| {
-                CString::new(a.into_encoded_bytes())
-                    .map_err(|_| failed("monitor argument", &"contains a NUL byte"))
-            })
-            .collect()
-    };
-    let pid = crate::spawn::spawn(
-        &exe_c,
-        &argv(&args)?,
-        &fds,
-        born_in.as_ref().map(|f| f.as_fd()),
-    )
-    .map_err(io_err(id, "running monitor", exe))?;
+    let argv = ["criox".into(), "monitor".into()]
+        .into_iter()
+        .chain(args.to_args())
+        .map(|a: std::ffi::OsString| {
+            CString::new(a.into_encoded_bytes())
+                .map_err(|_| failed("monitor argument", &"contains a NUL byte"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pid = crate::spawn::spawn(&exe_c, &argv, &fds, born_in.as_ref().map(|f| f.as_fd()))
+        .map_err(io_err(id, "running monitor", exe))?;
     drop(report_write);
     drop(go_read);
     Ok(PendingLaunch {
@@ -104,11 +93,6 @@ pub(crate) fn start(
         report: Some(File::from(report_read)),
         first: Some(pid),
     })
-}
-
-fn is_cgroup2(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 fn above(fd: OwnedFd, min: RawFd, id: &str) -> Result<OwnedFd, RuntimeError> {

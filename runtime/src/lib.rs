@@ -70,7 +70,7 @@ pub use monitor_client::{
 };
 pub use oci_spec;
 pub use process::ProcessId;
-pub use request::{LaunchRequest, Launched};
+pub use request::{LaunchRequest, Launched, MonitorCgroup};
 
 /// `criox oci …` (or the binary called as `criox-runc`): runc's command line over the
 /// embedded runtime. `args` start with the program name; returns the exit status.

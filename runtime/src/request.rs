@@ -23,6 +23,17 @@ pub struct LaunchRequest {
     pub terminal: bool,
 }
 
+/// The cgroup a container's monitor lives in, one directory per hierarchy. The monitor is
+/// born in the cgroup2 directory and moves itself into the v1 ones before it forks
+/// anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorCgroup {
+    /// The directory in the cgroup2 hierarchy, where the node has one.
+    pub unified: Option<PathBuf>,
+    /// The directories in the v1 hierarchies (controllers and `name=systemd`).
+    pub v1: Vec<PathBuf>,
+}
+
 /// A container the monitor created (status `created`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Launched {

@@ -6,6 +6,7 @@
 //! (the kubelet usually makes the pod's) are left alone on removal.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,43 @@ pub enum Layout {
     Unified,
 }
 
+/// The node's cgroup layout and hierarchies, found once: cgroup filesystems are mounted at
+/// boot and stay, while mountinfo, which finding them reads, grows with every pod and
+/// container.
+struct Node {
+    layout: Layout,
+    hierarchies: Vec<PathBuf>,
+    unified: Option<PathBuf>,
+}
+
+fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let layout = find_layout();
+        let (hierarchies, unified) = find_hierarchies(layout);
+        Node {
+            layout,
+            hierarchies,
+            unified,
+        }
+    })
+}
+
 pub fn detect() -> Layout {
+    node().layout
+}
+
+/// Mount points of every hierarchy a pod cgroup (or a monitor's) goes in.
+pub(crate) fn hierarchies() -> &'static [PathBuf] {
+    &node().hierarchies
+}
+
+/// The mount point of the cgroup2 hierarchy, where the node has one.
+pub(crate) fn unified() -> Option<&'static Path> {
+    node().unified.as_deref()
+}
+
+fn find_layout() -> Layout {
     let is_v2 =
         |p: &str| nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 == CGROUP2_MAGIC);
     if is_v2(CGROUP_ROOT) {
@@ -53,20 +90,29 @@ pub fn detect() -> Layout {
     }
 }
 
-/// Mount points of every hierarchy a pod cgroup (or a monitor's) goes in.
-pub(crate) fn hierarchies(layout: Layout) -> Vec<PathBuf> {
+fn find_hierarchies(layout: Layout) -> (Vec<PathBuf>, Option<PathBuf>) {
     if layout == Layout::Unified {
-        return vec![PathBuf::from(CGROUP_ROOT)];
+        return (
+            vec![PathBuf::from(CGROUP_ROOT)],
+            Some(PathBuf::from(CGROUP_ROOT)),
+        );
     }
-    let mut points: Vec<PathBuf> = criox_runtime::mountinfo::current()
-        .into_iter()
-        .filter(|m| m.fs_type == "cgroup" || (m.fs_type == "cgroup2" && layout == Layout::Hybrid))
-        .map(|m| m.mount_point)
-        .filter(|p| p.starts_with(CGROUP_ROOT))
-        .collect();
+    let mut points = Vec::new();
+    let mut unified = None;
+    for m in criox_runtime::mountinfo::current() {
+        if !m.mount_point.starts_with(CGROUP_ROOT) {
+            continue;
+        }
+        if m.fs_type == "cgroup" {
+            points.push(m.mount_point);
+        } else if m.fs_type == "cgroup2" && layout == Layout::Hybrid {
+            unified.get_or_insert_with(|| m.mount_point.clone());
+            points.push(m.mount_point);
+        }
+    }
     points.sort();
     points.dedup();
-    points
+    (points, unified)
 }
 
 /// Limits that apply to the pod as a whole (its resources plus overhead).
@@ -94,7 +140,7 @@ pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, Cgrou
         created: Vec::new(),
     };
     let relative = path.trim_start_matches('/');
-    for hierarchy in hierarchies(layout) {
+    for hierarchy in hierarchies() {
         let full = hierarchy.join(relative);
         let mut missing: Vec<PathBuf> = full
             .ancestors()
@@ -114,7 +160,7 @@ pub fn create(path: &str, limits: Option<&PodLimits>) -> Result<PodCgroup, Cgrou
             }
         }
         if let Some(limits) = limits
-            && let Err(e) = apply(&hierarchy, &full, layout, limits)
+            && let Err(e) = apply(hierarchy, &full, layout, limits)
         {
             let _ = remove(&cgroup);
             return Err(e);
@@ -182,7 +228,7 @@ const INFRA_LEAF: &str = "infra";
 pub fn infra_procs(cgroup: &PodCgroup) -> Result<Vec<PathBuf>, CgroupError> {
     let relative = cgroup.path.trim_start_matches('/');
     let mut procs = Vec::new();
-    for hierarchy in hierarchies(detect()) {
+    for hierarchy in hierarchies() {
         let controllers = hierarchy.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if controllers.split(',').any(|c| c == "cpuset") {
             continue;
@@ -201,7 +247,7 @@ pub fn infra_procs(cgroup: &PodCgroup) -> Result<Vec<PathBuf>, CgroupError> {
 /// Removes the infra cgroups, waiting briefly for an infra process that is still exiting.
 fn remove_infra(cgroup: &PodCgroup) -> Result<(), CgroupError> {
     let relative = cgroup.path.trim_start_matches('/');
-    for hierarchy in hierarchies(detect()) {
+    for hierarchy in hierarchies() {
         let leaf = hierarchy.join(relative).join(INFRA_LEAF);
         super::remove_cgroup_dir(&leaf, std::time::Duration::from_secs(1))
             .map_err(|source| CgroupError::Remove { path: leaf, source })?;
@@ -275,9 +321,9 @@ pub fn resize(path: &str, limits: &PodLimits) -> Result<(), CgroupError> {
     let layout = detect();
     let relative = path.trim_start_matches('/');
     let mut plan: Vec<(PathBuf, &'static str, String)> = Vec::new();
-    for hierarchy in hierarchies(layout) {
+    for hierarchy in hierarchies() {
         let dir = hierarchy.join(relative);
-        for (file, value) in limit_files(&hierarchy, layout, limits) {
+        for (file, value) in limit_files(hierarchy, layout, limits) {
             plan.push((dir.clone(), file, value));
         }
     }
@@ -313,6 +359,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_unified_hierarchy_is_the_cgroup2_one_among_the_hierarchies() {
+        let magic = |p: &Path| nix::sys::statfs::statfs(p).unwrap().filesystem_type().0;
+        assert!(!hierarchies().is_empty());
+        match unified() {
+            Some(u) => {
+                assert!(hierarchies().iter().any(|h| h == u), "{u:?}");
+                assert_eq!(magic(u), CGROUP2_MAGIC);
+            }
+            None => assert_eq!(detect(), Layout::Legacy),
+        }
+        for h in hierarchies()
+            .iter()
+            .filter(|h| Some(h.as_path()) != unified())
+        {
+            assert_ne!(magic(h), CGROUP2_MAGIC, "{h:?}");
+        }
+    }
+
+    #[test]
     fn pod_cgroup_is_made_in_every_hierarchy_and_removed() {
         crate::test_support::assert_root();
         let name = format!("/criox-test-{}/pod-a", std::process::id());
@@ -323,9 +388,9 @@ mod tests {
         };
         let cgroup = create(&name, Some(&limits)).unwrap();
         let layout = detect();
-        let points = hierarchies(layout);
+        let points = hierarchies();
         assert!(!points.is_empty());
-        for point in &points {
+        for point in points {
             assert!(
                 point.join(name.trim_start_matches('/')).is_dir(),
                 "{point:?}"
@@ -343,7 +408,7 @@ mod tests {
             assert_eq!(std::fs::read_to_string(file).unwrap().trim(), "67108864");
         }
         remove(&cgroup).unwrap();
-        for point in &points {
+        for point in points {
             assert!(
                 !point
                     .join(format!("criox-test-{}", std::process::id()))
@@ -370,7 +435,7 @@ mod tests {
         }
         let pod = Remove(pod);
         let layout = detect();
-        let memory_file = hierarchies(layout).into_iter().find_map(|h| {
+        let memory_file = hierarchies().iter().find_map(|h| {
             let file = if layout == Layout::Unified {
                 "memory.max"
             } else {

@@ -3,15 +3,18 @@
 //! daemon's memory limit) never reaches a monitor, and through it a container.
 //!
 //! - cgroupfs: `/criox-monitors/<id>` in every hierarchy (v1 controllers, `name=systemd`,
-//!   the unified tree), beside the kubelet's `/kubepods`; the monitor is born in it, or
-//!   moves itself there before it forks anything ([`make`] feeds the launcher), and it goes when the container does.
+//!   the unified tree), beside the kubelet's `/kubepods`. The monitor is born in the
+//!   unified one and moves itself into the others before it forks anything ([`make`]
+//!   feeds the launcher); the cgroup goes when the container does.
 //! - systemd: a transient scope `criox-monitor-<id>.scope` in `system.slice`, as CRI-O
 //!   places conmon, started with the monitor's pid once the monitor has reported.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::cgroupfs::{detect, hierarchies};
+use criox_runtime::MonitorCgroup;
+
+use super::cgroupfs::{hierarchies, unified};
 
 /// The cgroup (below each hierarchy's root) that holds one cgroup per monitor.
 pub const PARENT: &str = "criox-monitors";
@@ -53,11 +56,12 @@ pub fn scope_name(id: &str) -> String {
     format!("{}-monitor-{id}.scope", super::SCOPE_PREFIX)
 }
 
-/// The monitor cgroup's directory in every hierarchy it goes in.
-fn dirs(id: &str) -> Vec<PathBuf> {
-    hierarchies(detect())
-        .into_iter()
-        .map(|h| h.join(PARENT).join(id))
+/// The monitor cgroup's directory in every hierarchy it goes in, each with whether it is
+/// the cgroup2 one.
+fn dirs(id: &str) -> Vec<(PathBuf, bool)> {
+    hierarchies()
+        .iter()
+        .map(|h| (h.join(PARENT).join(id), Some(h.as_path()) == unified()))
         .collect()
 }
 
@@ -88,9 +92,10 @@ fn inherit_cpuset(dir: &std::path::Path) {
 
 /// cgroupfs: makes the monitor's cgroup in every hierarchy and returns its directories,
 /// which the monitor is started in.
-pub fn make(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
-    let mut made = Vec::new();
-    for dir in dirs(id) {
+pub fn make(id: &str) -> Result<MonitorCgroup, MonitorCgroupError> {
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut cgroup = MonitorCgroup::default();
+    for (dir, is_unified) in dirs(id) {
         let made_here = std::fs::create_dir_all(&dir)
             .and_then(|()| dir.parent().map_or(Ok(()), super::searchable))
             .and_then(|()| super::searchable(&dir));
@@ -105,15 +110,21 @@ pub fn make(id: &str) -> Result<Vec<PathBuf>, MonitorCgroupError> {
             });
         }
         inherit_cpuset(&dir);
-        made.push(dir);
+        made.push(dir.clone());
+        if is_unified {
+            cgroup.unified = Some(dir);
+        } else {
+            cgroup.v1.push(dir);
+        }
     }
-    Ok(made)
+    Ok(cgroup)
 }
 
 /// cgroupfs: moves a monitor that already runs (one started by a daemon without monitor
 /// cgroups) into its cgroup.
 pub fn adopt(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
-    for dir in make(id)? {
+    let cgroup = make(id)?;
+    for dir in cgroup.unified.iter().chain(&cgroup.v1) {
         let file = dir.join("cgroup.procs");
         std::fs::write(&file, pid.to_string()).map_err(|source| MonitorCgroupError::Join {
             id: id.to_string(),
@@ -128,7 +139,7 @@ pub fn adopt(id: &str, pid: i32) -> Result<(), MonitorCgroupError> {
 /// cgroupfs: removes the monitor's cgroup, waiting up to 2 s for a monitor that is still
 /// writing the container's exit on its way out. One that is gone already is fine.
 pub fn remove(id: &str) -> Result<(), MonitorCgroupError> {
-    for dir in dirs(id) {
+    for (dir, _) in dirs(id) {
         super::remove_cgroup_dir(&dir, Duration::from_secs(2)).map_err(|source| {
             MonitorCgroupError::Remove {
                 id: id.to_string(),
@@ -146,7 +157,7 @@ pub fn remove(id: &str) -> Result<(), MonitorCgroupError> {
 /// still holds a process is never touched (rmdir refuses it).
 pub fn sweep(known: impl Fn(&str) -> bool) -> usize {
     let mut removed = 0;
-    for hierarchy in hierarchies(detect()) {
+    for hierarchy in hierarchies() {
         let Ok(entries) = std::fs::read_dir(hierarchy.join(PARENT)) else {
             continue;
         };
@@ -210,7 +221,7 @@ mod tests {
     #[test]
     fn monitor_units_and_cgroups_are_named_per_container() {
         assert_eq!(scope_name("abc"), "criox-monitor-abc.scope");
-        for dir in dirs("abc") {
+        for (dir, _) in dirs("abc") {
             assert!(dir.ends_with("criox-monitors/abc"), "{dir:?}");
         }
     }

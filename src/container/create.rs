@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criox_proto::v1;
-use criox_runtime::LaunchRequest;
+use criox_runtime::{LaunchRequest, MonitorCgroup};
 
 use super::events::EventKind;
 use super::image_volume::{self, ImageVolume};
@@ -316,13 +316,13 @@ impl ContainerManager {
 /// Under the cgroupfs driver: the directories of the monitor's own cgroup, which it lives
 /// in from before it forks anything. Where cgroups cannot be made (a read-only cgroup filesystem),
 /// the monitor stays in the daemon's cgroup, as before monitor cgroups.
-fn monitor_cgroup(id: &str) -> Vec<PathBuf> {
+fn monitor_cgroup(id: &str) -> MonitorCgroup {
     if crate::cgroup_driver::is_systemd() {
-        return Vec::new();
+        return MonitorCgroup::default();
     }
     crate::cgroup_driver::monitor::make(id).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "the monitor stays in the daemon's cgroup");
-        Vec::new()
+        MonitorCgroup::default()
     })
 }
 

@@ -19,8 +19,8 @@ pub struct MonitorArgs {
     /// Descriptor to read one byte from before creating: the launcher's word that the
     /// bundle is ready. End of file means it gave up, and the monitor leaves.
     pub go_fd: Option<i32>,
-    /// Cgroup directories the monitor moves itself into before anything else, so that it
-    /// and all it forks live there.
+    /// Cgroup v1 directories the monitor moves itself into before anything else, so that
+    /// it and all it forks live there.
     pub join_cgroups: Vec<PathBuf>,
 }
 

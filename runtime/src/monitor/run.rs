@@ -126,18 +126,13 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
     supervise::supervise(&a, created?)
 }
 
-/// Moves this process into each cgroup directory. The monitor is single-threaded here, so
-/// writing "0" to a v1 hierarchy's `tasks` file moves all of it, without the global lock
-/// (and its RCU grace period) that a write to `cgroup.procs` takes; a cgroup2 directory,
-/// which has no `tasks`, gets `cgroup.procs`.
+/// Moves this process into each cgroup v1 directory. The monitor is single-threaded here,
+/// so writing "0" to `tasks` moves all of it, without the global lock (and its RCU grace
+/// period) that a write to `cgroup.procs` takes. The vendored libcgroups moves
+/// libcontainer's intermediate process the same way (`third_party/libcgroups`).
 fn join_cgroups(id: &str, dirs: &[std::path::PathBuf]) -> Result<(), MonitorError> {
     for dir in dirs {
-        let tasks = dir.join("tasks");
-        let file = if tasks.exists() {
-            tasks
-        } else {
-            dir.join("cgroup.procs")
-        };
+        let file = dir.join("tasks");
         std::fs::OpenOptions::new()
             .write(true)
             .open(&file)
