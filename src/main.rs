@@ -73,7 +73,15 @@ fn main() {
         Some(pod_infra::SUBCOMMAND) => std::process::exit(pod_infra::main(args[1..].to_vec())),
         _ => {}
     }
+    cli_main();
+}
 
+/// The daemon, `ctl` and `config`. Kept out of `main` so that its frame (the client's and
+/// the daemon's futures, tens of KiB) is not on the stack of the processes dispatched
+/// above: every container's monitor and every pod's infra process keep main's frame
+/// resident for their whole life.
+#[inline(never)]
+fn cli_main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Ctl(ctl_args)) => run_async(ctl::run(ctl_args)),
