@@ -105,8 +105,9 @@ fn find_hierarchies(layout: Layout) -> (Vec<PathBuf>, Option<PathBuf>) {
         }
         if m.fs_type == "cgroup" {
             points.push(m.mount_point);
-        } else if m.fs_type == "cgroup2" && layout == Layout::Hybrid {
-            unified.get_or_insert_with(|| m.mount_point.clone());
+        } else if m.fs_type == "cgroup2" && layout == Layout::Hybrid && unified.is_none() {
+            // One cgroup2 mount is the hierarchy; another would be the same tree again.
+            unified = Some(m.mount_point.clone());
             points.push(m.mount_point);
         }
     }

@@ -93,14 +93,13 @@ fn inherit_cpuset(dir: &std::path::Path) {
 /// cgroupfs: makes the monitor's cgroup in every hierarchy and returns its directories,
 /// which the monitor is started in.
 pub fn make(id: &str) -> Result<MonitorCgroup, MonitorCgroupError> {
-    let mut made: Vec<PathBuf> = Vec::new();
     let mut cgroup = MonitorCgroup::default();
     for (dir, is_unified) in dirs(id) {
         let made_here = std::fs::create_dir_all(&dir)
             .and_then(|()| dir.parent().map_or(Ok(()), super::searchable))
             .and_then(|()| super::searchable(&dir));
         if let Err(source) = made_here {
-            for d in &made {
+            for d in cgroup.unified.iter().chain(&cgroup.v1) {
                 let _ = std::fs::remove_dir(d);
             }
             return Err(MonitorCgroupError::Create {
@@ -110,7 +109,6 @@ pub fn make(id: &str) -> Result<MonitorCgroup, MonitorCgroupError> {
             });
         }
         inherit_cpuset(&dir);
-        made.push(dir.clone());
         if is_unified {
             cgroup.unified = Some(dir);
         } else {

@@ -6,10 +6,10 @@
 /// wrappers, the supervising loop) run in it without faulting pages back in.
 const STACK_KEPT_BELOW: usize = 16 * 1024;
 
-/// Releases free heap memory and the stack pages below the caller's frame. Creation runs
-/// deep (the spec's deserialisation, libcontainer's builders) and leaves its stack pages
-/// resident for the monitor's whole life; nothing below the current frame is live, so a
-/// page discarded there reads as zeroes if it is ever touched again.
+/// Releases free heap memory and the stack pages below the caller's frame. Creating the
+/// container runs deeper than supervising it, and the pages it touched would stay resident
+/// for the monitor's whole life (about 60 KiB, measured); nothing below the current frame
+/// is live, so a page discarded there reads as zeroes if it is ever touched again.
 pub(super) fn release() {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
