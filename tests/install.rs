@@ -105,6 +105,7 @@ fn install_args(destdir: &Path, args: &[&str]) -> String {
         .args(args)
         .env("DESTDIR", destdir)
         .env("PREFIX", "/usr/local")
+        .env("CRIOX_BIN", criox_testkit::criox_bin())
         .output()
         .expect("run hack/install");
     assert!(
