@@ -123,7 +123,12 @@ pub fn run(a: MonitorArgs) -> Result<(), MonitorError> {
         let _ = s.write_all(&line);
     }
     drop(sync);
-    supervise::supervise(&a, created?)
+    let supervised = created?;
+    // Creation touched far more heap and stack than supervising needs. Given back once the
+    // launcher has its report, so that CreateContainer does not wait for it; the filter
+    // confine installed allows what it calls (open and read of /proc/self/maps, madvise).
+    super::trim::release();
+    supervise::supervise(&a, supervised)
 }
 
 /// Moves this process into each cgroup v1 directory. The monitor is single-threaded here,

@@ -132,8 +132,6 @@ pub(super) fn prepare(id: &str, c: Created) -> Result<Supervised, MonitorError> 
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("signalfd"))?;
     let oom = OomWatcher::for_pid(c.pid);
-    // Creation touched far more heap and stack than supervising needs.
-    super::trim::release();
     super::confine::confine().map_err(|source| MonitorError::Confine {
         id: id.to_string(),
         source,
