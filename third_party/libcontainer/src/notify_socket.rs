@@ -128,33 +128,33 @@ impl NotifySocket {
 
     pub fn notify_container_start(&mut self) -> Result<()> {
         tracing::debug!("notify container start");
-        let cwd = env::current_dir().map_err(NotifyListenerError::GetCwd)?;
+        // criox: the socket is reached through a descriptor of its directory
+        // (/proc/self/fd/N/notify.sock, short whatever the state root's length) instead of
+        // a chdir into it and back. The working directory belongs to the whole process: a
+        // chdir here moved every other thread of a threaded caller (the daemon) as well.
         let workdir = self
             .path
             .parent()
             .ok_or_else(|| NotifyListenerError::InvalidPath(self.path.to_owned()))?;
-        unistd::chdir(workdir).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: workdir.to_owned(),
-        })?;
         let socket_name = self
             .path
             .file_name()
             .ok_or_else(|| NotifyListenerError::InvalidPath(self.path.to_owned()))?;
-        let mut stream =
-            UnixStream::connect(socket_name).map_err(|e| NotifyListenerError::Connect {
-                source: e,
-                // ok to unwrap as OsStr should always be utf-8 compatible
-                name: socket_name.to_str().unwrap().to_owned(),
-            })?;
+        let dir = std::fs::File::open(workdir).map_err(|e| NotifyListenerError::Connect {
+            source: e,
+            name: workdir.display().to_string(),
+        })?;
+        let short = Path::new("/proc/self/fd")
+            .join(dir.as_raw_fd().to_string())
+            .join(socket_name);
+        let mut stream = UnixStream::connect(&short).map_err(|e| NotifyListenerError::Connect {
+            source: e,
+            name: self.path.display().to_string(),
+        })?;
         stream
             .write_all(b"start container")
             .map_err(NotifyListenerError::SendStartContainer)?;
         tracing::debug!("notify finished");
-        unistd::chdir(&cwd).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: cwd,
-        })?;
         Ok(())
     }
 }
