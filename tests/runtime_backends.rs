@@ -313,6 +313,38 @@ fn delete_removes_cgroup_and_state(kind: Kind) {
     );
 }
 
+/// The embedded runtime starts and deletes a container without hooks from the calling
+/// process (threaded here, as the daemon is); one with hooks goes through a process of
+/// its own, which runs them, in order.
+fn poststart_and_poststop_hooks_run(kind: Kind) {
+    let env = Env::new(kind, "hooks");
+    let id = env.id(1);
+    let log = env.path("hooks.log");
+    let hook = |name: &str| {
+        json!({"path": "/bin/sh",
+               "args": ["sh", "-c", format!("cat >/dev/null; echo {name} >> {}", log.display())]})
+    };
+    let launched = env.run(&id, &["sleep", "1000"], |v| {
+        v["hooks"] = json!({"poststart": [hook("poststart")], "poststop": [hook("poststop")]});
+    });
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "poststart\n",
+        "poststart ran once the container was started"
+    );
+    assert!(ProcessId::of(launched.pid).is_some(), "the container runs");
+    env.delete(&id);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "poststart\npoststop\n"
+    );
+    assert_eq!(container_cgroups(&id), Vec::<std::path::PathBuf>::new());
+    assert!(matches!(
+        env.rt.state(&id),
+        Err(criox_runtime::RuntimeError::NotFound { .. })
+    ));
+}
+
 fn pause_resume_and_update(kind: Kind) {
     let env = Env::new(kind, "pause");
     let id = env.id(1);
@@ -559,6 +591,7 @@ criox_testkit::on_both_backends!(
     kill_a_process_that_ignores_sigterm,
     memory_limit_oom_is_reported,
     delete_removes_cgroup_and_state,
+    poststart_and_poststop_hooks_run,
     pause_resume_and_update,
     monitor_survives_the_launcher,
     seccomp_masked_eq_takes_value_as_the_mask,

@@ -196,7 +196,19 @@ impl Runtime {
     /// monitor to record the exit and leave, then empties and removes `state_dir`. A
     /// container the runtime no longer knows is not an error when `state_dir` shows it ran.
     pub fn delete(&self, id: &str, state_dir: &Path, force: bool) -> Result<(), RuntimeError> {
-        match self.backend().delete(id, force) {
+        // As with start: the embedded runtime deletes a container without poststop hooks
+        // from this process.
+        let deleted = match self.choice {
+            RuntimeChoice::Embedded => {
+                match crate::embedded::Embedded::new(&self.root).delete_without_hooks(id, force) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.backend().delete(id, force),
+                    Err(e) => Err(e),
+                }
+            }
+            RuntimeChoice::External(_) => self.backend().delete(id, force),
+        };
+        match deleted {
             Ok(()) => {}
             Err(crate::backend::BackendError::NotFound { .. })
                 if state_dir.join(files::EXIT_FILE).exists()

@@ -90,6 +90,12 @@ impl Embedded {
     pub(crate) fn load(&self, id: &str) -> Result<Container, BackendError> {
         bundle::check_id(id)?;
         Self::ensure_one_thread(id)?;
+        self.load_from_any_thread(id)
+    }
+
+    /// [`Embedded::load`] for the verbs that are safe in a process of many threads.
+    fn load_from_any_thread(&self, id: &str) -> Result<Container, BackendError> {
+        bundle::check_id(id)?;
         let dir = self.container_dir(id);
         if !dir.join("state.json").exists() {
             return Err(BackendError::NotFound { id: id.to_string() });
@@ -97,30 +103,70 @@ impl Embedded {
         Container::load(dir).map_err(|e| Self::lib_err(id, "load state", e))
     }
 
-    /// Starts a created container from a process of many threads (the daemon), without the
-    /// process a `criox oci start` costs. Starting runs the container's poststart hooks,
-    /// which forks: with hooks, nothing is done and `Ok(false)` says so, and the caller
-    /// starts it from a process of its own. Without them, starting reads and writes the
-    /// container's state and tells its init to go (no chdir: see the libcontainer patch).
-    pub fn start_without_hooks(&self, id: &str) -> Result<bool, BackendError> {
-        bundle::check_id(id)?;
-        let dir = self.container_dir(id);
-        if !dir.join("state.json").exists() {
-            return Err(BackendError::NotFound { id: id.to_string() });
+    /// Whether the container has hooks of the kind `pick` chooses. Running hooks forks,
+    /// which a process of many threads must not do. A configuration that cannot be read
+    /// counts as having hooks: the process of its own then deals with it as before.
+    fn has_hooks(
+        &self,
+        id: &str,
+        pick: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
+    ) -> bool {
+        match YoukiConfig::load(self.container_dir(id)) {
+            Ok(config) => config
+                .hooks
+                .as_ref()
+                .and_then(|h| pick(h).as_ref())
+                .is_some_and(|hooks| !hooks.is_empty()),
+            Err(_) => true,
         }
-        let config = YoukiConfig::load(&dir)
-            .map_err(|e| BackendError::failed(id, "start", e.to_string()))?;
-        let has_hooks = config
-            .hooks
-            .as_ref()
-            .and_then(|h| h.poststart().as_ref())
-            .is_some_and(|hooks| !hooks.is_empty());
-        if has_hooks {
+    }
+
+    /// Starts a created container from a process of many threads (the daemon), without the
+    /// process a `criox oci start` costs. Starting runs the container's poststart hooks:
+    /// with hooks, nothing is done and `Ok(false)` says so, and the caller starts it from a
+    /// process of its own. Without them, starting reads and writes the container's state
+    /// and tells its init to go (no chdir: see the libcontainer patch).
+    pub fn start_without_hooks(&self, id: &str) -> Result<bool, BackendError> {
+        let mut c = self.load_from_any_thread(id)?;
+        if self.has_hooks(id, |h| h.poststart()) {
             return Ok(false);
         }
-        let mut c = Container::load(dir).map_err(|e| Self::lib_err(id, "load state", e))?;
         c.start().map_err(|e| Self::lib_err(id, "start", e))?;
         Ok(true)
+    }
+
+    /// [`Backend::delete`] from a process of many threads, as [`Embedded::start_without_hooks`]
+    /// starts: `Ok(false)` when the container has poststop hooks, which deleting runs.
+    /// Deleting kills through signals and the cgroup, removes the cgroup and the state:
+    /// nothing there changes the process.
+    pub fn delete_without_hooks(&self, id: &str, force: bool) -> Result<bool, BackendError> {
+        let c = self.load_from_any_thread(id)?;
+        if self.has_hooks(id, |h| h.poststop()) {
+            return Ok(false);
+        }
+        self.delete_loaded(id, c, force)?;
+        Ok(true)
+    }
+
+    fn delete_loaded(&self, id: &str, mut c: Container, force: bool) -> Result<(), BackendError> {
+        if force && matches!(status_of(&c), Status::Created | Status::Running) {
+            // libcontainer removes the cgroup right after its own SIGKILL, retrying for
+            // about 100 ms; a loaded node can take longer to tear the processes down, and
+            // the cgroup would stay behind. Killed and gone first, only the removal is left.
+            if let Some(pid) = c.pid() {
+                let _ = c.kill(nix::sys::signal::Signal::SIGKILL, true);
+                if let Some(init) = crate::process::ProcessId::of(pid.as_raw()) {
+                    init.wait_gone(std::time::Duration::from_secs(10));
+                }
+                c = self.load_from_any_thread(id)?;
+            }
+        }
+        c.delete(force)
+            .map_err(|e| Self::lib_err(id, "delete", e))?;
+        // A container whose config never got written leaves its directory behind.
+        let _ = std::fs::remove_dir_all(self.container_dir(id));
+        let _ = std::fs::remove_dir_all(self.shadow_bundle_dir(id));
+        Ok(())
     }
 
     /// The bundle the caller created the container from.
@@ -273,25 +319,8 @@ impl Backend for Embedded {
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), BackendError> {
-        let mut c = self.load(id)?;
-        if force && matches!(status_of(&c), Status::Created | Status::Running) {
-            // libcontainer removes the cgroup right after its own SIGKILL, retrying for
-            // about 100 ms; a loaded node can take longer to tear the processes down, and
-            // the cgroup would stay behind. Killed and gone first, only the removal is left.
-            if let Some(pid) = c.pid() {
-                let _ = c.kill(nix::sys::signal::Signal::SIGKILL, true);
-                if let Some(init) = crate::process::ProcessId::of(pid.as_raw()) {
-                    init.wait_gone(std::time::Duration::from_secs(10));
-                }
-                c = self.load(id)?;
-            }
-        }
-        c.delete(force)
-            .map_err(|e| Self::lib_err(id, "delete", e))?;
-        // A container whose config never got written leaves its directory behind.
-        let _ = std::fs::remove_dir_all(self.container_dir(id));
-        let _ = std::fs::remove_dir_all(self.shadow_bundle_dir(id));
-        Ok(())
+        let c = self.load(id)?;
+        self.delete_loaded(id, c, force)
     }
 
     fn state(&self, id: &str) -> Result<ContainerState, BackendError> {
