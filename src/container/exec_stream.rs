@@ -107,8 +107,9 @@ fn console_socket_name(nonce: &str) -> String {
 
 impl ContainerManager {
     /// Starts `cmd` in the running container `id`. With a terminal, `size` (rows, columns)
-    /// is set on it the moment the runtime hands the master over, which is before the
-    /// process has usually got past its own setup to read it.
+    /// goes in the process's `consoleSize`, which the runtime gives the terminal before the
+    /// process runs; it is set again the moment the runtime hands the master over, for a
+    /// runtime that ignores `consoleSize`.
     pub async fn spawn_exec(
         &self,
         id: &str,
@@ -117,7 +118,18 @@ impl ContainerManager {
         size: Option<(u16, u16)>,
     ) -> Result<ExecProcess, ContainerError> {
         let record = self.running_record(id)?;
-        let process = self.exec_process(&record.id, cmd, tty)?;
+        let mut process = self.exec_process(&record.id, cmd, tty)?;
+        if let (true, Some((rows, columns))) = (tty, size) {
+            let console = criox_runtime::oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(columns))
+                .build()
+                .map_err(|e| ContainerError::Internal {
+                    id: record.id.clone(),
+                    message: format!("cannot describe the terminal's size: {e}"),
+                })?;
+            process.set_console_size(Some(console));
+        }
         let runtime = self.runtime_of(&record)?;
         let dir = self.monitor_dir(&record.id);
         let nonce = super::manager::new_id();
