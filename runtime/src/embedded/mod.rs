@@ -90,12 +90,17 @@ impl Embedded {
     pub(crate) fn load(&self, id: &str) -> Result<Container, BackendError> {
         bundle::check_id(id)?;
         Self::ensure_one_thread(id)?;
-        self.load_from_any_thread(id)
+        self.load_checked(id)
     }
 
     /// [`Embedded::load`] for the verbs that are safe in a process of many threads.
     fn load_from_any_thread(&self, id: &str) -> Result<Container, BackendError> {
         bundle::check_id(id)?;
+        self.load_checked(id)
+    }
+
+    /// Loads the state of a container whose id has been checked.
+    fn load_checked(&self, id: &str) -> Result<Container, BackendError> {
         let dir = self.container_dir(id);
         if !dir.join("state.json").exists() {
             return Err(BackendError::NotFound { id: id.to_string() });
