@@ -136,6 +136,8 @@ impl Drop for TestNetwork {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
+        // host-local's leases; many tests keep them under the shared /tmp.
+        let _ = std::fs::remove_dir_all(&self.ipam_dir);
     }
 }
 
@@ -388,5 +390,21 @@ impl Drop for PodLeftovers {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestNetwork;
+
+    #[test]
+    fn a_dropped_network_leaves_no_ipam_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        let net = TestNetwork::new(parent.path());
+        std::fs::create_dir_all(net.ipam_dir.join(&net.name)).unwrap();
+        std::fs::write(net.ipam_dir.join(&net.name).join("10.1.2.3"), "id").unwrap();
+        let dir = net.ipam_dir.clone();
+        drop(net);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
     }
 }

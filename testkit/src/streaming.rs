@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Builds hack/streamclient once per test binary (offline, Debian's Go and libraries).
+static CLIENT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Builds hack/streamclient once per test binary (offline, Debian's Go and libraries). The
+/// binary is removed when the test binary exits, passed or failed.
 pub fn streamclient() -> &'static Path {
-    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let out = std::env::temp_dir().join(format!("criox-streamclient-{}", std::process::id()));
+        // SAFETY: registers a plain function that only removes a file.
+        unsafe { libc::atexit(remove_streamclient) };
         let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/streamclient/build"))
             .arg(&out)
             .status()
@@ -21,6 +25,12 @@ pub fn streamclient() -> &'static Path {
         assert!(status.success(), "building hack/streamclient failed");
         out
     })
+}
+
+extern "C" fn remove_streamclient() {
+    if let Some(path) = CLIENT.get() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The streaming server over host processes (testkit/streaming-host), which cargo builds
